@@ -1,0 +1,16 @@
+"""oneclass: deep one-class novelty detection (LSA, ALOCC, OLED, attention+entropy AE, baselines).
+
+    import oneclass
+    det = oneclass.create("dae", preset="mnist", epochs=20, seed=0, device="auto")
+    det.fit(x_train); det.score_samples(x)
+"""
+__version__ = "0.1.0"
+
+from . import data as datasets  # noqa: E402
+from . import metrics, protocols  # noqa: E402
+from .detector import Detector, load  # noqa: E402
+from .errors import DataError, ModelFileError, NotFittedError, OneClassError  # noqa: E402
+from .registry import create, methods  # noqa: E402
+
+__all__ = ["create", "load", "methods", "datasets", "metrics", "protocols", "Detector",
+           "OneClassError", "DataError", "ModelFileError", "NotFittedError", "__version__"]

@@ -1,0 +1,247 @@
+"""The `oneclass` command line. Errors are one line (exit code 1); `--debug` shows tracebacks."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from . import __version__
+from .errors import OneClassError
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """`--option key=value`; values are read as JSON where they parse (numbers, lists, true)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise OneClassError(f"--option takes key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+class _Group(click.Group):
+    """Turns library errors into one clear line unless --debug."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (OneClassError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted; finished runs and the last epoch checkpoint are kept "
+                       "(run again, with --resume for `fit`, to continue)", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(__version__, prog_name="oneclass")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Deep one-class novelty detection: fit on normal images, score new ones, evaluate methods."""
+    ctx.obj = {"debug": debug}
+
+
+data_root_option = click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                                help="Folder with the datasets in their standard layouts "
+                                     "(default: $ONECLASS_DATA, else ~/.cache/oneclass).")
+
+
+@main.command()
+def methods() -> None:
+    """List the registered methods."""
+    from .registry import detector_class, methods as registered
+    for name, text in registered().items():
+        click.echo(f"{name:14s} {text}\n{'':14s} presets: {', '.join(detector_class(name).presets)}")
+
+
+@main.command()
+def datasets() -> None:
+    """List the datasets `--dataset` accepts."""
+    from .data import describe
+    for name, text in describe().items():
+        click.echo(f"{name:15s} {text}")
+
+
+@main.command()
+@click.argument("name")
+@data_root_option
+@click.option("--base-url", default=None, help="Mirror to fetch from instead of the official server.")
+def download(name: str, data_root: str | None, base_url: str | None) -> None:
+    """Download a dataset (checksums verified) into the data root. Needs internet."""
+    from .data import default_data_root
+    from .data.download import download as fetch
+    folder = fetch(name, data_root or default_data_root(), base_url=base_url)
+    click.echo(f"{name} ready in {folder}")
+
+
+@main.command()
+@click.option("--method", "method", required=True, help="Method name (see `oneclass methods`).")
+@click.option("--dataset", default=None, help="Dataset name (see `oneclass datasets`).")
+@data_root_option
+@click.option("--normal-class", default=None, help="Class (index or name) that is normal.")
+@click.option("--train-dir", type=click.Path(exists=True), default=None,
+              help="Your own folder of normal images (flat, or train/<class>/) instead of --dataset.")
+@click.option("--preset", default=None, help="Hyper-parameter preset (default: from the dataset; mnist for --train-dir).")
+@click.option("--epochs", type=int, default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--option", "options", multiple=True, help="Method option key=value (repeatable).")
+@click.option("--quantile", type=float, default=0.95, show_default=True,
+              help="Threshold for `predict`: this quantile of the validation scores.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Model file to write.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last epoch checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def fit(method: str, dataset: str | None, data_root: str | None, normal_class: str | None, train_dir: str | None,
+        preset: str | None, epochs: int | None, seed: int, device: str, options: tuple[str, ...], quantile: float,
+        out: str, resume: bool, quiet: bool) -> None:
+    """Fit a detector on normal images and save it (one file)."""
+    from . import protocols
+    from .data import load as load_dataset, load_folder
+    from .registry import create, preset_for
+    if (dataset is None) == (train_dir is None):
+        raise OneClassError("give either --dataset (with --normal-class) or --train-dir")
+    if dataset is not None:
+        if normal_class is None:
+            raise OneClassError("--dataset needs --normal-class")
+        train, test = load_dataset(dataset, data_root)
+        split = protocols.standard(train, test, train.class_index(normal_class), seed)
+        x_train, x_val = split.train.images, split.val.images
+        preset = preset or preset_for(method, dataset)
+    else:
+        preset = preset or "mnist"
+    det = create(method, preset, epochs=epochs, seed=seed, device=device, **_parse_options(options))
+    if train_dir is not None:
+        data, _ = load_folder(train_dir, det.channels, det.image_size)
+        if len(data) < 10:
+            raise OneClassError(f"{train_dir}: only {len(data)} images; need at least 10 to train and validate")
+        perm = np.random.default_rng(seed).permutation(len(data))
+        n_val = max(1, round(0.1 * len(data)))
+        x_train, x_val = data.images[perm[:-n_val]], data.images[perm[-n_val:]]
+    t0 = time.perf_counter()
+    det.fit(x_train, x_val, **_train_files(det, Path(out), resume, not quiet))
+    det.set_threshold(x_val, quantile=quantile)
+    det.save(out)
+    ckpt = Path(str(out) + ".ckpt")
+    if ckpt.exists():
+        ckpt.unlink()
+    click.echo(f"fitted {method} ({preset}) on {len(x_train)} images in {time.perf_counter() - t0:.1f}s; "
+               f"threshold {det.threshold:.4g} (validation q{quantile:g}); saved {out}")
+
+
+def _train_files(det: Any, out: Path, resume: bool, progress: bool) -> dict[str, Any]:
+    from .neural import NeuralDetector
+    if not isinstance(det, NeuralDetector):
+        return {}
+    return {"checkpoint": Path(str(out) + ".ckpt"), "resume": resume,
+            "log_path": Path(str(out) + ".log.jsonl"), "progress": progress}
+
+
+@main.command()
+@click.option("--model", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--input", "input_path", type=click.Path(exists=True), required=True, help="Image file or folder.")
+@click.option("--output", type=click.Path(dir_okay=False), default="-", show_default=True, help="CSV file (- = stdout).")
+@click.option("--device", default="auto", show_default=True)
+def score(model: str, input_path: str, output: str, device: str) -> None:
+    """Score images with a saved model: one CSV row per image."""
+    from .data.folder import IMAGE_SUFFIXES, read_images
+    from .detector import load
+    det = load(model, device=device)
+    path = Path(input_path)
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise OneClassError(f"no image files in {path}")
+    images = read_images(files, det.channels, (det.image_size, det.image_size))
+    comps = det.score_components(images)
+    head = comps[det.headline]
+    labels = (head > det.threshold).astype(int) if det.threshold is not None else None
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["path", "score", *comps, *(["label"] if labels is not None else [])])
+    for i, f in enumerate(files):
+        writer.writerow([str(f), f"{head[i]:.6g}", *(f"{comps[c][i]:.6g}" for c in comps),
+                         *([int(labels[i])] if labels is not None else [])])
+    if output == "-":
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        from .fileio import write_text
+        write_text(output, buf.getvalue())
+        flagged = f", {int(labels.sum())} flagged novel" if labels is not None else ""
+        click.echo(f"scored {len(files)} images{flagged}; wrote {output}", err=True)
+
+
+@main.command()
+@click.option("--method", "method", required=True)
+@click.option("--dataset", required=True)
+@data_root_option
+@click.option("--protocol", type=click.Choice(["standard", "memae", "outlier-fraction", "coil"]), default="standard",
+              show_default=True)
+@click.option("--classes", default="all", show_default=True, help="Comma-separated classes, or all.")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option("--epochs", type=int, default=None, help="Training epochs (default: the preset's).")
+@click.option("--outlier-fractions", default="0.1,0.2,0.3,0.4,0.5", show_default=True,
+              help="For the outlier-fraction protocol.")
+@click.option("--preset", default=None)
+@click.option("--option", "options", multiple=True, help="Method option key=value (repeatable).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def evaluate(method: str, dataset: str, data_root: str | None, protocol: str, classes: str, seeds: str,
+             epochs: int | None, outlier_fractions: str, preset: str | None, options: tuple[str, ...], device: str,
+             results: str, quiet: bool) -> None:
+    """Run (or reuse) every (class, seed) run of a method on a protocol; print the table."""
+    from .evaluation import EvalSpec, evaluate as run, iter_groups, parse_classes, parse_numbers
+    from .report import _markdown, _settings, fraction_table, group_table
+    spec = EvalSpec(method=method, dataset=dataset, protocol=protocol, classes=parse_classes(classes),
+                    seeds=parse_numbers(seeds, int, "--seeds"), epochs=epochs,
+                    outlier_fractions=parse_numbers(outlier_fractions, float, "--outlier-fractions"),
+                    device=device, options=_parse_options(options), preset=preset)
+    runs = run(spec, data_root, results, progress=not quiet, echo=lambda s: click.echo(s, err=True))
+    if protocol == "outlier-fraction":
+        click.echo(fraction_table(runs))
+        return
+    for group in iter_groups(runs).values():
+        header, rows, notes = group_table(group)
+        click.echo(f"\n{method} on {dataset} ({protocol}); {_settings(group)}\n")
+        click.echo(_markdown(header, rows))
+        if notes:
+            click.echo("paper: " + "; ".join(notes))
+
+
+@main.command()
+@click.option("--results", type=click.Path(file_okay=False, exists=True), default="results", show_default=True)
+def report(results: str) -> None:
+    """Tables of every finished run (also written to RESULTS/report.md and report.csv)."""
+    from .report import report as make_report
+    click.echo(make_report(results))
+
+
+@main.command()
+@click.option("--method", "method", default="dae", show_default=True)
+@click.option("--digit", type=int, default=0, show_default=True, help="The normal digit.")
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="demo-output", show_default=True)
+def demo(method: str, digit: int, epochs: int, device: str, out: str) -> None:
+    """Quickstart on the embedded MNIST subset: fit on one digit, score the others, plot."""
+    from .demo import run_demo
+    run_demo(method=method, digit=digit, epochs=epochs, device=device, out=Path(out), echo=click.echo)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Datasets by name, read from a data root in their standard layouts.
+
+    >>> from oneclass import datasets
+    >>> datasets.names()
+    >>> train, test = datasets.load("mnist", data_root="../shared/datasets")
+"""
+from __future__ import annotations
+
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..fileio import atomic_open
+from .cifar import load_cifar10_split, load_cifar100_split
+from .folder import load_class_folder, load_flat_folder
+from .idx import load_idx_split
+from .images import ImageData, as_uint8_images, conform, to_float
+
+__all__ = ["ImageData", "names", "load", "describe", "default_data_root", "cache_dir",
+           "as_uint8_images", "conform", "to_float", "load_folder", "embedded"]
+
+EMBEDDED_FILE = Path(__file__).with_name("mnist_embedded.npz")
+
+MNIST_CLASSES = [str(i) for i in range(10)]
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot"]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck"]
+
+
+def default_data_root() -> Path:
+    """`$ONECLASS_DATA`, else `~/.cache/oneclass`."""
+    return Path(os.environ.get("ONECLASS_DATA") or Path.home() / ".cache" / "oneclass").expanduser()
+
+
+def cache_dir() -> Path:
+    """Where derived files (decoded image folders, extracted archives) go: `$ONECLASS_CACHE`,
+    else `~/.cache/oneclass/cache`. Never inside the data root, which may be read-only."""
+    return Path(os.environ.get("ONECLASS_CACHE") or Path.home() / ".cache" / "oneclass" / "cache").expanduser()
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    loader: Callable[[Path], tuple[ImageData, ImageData]]
+
+
+def _idx_folder(root: Path, sub: str) -> Path:
+    """torchvision layout `<root>/<sub>/raw/`, or the four files directly in `root`."""
+    for folder in (root / sub / "raw", root / sub, root):
+        if any((folder / f).exists() for f in ("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz")):
+            return folder
+    raise DataError(f"{sub} not found: expected {root / sub / 'raw'}/train-images-idx3-ubyte(.gz) and the "
+                    f"other three IDX files (or them directly in {root}); "
+                    f"fetch them with `oneclass download {sub.lower()} --data-root {root}` when online")
+
+
+def _load_mnist(root: Path) -> tuple[ImageData, ImageData]:
+    folder = _idx_folder(root, "MNIST")
+    return load_idx_split(folder, "train", MNIST_CLASSES), load_idx_split(folder, "test", MNIST_CLASSES)
+
+
+def _load_fashion(root: Path) -> tuple[ImageData, ImageData]:
+    folder = _idx_folder(root, "FashionMNIST")
+    return load_idx_split(folder, "train", FASHION_CLASSES), load_idx_split(folder, "test", FASHION_CLASSES)
+
+
+def _cifar10_jpeg_folder(root: Path) -> Path | None:
+    """The JPEG copy as a folder `cifar10-jpeg/{train,test}/<class>/`, extracting the
+    `cifar10-jpeg.tar.gz` archive into the cache when only the archive is present."""
+    for folder in (root / "cifar10-jpeg", root / "cifar10-jpeg" / "cifar10-jpeg"):
+        if (folder / "train").is_dir():
+            return folder
+    archive = root / "cifar10-jpeg.tar.gz"
+    if not archive.is_file():
+        return None
+    st = archive.stat()
+    target = cache_dir() / f"cifar10-jpeg-{st.st_size}-{st.st_mtime_ns}"
+    done = target / ".complete"
+    if not done.exists():
+        tmp = target.with_name(target.name + ".partial")
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DataError(f"{archive}: cannot extract ({e}); the archive is corrupt or truncated") from e
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        done.touch()
+    for folder in [target] + sorted(p for p in target.iterdir() if p.is_dir()):
+        if (folder / "train").is_dir():
+            return folder
+    raise DataError(f"{archive} holds no train/<class>/ folders")
+
+
+def _load_cifar10(root: Path) -> tuple[ImageData, ImageData]:
+    pickles = root / "cifar-10-batches-py"
+    if pickles.is_dir():
+        return load_cifar10_split(pickles, "train"), load_cifar10_split(pickles, "test")
+    folder = _cifar10_jpeg_folder(root)
+    if folder is None:
+        raise DataError(f"CIFAR-10 not found: expected {pickles}/ (python pickles) or {root}/cifar10-jpeg/ "
+                        f"(train/<class>/*.jpg) or {root}/cifar10-jpeg.tar.gz; fetch the pickles with "
+                        f"`oneclass download cifar10 --data-root {root}` when online")
+    train, test = _load_cifar10_jpeg(folder)
+    return train, test
+
+
+def _load_cifar10_jpeg(folder: Path) -> tuple[ImageData, ImageData]:
+    load = lambda split: load_class_folder(folder / split, 3, (32, 32), CIFAR10_CLASSES, cache_dir())
+    return load("train"), load("test")
+
+
+def _load_cifar10_jpeg_only(root: Path) -> tuple[ImageData, ImageData]:
+    folder = _cifar10_jpeg_folder(root)
+    if folder is None:
+        raise DataError(f"CIFAR-10 JPEG copy not found: expected {root}/cifar10-jpeg/train/<class>/ "
+                        f"or {root}/cifar10-jpeg.tar.gz")
+    return _load_cifar10_jpeg(folder)
+
+
+def _load_cifar100(root: Path) -> tuple[ImageData, ImageData]:
+    folder = root / "cifar-100-python"
+    if not folder.is_dir():
+        raise DataError(f"CIFAR-100 not found: expected {folder}/ with train, test, meta; fetch it with "
+                        f"`oneclass download cifar100 --data-root {root}` when online")
+    return load_cifar100_split(folder, "train"), load_cifar100_split(folder, "test")
+
+
+def embedded() -> tuple[ImageData, ImageData]:
+    """The small MNIST subset shipped inside the package (see scripts/make_embedded.py)."""
+    with np.load(EMBEDDED_FILE) as z:
+        parts = {k: torch.from_numpy(z[k]) for k in z.files}
+    make = lambda split: ImageData(parts[f"{split}_images"].unsqueeze(1).contiguous(),
+                                   parts[f"{split}_labels"].long(), list(MNIST_CLASSES))
+    return make("train"), make("test")
+
+
+_DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
+    DatasetInfo("mnist", "MNIST digits, IDX files in <root>/MNIST/raw/ (60k train, 10k test)", _load_mnist),
+    DatasetInfo("fashion-mnist", "Fashion-MNIST, IDX files in <root>/FashionMNIST/raw/", _load_fashion),
+    DatasetInfo("cifar10", "CIFAR-10: pickles in <root>/cifar-10-batches-py/, else the JPEG copy "
+                           "<root>/cifar10-jpeg[.tar.gz]", _load_cifar10),
+    DatasetInfo("cifar10-jpeg", "CIFAR-10 JPEG copy only (<root>/cifar10-jpeg[.tar.gz])", _load_cifar10_jpeg_only),
+    DatasetInfo("cifar100", "CIFAR-100 with 20 super-classes, <root>/cifar-100-python/", _load_cifar100),
+    DatasetInfo("mnist-embedded", "small MNIST subset shipped with the package (500 train + "
+                                  "200 test per digit); needs no data root", lambda root: embedded()),
+]}
+
+
+def names() -> list[str]:
+    """Names of the datasets `load` knows."""
+    return list(_DATASETS)
+
+
+def describe() -> dict[str, str]:
+    return {name: d.description for name, d in _DATASETS.items()}
+
+
+def load(name: str, data_root: str | os.PathLike | None = None) -> tuple[ImageData, ImageData]:
+    """(train, test) of dataset `name` from `data_root` (default: `default_data_root()`)."""
+    key = name.lower().replace("_", "-")
+    if key not in _DATASETS:
+        raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(names())} "
+                        "(or a folder of images via load_folder / --train-dir)")
+    root = Path(data_root).expanduser() if data_root else default_data_root()
+    return _DATASETS[key].loader(root)
+
+
+def source_of(name: str, data_root: str | os.PathLike | None) -> str:
+    """Which files a dataset name resolves to (recorded with results: pickles vs JPEG copy)."""
+    root = Path(data_root).expanduser() if data_root else default_data_root()
+    if name == "cifar10" and not (root / "cifar-10-batches-py").is_dir():
+        return "CIFAR-10 (JPEG copy)"
+    return {"cifar10": "CIFAR-10 (python pickles)", "cifar10-jpeg": "CIFAR-10 (JPEG copy)"}.get(name, name)
+
+
+def load_folder(path: str | os.PathLike, channels: int = 1, size: int | tuple[int, int] | None = 28
+                ) -> tuple[ImageData, ImageData | None]:
+    """A user's folder: `train/<class>/` (+ optional `test/<class>/`), or a flat folder of images."""
+    path = Path(path)
+    size_hw = (size, size) if isinstance(size, int) else size
+    if (path / "train").is_dir():
+        train = load_class_folder(path / "train", channels, size_hw)
+        test = (load_class_folder(path / "test", channels, size_hw, train.classes)
+                if (path / "test").is_dir() else None)
+        return train, test
+    return load_flat_folder(path, channels, size_hw), None

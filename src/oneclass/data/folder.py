@@ -1,0 +1,111 @@
+"""Folders of image files: `<root>/train/<class>/*.png|jpg` (optional `test/`), or a flat folder.
+
+Decoding tens of thousands of small files is the slow part, so a decoded folder is cached as one
+uint8 `.npz` keyed on the file list, sizes and modification times (any change rebuilds it)."""
+from __future__ import annotations
+
+import hashlib
+import io
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DataError
+from ..fileio import atomic_open
+from .images import ImageData
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_image(path: Path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+    """One image file → uint8 C×H×W, converted to grey or RGB and resized (bilinear) if asked."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            if size is not None and im.size != (size[1], size[0]):
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from e
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+def read_images(paths: list[Path], channels: int, size: tuple[int, int] | None) -> torch.Tensor:
+    """Decode many files in threads (PIL releases the GIL while decoding); all must share a size."""
+    if not paths:
+        raise DataError("no image files to read")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        arrays = list(pool.map(lambda p: read_image(p, channels, size), paths))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise DataError(f"images differ in size {sorted(shapes)[:3]}…; give a size to resize them to")
+    return torch.from_numpy(np.stack(arrays))
+
+
+def _signature(files: list[Path], channels: int, size) -> str:
+    h = hashlib.sha256(f"{channels}|{size}".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def load_class_folder(split_dir: str | Path, channels: int, size: tuple[int, int] | None,
+                      classes: list[str] | None = None, cache_dir: Path | None = None) -> ImageData:
+    """`split_dir/<class>/*.ext` → ImageData with labels indexing the sorted class names."""
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise DataError(f"missing folder {split_dir}")
+    if classes is None:
+        classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"{split_dir} has no class sub-folders (expected {split_dir}/<class>/*.png)")
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        class_dir = split_dir / name
+        found = list_images(class_dir) if class_dir.is_dir() else []
+        files += found
+        labels += [label] * len(found)
+    if not files:
+        raise DataError(f"no image files under {split_dir}/<class>/")
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"folder-{_signature(files, channels, size)}.npz"
+        if cache.is_file():
+            try:
+                with np.load(cache) as z:
+                    images = torch.from_numpy(z["images"])
+                if len(images) == len(files):
+                    return ImageData(images, torch.tensor(labels), classes, [str(f) for f in files])
+            except Exception:
+                pass  # a damaged cache is rebuilt below
+    images = read_images(files, channels, size)
+    if cache is not None:
+        buf = io.BytesIO()
+        np.savez(buf, images=images.numpy())
+        with atomic_open(cache) as fh:
+            fh.write(buf.getvalue())
+    return ImageData(images, torch.tensor(labels, dtype=torch.long), classes, [str(f) for f in files])
+
+
+def load_flat_folder(folder: str | Path, channels: int, size: tuple[int, int] | None) -> ImageData:
+    """All images directly inside `folder` (a user's folder of normal samples), label 0."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"missing folder {folder}")
+    files = list_images(folder)
+    if not files:
+        # also accept a class-folder tree and take every image in it
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    images = read_images(files, channels, size)
+    return ImageData(images, torch.zeros(len(files), dtype=torch.long), ["normal"], [str(f) for f in files])

@@ -1,0 +1,119 @@
+"""The in-memory image container and the conversion of user inputs into it.
+
+Images are held as a compact uint8 tensor N×C×H×W; they become float only per batch, on the
+device that trains or scores (see `to_float`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import DataError
+
+
+@dataclass
+class ImageData:
+    """Images (uint8, N×C×H×W), integer labels (N,) and the class names they index."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str] = field(default_factory=list)
+    paths: list[str] | None = None  # file of each image, when read from a folder
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise DataError(f"ImageData needs a uint8 N×C×H×W tensor, got {self.images.dtype} "
+                            f"with shape {tuple(self.images.shape)}")
+        if self.labels.shape != (len(self.images),):
+            raise DataError(f"{len(self.images)} images but {tuple(self.labels.shape)} labels")
+        if self.paths is not None and len(self.paths) != len(self.images):
+            raise DataError(f"{len(self.images)} images but {len(self.paths)} paths")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: np.ndarray | torch.Tensor) -> "ImageData":
+        index = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        paths = [self.paths[i] for i in index.tolist()] if self.paths is not None else None
+        return ImageData(self.images[index], self.labels[index], list(self.classes), paths)
+
+    def class_index(self, name_or_index: int | str) -> int:
+        """The label of a class given by its index or its name."""
+        if isinstance(name_or_index, str) and not name_or_index.isdigit():
+            if name_or_index not in self.classes:
+                raise DataError(f"unknown class {name_or_index!r}; classes are {self.classes}")
+            return self.classes.index(name_or_index)
+        index = int(name_or_index)
+        n = len(self.classes) if self.classes else int(self.labels.max()) + 1
+        if not 0 <= index < n:
+            raise DataError(f"class index {index} out of range 0..{n - 1}")
+        return index
+
+
+def as_uint8_images(x: Any, *, name: str = "input") -> torch.Tensor:
+    """Turn what a user passes (array or tensor, N×H×W or N×C×H×W or N×H×W×C, uint8 or float)
+    into a uint8 N×C×H×W tensor, with a clear error for anything that cannot be an image batch.
+
+    Floats are taken as [0, 1] when their range allows it, else as [0, 255]; values outside
+    either range are an error rather than a silent clip."""
+    if isinstance(x, ImageData):
+        return x.images
+    if isinstance(x, (list, tuple)):
+        x = np.asarray(x)
+    if isinstance(x, np.ndarray):
+        if x.dtype == object:
+            raise DataError(f"{name}: an object array cannot be read as images")
+        t = torch.from_numpy(np.ascontiguousarray(x))
+    elif isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+    else:
+        raise DataError(f"{name}: expected a numpy array, a torch tensor or ImageData, got {type(x).__name__}")
+    if t.ndim not in (3, 4):
+        raise DataError(f"{name}: expected images shaped N×H×W or N×C×H×W, got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise DataError(f"{name}: no images (empty batch)")
+    if t.ndim == 3:
+        t = t.unsqueeze(1)
+    elif t.shape[1] not in (1, 3) and t.shape[-1] in (1, 3):
+        t = t.permute(0, 3, 1, 2)  # N×H×W×C, as PIL/NumPy images come
+    if t.shape[1] not in (1, 3):
+        raise DataError(f"{name}: images need 1 or 3 channels, got shape {tuple(t.shape)}")
+    if t.dtype == torch.uint8:
+        return t.contiguous()
+    if t.dtype == torch.bool or t.is_complex():
+        raise DataError(f"{name}: unsupported dtype {t.dtype}")
+    t = t.to(torch.float32)
+    if not torch.isfinite(t).all():
+        bad = int((~torch.isfinite(t)).flatten(1).any(1).sum())
+        raise DataError(f"{name}: {bad} image(s) contain NaN or infinite values")
+    lo, hi = float(t.min()), float(t.max())
+    if lo < 0.0 or hi > 255.0:
+        raise DataError(f"{name}: pixel values must lie in [0, 1] or [0, 255], found [{lo:g}, {hi:g}]")
+    scale = 255.0 if hi <= 1.0 else 1.0
+    return (t * scale).round_().clamp_(0, 255).to(torch.uint8).contiguous()
+
+
+def conform(images: torch.Tensor, channels: int, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bring uint8 images to the channel count and spatial size a model expects
+    (grey↔RGB, bilinear resize), staying uint8."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    c = images.shape[1]
+    if c != channels:
+        if channels == 1:  # ITU-R 601 luma, as PIL's "L" conversion
+            w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * w).sum(1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
+        else:
+            images = images.expand(-1, channels, -1, -1)
+    if tuple(images.shape[-2:]) != size:
+        images = F.interpolate(images.float(), size=size, mode="bilinear", align_corners=False,
+                               antialias=True).round_().clamp_(0, 255).to(torch.uint8)
+    return images.contiguous()
+
+
+def to_float(batch: torch.Tensor, value_range: Sequence[float]) -> torch.Tensor:
+    """uint8 batch → float in the model's value range, e.g. (0, 1) or (-1, 1)."""
+    lo, hi = value_range
+    return batch.float().mul_((hi - lo) / 255.0).add_(lo)

@@ -1,0 +1,224 @@
+"""The detector API every method implements (scikit-learn / PyOD habit; higher score = more novel).
+
+    det = oneclass.create("dae", preset="mnist", epochs=20, seed=0, device="auto")
+    det.fit(x_train)                 # normal samples only; 10% held out for normalisation
+    det.score_samples(x)             # numpy (N,)
+    det.score_components(x)          # {"rec": ..., ...}
+    det.set_threshold(x_val, quantile=0.95); det.predict(x)
+    det.save("model.oneclass"); oneclass.load("model.oneclass")
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from . import __version__
+from .data.images import ImageData, as_uint8_images, conform
+from .errors import DataError, ModelFileError, NotFittedError, OneClassError
+from .fileio import _json_default, atomic_open
+
+MODEL_FORMAT = "oneclass-model"
+MODEL_FORMAT_VERSION = 1
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise OneClassError(f"unknown device {device!r}; use cpu, cuda or auto") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise OneClassError("device 'cuda' asked for, but no CUDA device is available; use --device cpu or auto")
+    return dev
+
+
+def versions() -> dict[str, str]:
+    import sklearn
+    return {"oneclass": __version__, "torch": str(torch.__version__), "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+
+
+class Detector:
+    """Base class: configuration from presets, input conversion, thresholding, save/load.
+
+    Subclasses set `name`, `description`, `defaults`, `presets`, `components`, `headline`, and
+    implement `_fit(train, val)`, `_score(images) -> {component: np.ndarray}`, and
+    `_get_state()` / `_set_state(state)` for what `save` must keep beyond the config."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    components: ClassVar[tuple[str, ...]] = ()
+    headline: ClassVar[str] = ""
+
+    def __init__(self, preset: str = "mnist", *, epochs: int | None = None, seed: int = 0,
+                 device: str | None = "auto", **overrides: Any) -> None:
+        if preset not in self.presets:
+            raise OneClassError(f"method {self.name!r} has no preset {preset!r}; presets: {', '.join(self.presets)}")
+        config = copy.deepcopy({**self.defaults, **self.presets[preset]})
+        unknown = sorted(set(overrides) - set(config))
+        if unknown:
+            raise OneClassError(f"unknown option(s) {unknown} for method {self.name!r}; options: {sorted(config)}")
+        config.update(overrides)
+        if epochs is not None:
+            if "epochs" not in config:
+                raise OneClassError(f"method {self.name!r} does not train in epochs")
+            if int(epochs) < 1:
+                raise OneClassError(f"epochs must be at least 1, got {epochs}")
+            config["epochs"] = int(epochs)
+        self.preset = preset
+        self.config: dict[str, Any] = config
+        self.seed = int(seed)
+        self.device_name = "auto" if device is None else str(device)
+        self.threshold: float | None = None
+        self.threshold_rule: dict[str, Any] | None = None
+        self.fitted = False
+        self.fit_info: dict[str, Any] = {}
+
+    # ---- input convention -------------------------------------------------------------
+    @property
+    def channels(self) -> int:
+        return int(self.config["channels"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config["size"])
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.device_name)
+
+    def prepare(self, x: Any, name: str = "input") -> torch.Tensor:
+        """Any accepted image input → uint8 N×C×H×W in this detector's channels and size."""
+        images = as_uint8_images(x, name=name)
+        return conform(images, self.channels, self.image_size)
+
+    # ---- estimator API ------------------------------------------------------------------
+    def fit(self, x: Any, x_val: Any = None, **train_options: Any) -> "Detector":
+        """Fit on normal samples. Without `x_val`, a seeded 10% of `x` is held out for the
+        validation loss and score normalisation."""
+        train = self.prepare(x, "training data")
+        if x_val is None:
+            if len(train) < 10:
+                raise DataError(f"only {len(train)} training samples: need at least 10 "
+                                "(or pass x_val explicitly)")
+            perm = torch.from_numpy(np.random.default_rng(self.seed).permutation(len(train)))
+            n_val = max(1, int(round(0.1 * len(train))))
+            train, val = train[perm[:-n_val]], train[perm[-n_val:]]
+        else:
+            val = self.prepare(x_val, "validation data")
+        if len(train) < 2:
+            raise DataError(f"only {len(train)} training sample(s): need at least 2")
+        self._fit(train, val, **train_options)
+        self.fitted = True
+        return self
+
+    def score_components(self, x: Any) -> dict[str, np.ndarray]:
+        self._check_fitted()
+        out = self._score(self.prepare(x))
+        return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+    def score_samples(self, x: Any) -> np.ndarray:
+        return self.score_components(x)[self.headline]
+
+    def set_threshold(self, x: Any, quantile: float | None = None, contamination: float | None = None) -> float:
+        """Threshold on `score_samples` from reference data: its `quantile` (e.g. 0.95: 5% of
+        normal reference samples flagged), or, for data with a known fraction of anomalies,
+        `contamination` (the top fraction is flagged)."""
+        if (quantile is None) == (contamination is None):
+            raise OneClassError("give exactly one of quantile= or contamination=")
+        q = quantile if quantile is not None else 1.0 - float(contamination)
+        if not 0.0 <= q <= 1.0:
+            raise OneClassError(f"quantile/contamination must lie in [0, 1], got {quantile or contamination}")
+        scores = self.score_samples(x)
+        self.threshold = float(np.quantile(scores, q))
+        self.threshold_rule = {"quantile": quantile} if quantile is not None else {"contamination": contamination}
+        return self.threshold
+
+    def predict(self, x: Any) -> np.ndarray:
+        """1 = novel (score above the threshold), 0 = normal."""
+        if self.threshold is None:
+            raise NotFittedError("no threshold: call set_threshold(x_val, quantile=...) first")
+        return (self.score_samples(x) > self.threshold).astype(np.int64)
+
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise NotFittedError(f"this {self.name} detector is not fitted yet: call fit() first")
+
+    # ---- to implement -------------------------------------------------------------------
+    def _fit(self, train: torch.Tensor, val: torch.Tensor, **train_options: Any) -> None:
+        raise NotImplementedError
+
+    def _score(self, images: torch.Tensor) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _get_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    # ---- persistence --------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """One file, written atomically: config, weights, normalisation, threshold, versions."""
+        self._check_fitted()
+        # everything but the tensors goes through JSON: plain types only, loadable weights-only
+        meta = json.loads(json.dumps({
+            "method": self.name, "preset": self.preset, "config": self.config, "seed": self.seed,
+            "threshold": self.threshold, "threshold_rule": self.threshold_rule,
+            "fit_info": self.fit_info, "versions": versions()}, default=_json_default))
+        payload = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, **meta,
+                   "state": self._get_state()}
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        path = Path(path)
+        with atomic_open(path) as fh:
+            fh.write(buf.getvalue())
+        return path
+
+    def __repr__(self) -> str:
+        state = "fitted" if self.fitted else "not fitted"
+        return f"{type(self).__name__}(preset={self.preset!r}, seed={self.seed}, {state})"
+
+
+def load(path: str | os.PathLike, device: str | None = "auto") -> Detector:
+    """Load a saved detector. No code in the file is executed (weights-only unpickling)."""
+    from .registry import detector_class
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"no model file at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle, refused globals: all mean "not ours"
+        raise ModelFileError(f"{path} is not a readable oneclass model (corrupt, truncated or foreign file): "
+                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{path} is not a oneclass model file")
+    if payload.get("format_version") != MODEL_FORMAT_VERSION:
+        raise ModelFileError(f"{path} has model format {payload.get('format_version')}; this oneclass "
+                             f"reads format {MODEL_FORMAT_VERSION}")
+    try:
+        cls = detector_class(payload["method"])
+        det = cls.__new__(cls)  # state comes from the file, not from the presets
+        det.preset, det.config, det.seed = payload["preset"], payload["config"], payload["seed"]
+        det.device_name = "auto" if device is None else str(device)
+        det.threshold, det.threshold_rule = payload["threshold"], payload["threshold_rule"]
+        det.fit_info = payload.get("fit_info", {})
+        det._set_state(payload["state"])
+        det.fitted = True
+    except OneClassError:
+        raise
+    except (KeyError, TypeError, RuntimeError, ValueError) as e:
+        raise ModelFileError(f"{path}: model file is incomplete or does not match method "
+                             f"{payload.get('method')!r}: {type(e).__name__}: {e}") from e
+    return det

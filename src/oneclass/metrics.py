@@ -1,0 +1,116 @@
+"""Metrics of novelty detection (label 1 = novel, higher score = more novel) and the min-max
+normalisation used to add scores that live on different scales (LSA eq. 10).
+
+ROC and PR curves come from scikit-learn; only what it lacks (EER, best F1 over thresholds)
+is derived here from its curves."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score, roc_curve
+
+from .errors import DataError
+
+
+def _check(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if labels.shape != scores.shape:
+        raise DataError(f"{labels.size} labels but {scores.size} scores")
+    if labels.size == 0:
+        raise DataError("no samples to evaluate")
+    if not np.isin(labels, (0, 1)).all():
+        raise DataError("labels must be 0 (normal) or 1 (novel)")
+    if not np.isfinite(scores).all():
+        raise DataError(f"{int((~np.isfinite(scores)).sum())} scores are NaN or infinite")
+    if labels.min() == labels.max():
+        which = "novel" if labels[0] == 1 else "normal"
+        raise DataError(f"only {which} samples in the evaluation set: AUROC/EER need both normal and novel")
+    return labels.astype(np.int64), scores
+
+
+def auroc(labels, scores) -> float:
+    labels, scores = _check(labels, scores)
+    return float(roc_auc_score(labels, scores))
+
+
+def aupr(labels, scores) -> float:
+    """Average precision with the novel class as positive."""
+    labels, scores = _check(labels, scores)
+    return float(average_precision_score(labels, scores))
+
+
+def eer(labels, scores) -> tuple[float, float]:
+    """Equal error rate and its threshold: where FPR = FNR (= 1 − TPR), linearly interpolated
+    between the two ROC points that bracket the crossing."""
+    labels, scores = _check(labels, scores)
+    fpr, tpr, thr = roc_curve(labels, scores, drop_intermediate=False)
+    fnr = 1.0 - tpr
+    diff = fpr - fnr  # rises from −1 to +1 along the curve
+    i = int(np.flatnonzero(diff >= 0)[0])
+    if i == 0 or diff[i] == 0:
+        t = thr[i] if np.isfinite(thr[i]) else thr[i + 1] if i + 1 < len(thr) else scores.max()
+        return float(fpr[i]), float(t)
+    a = diff[i - 1] / (diff[i - 1] - diff[i])  # fraction of the way from point i−1 to i
+    rate = fpr[i - 1] + a * (fpr[i] - fpr[i - 1])
+    t_lo = thr[i - 1] if np.isfinite(thr[i - 1]) else thr[i]
+    threshold = t_lo + a * (thr[i] - t_lo)
+    return float(rate), float(threshold)
+
+
+def f1_at(labels, scores, threshold: float) -> float:
+    """F1 of the novel class when `score >= threshold` is called novel."""
+    labels, scores = _check(labels, scores)
+    return float(f1_score(labels, (scores >= threshold).astype(np.int64), zero_division=0.0))
+
+
+def f1_best(labels, scores) -> tuple[float, float]:
+    """Best F1 (novel = positive) over all thresholds, and the threshold giving it."""
+    labels, scores = _check(labels, scores)
+    precision, recall, thr = precision_recall_curve(labels, scores)
+    p, r = precision[:-1], recall[:-1]  # the last point has no threshold
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
+    i = int(np.argmax(f1))
+    return float(f1[i]), float(thr[i])
+
+
+def evaluate(labels, scores) -> dict[str, float]:
+    """The standard set of metrics for one score component."""
+    e, e_thr = eer(labels, scores)
+    f1, f1_thr = f1_best(labels, scores)
+    return {"auroc": auroc(labels, scores), "aupr": aupr(labels, scores), "eer": e,
+            "eer_threshold": e_thr, "f1_best": f1, "f1_best_threshold": f1_thr}
+
+
+def evaluate_components(labels, components: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    return {name: evaluate(labels, s) for name, s in components.items()}
+
+
+@dataclass
+class MinMax:
+    """Min-max scaling fitted on a reference set: (s − min) / (max − min) (LSA eq. 10, with the
+    misprinted numerator corrected). Scores beyond the reference range map outside [0, 1];
+    that is deliberate, a test sample can be more novel than anything seen in validation."""
+
+    low: float
+    high: float
+
+    @classmethod
+    def fit(cls, reference) -> "MinMax":
+        reference = np.asarray(reference, dtype=np.float64).ravel()
+        if reference.size == 0:
+            raise DataError("cannot fit a normalisation on an empty reference set")
+        if not np.isfinite(reference).all():
+            raise DataError("the normalisation reference set contains NaN or infinite scores")
+        return cls(float(reference.min()), float(reference.max()))
+
+    def __call__(self, scores) -> np.ndarray:
+        span = self.high - self.low
+        # a constant reference (e.g. a single sample) cannot set a scale: only shift it
+        return (np.asarray(scores, dtype=np.float64) - self.low) / (span if span > 0 else 1.0)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"low": self.low, "high": self.high}

@@ -1,0 +1,245 @@
+"""LSA: Latent Space Autoregression (Abati et al., CVPR 2019), image presets; and `dae`, its
+autoencoder without the estimator (the paper's DAE baseline and ablation).
+
+Encoder f → code z ∈ [0,1]^d (sigmoid); decoder g; estimator h models p(z) autoregressively
+with masked fully connected (MFC) layers, each position's CPD a multinomial over B bins.
+Loss REC + λ·LLK (eq. 4); novelty NS = norm(REC) + norm(LLK) (eqs. 9–10)."""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..neural import NEURAL_DEFAULTS, NeuralDetector, per_sample_sq_error
+from ..training import StepContext
+
+
+# ---- residual building blocks (Fig. 1(ii) of the paper; official code) ---------------------
+class ResidualOp(nn.Module):
+    """act(BN(f2(act(BN(f1(x))))) + BN(f3(x))) — the shortcut is the identity without f3."""
+
+    def __init__(self, f1: nn.Module, f2: nn.Module, f3: nn.Module | None, c_out: int,
+                 bn=nn.BatchNorm2d, slope: float = 0.01) -> None:
+        super().__init__()
+        self.branch = nn.Sequential(f1, bn(c_out), nn.LeakyReLU(slope), f2, bn(c_out))
+        self.shortcut = nn.Sequential(f3, bn(c_out)) if f3 is not None else nn.Identity()
+        self.act = nn.LeakyReLU(slope)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.branch(x) + self.shortcut(x))
+
+
+def down_block(c_in: int, c_out: int) -> ResidualOp:
+    return ResidualOp(nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False),
+                      nn.Conv2d(c_in, c_out, 1, 2, 0, bias=False), c_out)
+
+
+def up_block(c_in: int, c_out: int) -> ResidualOp:
+    return ResidualOp(nn.ConvTranspose2d(c_in, c_out, 5, 2, 2, output_padding=1, bias=False),
+                      nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False),
+                      nn.ConvTranspose2d(c_in, c_out, 1, 2, 0, output_padding=1, bias=False), c_out)
+
+
+def residual_block(c: int) -> ResidualOp:
+    return ResidualOp(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.Conv2d(c, c, 3, 1, 1, bias=False), None, c)
+
+
+def _fc(c_in: int, c_out: int, slope: float = 0.01) -> list[nn.Module]:
+    return [nn.Linear(c_in, c_out), nn.BatchNorm1d(c_out), nn.LeakyReLU(slope)]
+
+
+class Encoder(nn.Module):
+    def __init__(self, arch: str, code_length: int) -> None:
+        super().__init__()
+        if arch == "mnist":      # 1×28×28 → 64×7×7
+            conv, (c, s) = [down_block(1, 32), down_block(32, 64)], (64, 7)
+            hidden = 64
+        elif arch == "cifar10":  # 3×32×32 → 30×30 → 256×4×4
+            conv = [nn.Conv2d(3, 32, 3, 1, 0, bias=False), residual_block(32),
+                    down_block(32, 64), down_block(64, 128), down_block(128, 256)]
+            (c, s), hidden = (256, 4), 256
+        else:
+            raise ValueError(f"unknown LSA architecture {arch!r}")
+        self.conv = nn.Sequential(*conv)
+        self.fc = nn.Sequential(*_fc(c * s * s, hidden), nn.Linear(hidden, code_length), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).flatten(1))
+
+
+class Decoder(nn.Module):
+    def __init__(self, arch: str, code_length: int) -> None:
+        super().__init__()
+        if arch == "mnist":
+            self.shape, hidden = (64, 7, 7), 64
+            conv = [up_block(64, 32), up_block(32, 16), nn.Conv2d(16, 1, 1, bias=False)]
+        elif arch == "cifar10":
+            self.shape, hidden = (256, 4, 4), 256
+            conv = [up_block(256, 128), up_block(128, 64), up_block(64, 32), residual_block(32),
+                    nn.Conv2d(32, 3, 1, bias=False)]
+        else:
+            raise ValueError(f"unknown LSA architecture {arch!r}")
+        self.fc = nn.Sequential(*_fc(code_length, hidden), *_fc(hidden, int(np.prod(self.shape))))
+        self.conv = nn.Sequential(*conv)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.fc(z).view(-1, *self.shape))  # no output activation (official code)
+
+
+# ---- autoregressive estimators --------------------------------------------------------------
+class MaskedFullyConnection(nn.Linear):
+    """MFC (eq. 6): a linear map (B, d, c_in) → (B, d, c_out) in which output position j sees
+    input positions i < j (type A) or i ≤ j (type B). The 0/1 mask multiplies the weight in the
+    forward pass, so masked weights get zero gradient and optimiser state stays clean."""
+
+    def __init__(self, mask_type: str, code_length: int, c_in: int, c_out: int) -> None:
+        if mask_type not in ("A", "B"):
+            raise ValueError("mask_type must be 'A' or 'B'")
+        super().__init__(code_length * c_in, code_length * c_out)
+        self.mask_type, self.code_length, self.c_in, self.c_out = mask_type, code_length, c_in, c_out
+        pos_out = torch.arange(code_length).repeat_interleave(c_out)[:, None]  # row j·c_out + o
+        pos_in = torch.arange(code_length).repeat_interleave(c_in)[None, :]    # column i·c_in + c
+        mask = pos_in < pos_out if mask_type == "A" else pos_in <= pos_out
+        self.register_buffer("mask", mask.float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        y = F.linear(x.reshape(b, -1), self.weight * self.mask, self.bias)
+        return y.view(b, self.code_length, self.c_out)
+
+    def effective_parameters(self) -> int:
+        """Weights that can be non-zero plus biases (the count of supplement §12)."""
+        return int(self.mask.sum()) + self.bias.numel()
+
+
+class MFCEstimator(nn.Module):
+    """Table 2: MFC 1→32 (A), 3 × MFC 32→32 (B), MFC 32→B (B), LeakyReLU between layers."""
+
+    def __init__(self, code_length: int, hidden: tuple[int, ...] = (32, 32, 32, 32), bins: int = 100) -> None:
+        super().__init__()
+        widths = (1, *hidden)
+        layers: list[nn.Module] = []
+        for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            layers += [MaskedFullyConnection("A" if k == 0 else "B", code_length, a, b), nn.LeakyReLU()]
+        layers.append(MaskedFullyConnection("B", code_length, widths[-1], bins))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.unsqueeze(-1))  # (B, d) → logits (B, d, bins)
+
+
+class LSTMEstimator(nn.Module):
+    """The recurrent ablation (Fig. 6b): an LSTM reads z_1..z_{j−1} and predicts the CPD of z_j;
+    the input is the code shifted right by one (a zero first), so causality holds by design."""
+
+    def __init__(self, code_length: int, hidden: int = 100, bins: int = 100) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(1, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, bins)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        shifted = F.pad(z, (1, 0))[:, :-1].unsqueeze(-1)
+        out, _ = self.lstm(shifted)
+        return self.head(out)
+
+
+def quantise(z: torch.Tensor, bins: int) -> torch.Tensor:
+    """Bin index of each code value in [0, 1]: floor(z·B), with z = 1 in the last bin."""
+    return (z.detach() * bins).long().clamp_(0, bins - 1)
+
+
+def surprisal(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """LLK per sample (eq. 11): Σ_j −log p(bin(z_j) | z_<j)."""
+    target = quantise(z, logits.shape[-1])
+    return F.cross_entropy(logits.transpose(1, 2), target, reduction="none").sum(1)
+
+
+# ---- detectors ---------------------------------------------------------------------------------
+class LSADetector(NeuralDetector):
+    name = "lsa"
+    description = "Latent Space Autoregression (Abati et al. CVPR 2019): AE + MFC density on the code; NS score"
+    defaults = {**NEURAL_DEFAULTS, "value_range": (0.0, 1.0), "code_length": 64, "bins": 100,
+                "estimator": "mfc", "lam": 1.0, "noise_std": 0.0, "select": "loss"}
+    presets = {
+        # Table 2 of the supplement: λ, learning rate, batch size; epochs are not published
+        "mnist": {"arch": "mnist", "channels": 1, "size": 28, "lam": 1.0, "lr": 1e-4, "batch_size": 256,
+                  "epochs": 30},
+        "cifar10": {"arch": "cifar10", "channels": 3, "size": 32, "lam": 0.1, "lr": 1e-3, "batch_size": 256,
+                    "epochs": 30},
+    }
+    components = ("rec", "llk", "ns")
+    headline = "ns"
+    normalised = ("rec", "llk")
+
+    @property
+    def uses_estimator(self) -> bool:
+        if self.config["estimator"] not in ("mfc", "lstm", "none"):
+            raise ValueError(f"estimator must be mfc, lstm or none, got {self.config['estimator']!r}")
+        return self.config["estimator"] != "none"
+
+    def build_networks(self) -> dict[str, nn.Module]:
+        arch, d = self.config["arch"], self.config["code_length"]
+        nets: dict[str, nn.Module] = {"encoder": Encoder(arch, d), "decoder": Decoder(arch, d)}
+        if self.config["estimator"] == "mfc":
+            nets["estimator"] = MFCEstimator(d, bins=self.config["bins"])
+        elif self.uses_estimator:
+            nets["estimator"] = LSTMEstimator(d, bins=self.config["bins"])
+        return nets
+
+    def _losses(self, x: torch.Tensor, x_in: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.networks["encoder"](x_in)
+        out = {"rec": per_sample_sq_error(self.networks["decoder"](z), x)}
+        if self.uses_estimator:
+            # the estimator sees z itself (not detached): LLK's gradient reaches the encoder
+            out["llk"] = surprisal(self.networks["estimator"](z), z)
+        return out
+
+    def _total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = losses["rec"]
+        if "llk" in losses:
+            total = total + self.config["lam"] * losses["llk"]
+        return total
+
+    def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+        x = self.inputs(batch)
+        x_in = x
+        if self.config["noise_std"] > 0:
+            x_in = x + self.config["noise_std"] * torch.randn(x.shape, generator=ctx.generator, device=x.device)
+        losses = self._losses(x, x_in)
+        loss = self._total(losses).mean()
+        opt = self.optimizers["all"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        # detached tensors, not floats: the trainer syncs with the device once per epoch
+        return {"loss": loss.detach(), **{k: v.detach().mean() for k, v in losses.items()}}
+
+    def validation_losses(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.inputs(batch)
+        losses = self._losses(x, x)
+        return {"loss": self._total(losses), **losses}
+
+    def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self._losses(x, x)
+
+    def combine(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if "llk" in scores:
+            scores["ns"] = scores["rec"] + scores["llk"]
+        return scores
+
+
+class DAEDetector(LSADetector):
+    name = "dae"
+    description = "Denoising autoencoder with LSA's architecture, scored by reconstruction error (LSA Table 1 baseline)"
+    defaults = {**LSADetector.defaults, "estimator": "none", "noise_std": 0.1}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {k: dict(v) for k, v in LSADetector.presets.items()}
+    components = ("rec",)
+    headline = "rec"
+    normalised = ()
+
+    @property
+    def uses_estimator(self) -> bool:
+        return False

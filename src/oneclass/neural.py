@@ -1,0 +1,135 @@
+"""Base of the PyTorch detectors: networks, optimisers, batched scoring, state for save/load.
+
+A method subclasses `NeuralDetector` and writes only what is its own: `build_networks`,
+`train_step` (one or several alternating updates), `validation_losses` and `raw_scores`
+(per sample, higher = more novel), plus `fit_normalisation` when its scores must be put on a
+common scale. Training itself is the shared `training.Trainer`."""
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.images import to_float
+from .detector import Detector
+from .metrics import MinMax
+from .training import StepContext, Trainer
+
+# options every neural preset has
+NEURAL_DEFAULTS: dict[str, Any] = {
+    "epochs": 20, "batch_size": 256, "lr": 1e-3, "betas": (0.9, 0.999),
+    "select": "last",      # validation quantity whose minimum picks the kept epoch, or "last"
+    "patience": None,      # early stopping after this many epochs without improvement
+    "score_batch_size": 1024,
+    "checkpoint_every_s": 60.0,  # how often an interrupted run's progress is saved
+}
+
+
+class NeuralDetector(Detector):
+    networks: nn.ModuleDict
+    optimizers: dict[str, torch.optim.Optimizer]
+    normalised: ClassVar[tuple[str, ...]] = ()  # components min-max scaled on the validation set
+
+    # ---- to implement -------------------------------------------------------------------
+    def build_networks(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Default: one Adam over every network's parameters."""
+        params = [p for net in self.networks.values() for p in net.parameters()]
+        return {"all": torch.optim.Adam(params, lr=self.config["lr"], betas=tuple(self.config["betas"]))}
+
+    def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+        """Update the networks on one batch; return the batch's losses as detached scalars."""
+        raise NotImplementedError
+
+    def validation_losses(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def combine(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Derived components from the (normalised) ones; default: none."""
+        return scores
+
+    # ---- helpers for methods --------------------------------------------------------------
+    def inputs(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 batch → float in the method's value range, on the device."""
+        return to_float(batch.to(self.device, non_blocking=True), self.config["value_range"])
+
+    def train_mode(self, on: bool) -> None:
+        self.networks.train(on)
+
+    def state_dicts(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {k: {n: t.detach().clone() for n, t in net.state_dict().items()} for k, net in self.networks.items()}
+
+    def load_state_dicts(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
+        for k, net in self.networks.items():
+            net.load_state_dict(state[k])
+
+    def optimizer_state_dicts(self) -> dict[str, Any]:
+        return {k: opt.state_dict() for k, opt in self.optimizers.items()}
+
+    def load_optimizer_state_dicts(self, state: dict[str, Any]) -> None:
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state[k])
+
+    def _build(self) -> None:
+        torch.manual_seed(self.seed)  # weight initialisation is part of the seeded run
+        self.networks = nn.ModuleDict(self.build_networks()).to(self.device)
+        self.optimizers = self.build_optimizers()
+
+    # ---- Detector hooks -------------------------------------------------------------------
+    def _fit(self, train: torch.Tensor, val: torch.Tensor, *, checkpoint=None, resume: bool = False,
+             log_path=None, progress: bool = True) -> None:
+        self._build()
+        trainer = Trainer(epochs=self.config["epochs"], batch_size=self.config["batch_size"], seed=self.seed,
+                          device=self.device, select=self.config["select"], patience=self.config["patience"],
+                          checkpoint=checkpoint, resume=resume, log_path=log_path, progress=progress,
+                          checkpoint_every_s=self.config["checkpoint_every_s"])
+        result = trainer.fit(self, train, val)
+        self.fit_info = {**result.to_dict(), "device": str(self.device), "n_train": len(train), "n_val": len(val),
+                         "history": result.history}
+        self.normalisers: dict[str, MinMax] = {}
+        raw_val = self._raw(val)
+        self.normalisers = {k: MinMax.fit(raw_val[k]) for k in self.normalised}
+
+    @torch.inference_mode()
+    def _raw(self, images: torch.Tensor) -> dict[str, np.ndarray]:
+        self.train_mode(False)
+        bs = int(self.config["score_batch_size"])
+        parts: dict[str, list[np.ndarray]] = {}
+        for start in range(0, len(images), bs):
+            out = self.raw_scores(self.inputs(images[start:start + bs]))
+            for k, v in out.items():
+                parts.setdefault(k, []).append(v.float().cpu().numpy())
+        return {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
+
+    def _score(self, images: torch.Tensor) -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        raw = self._raw(images)
+        scores = {k: self.normalisers[k](v) if k in self.normalisers else v for k, v in raw.items()}
+        out = self.combine(scores)
+        self.last_score_images_per_second = len(images) / max(time.perf_counter() - t0, 1e-9)
+        return {k: out[k] for k in self.components}
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"networks": {k: {n: t.cpu() for n, t in sd.items()} for k, sd in self.state_dicts().items()},
+                "normalisers": {k: m.to_dict() for k, m in self.normalisers.items()}}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        torch.manual_seed(self.seed)
+        self.networks = nn.ModuleDict(self.build_networks())
+        self.load_state_dicts(state["networks"])
+        self.networks.to(self.device)
+        self.optimizers = {}
+        self.normalisers = {k: MinMax(**v) for k, v in state["normalisers"].items()}
+
+
+def per_sample_sq_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Σ over pixels of (x − y)², one value per sample."""
+    return (x - y).pow(2).flatten(1).sum(1)
