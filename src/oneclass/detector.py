@@ -70,6 +70,8 @@ class Detector:
         if unknown:
             raise OneClassError(f"unknown option(s) {unknown} for method {self.name!r}; options: {sorted(config)}")
         config.update(overrides)
+        # plain JSON types (tuples become lists), so a loaded model's config equals the fitted one's
+        config = json.loads(json.dumps(config, default=_json_default))
         if epochs is not None:
             if "epochs" not in config:
                 raise OneClassError(f"method {self.name!r} does not train in epochs")

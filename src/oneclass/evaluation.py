@@ -22,6 +22,9 @@ from .fileio import write_json
 from .registry import create, preset_for
 
 
+SELECTION_SIZE = 150  # inliers and outliers each, as ALOCC and OLED pick epochs
+
+
 @dataclass
 class EvalSpec:
     method: str
@@ -105,13 +108,18 @@ def evaluate(spec: EvalSpec, data_root: str | Path | None, results: str | Path, 
                 echo(f"skip {paths[0].parent.name}/{paths[0].name}: already finished")
                 out += done
                 continue
-            splits = [protocols.make(spec.protocol, train, test, normal, seed, **v) for v in variants]
             det = create(spec.method, preset, epochs=spec.epochs, seed=seed, device=str(device), **spec.options)
+            labelled = det.config.get("select") == "val_auroc"  # epoch picked on labelled outliers
+            splits = [protocols.make(spec.protocol, train, test, normal, seed, **v,
+                                     **({"selection": SELECTION_SIZE} if labelled else {})) for v in variants]
             stem = paths[0].parent / "_work" / paths[0].stem
             echo(f"run {spec.method} on {spec.dataset}/{spec.protocol} class {normal} "
                  f"({train.classes[normal]}) seed {seed}, {epochs} epochs, {device}")
             t0 = time.perf_counter()
-            det.fit(splits[0].train.images, splits[0].val.images, **_fit_options(det, stem, progress))
+            fit_options = _fit_options(det, stem, progress)
+            if labelled:
+                fit_options["selection"] = (splits[0].selection.images, splits[0].selection_labels)
+            det.fit(splits[0].train.images, splits[0].val.images, **fit_options)
             train_seconds = time.perf_counter() - t0
             val_scores = det.score_components(splits[0].val.images)
             for path, split, variant, previous in zip(paths, splits, variants, done):

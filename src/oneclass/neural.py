@@ -15,7 +15,8 @@ from torch import nn
 
 from .data.images import to_float
 from .detector import Detector
-from .metrics import MinMax
+from .errors import DataError, OneClassError
+from .metrics import MinMax, auroc
 from .training import StepContext, Trainer
 
 # options every neural preset has
@@ -85,8 +86,18 @@ class NeuralDetector(Detector):
 
     # ---- Detector hooks -------------------------------------------------------------------
     def _fit(self, train: torch.Tensor, val: torch.Tensor, *, checkpoint=None, resume: bool = False,
-             log_path=None, progress: bool = True) -> None:
+             log_path=None, progress: bool = True, selection: tuple[Any, Any] | None = None) -> None:
         self._build()
+        self._selection = None
+        if self.config["select"] == "val_auroc":
+            if selection is None:
+                raise OneClassError("select='val_auroc' needs a labelled selection set: "
+                                    "fit(..., selection=(images, labels)) with labels 1 = outlier")
+            labels = np.asarray(selection[1]).astype(np.int64)
+            images = self.prepare(selection[0], "selection images")
+            if labels.shape != (len(images),) or set(np.unique(labels)) != {0, 1}:
+                raise DataError("selection labels must be one 0/1 label per image, with both classes present")
+            self._selection = (images, labels)
         trainer = Trainer(epochs=self.config["epochs"], batch_size=self.config["batch_size"], seed=self.seed,
                           device=self.device, select=self.config["select"], patience=self.config["patience"],
                           checkpoint=checkpoint, resume=resume, log_path=log_path, progress=progress,
@@ -97,6 +108,17 @@ class NeuralDetector(Detector):
         self.normalisers: dict[str, MinMax] = {}
         raw_val = self._raw(val)
         self.normalisers = {k: MinMax.fit(raw_val[k]) for k in self.normalised}
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Whole-set quantities the trainer adds to each epoch's validation record: with a
+        labelled selection set, the negated AUROC of the headline score (lower is better), its
+        normalised components min-max scaled over the selection set itself."""
+        if getattr(self, "_selection", None) is None:
+            return {}
+        images, labels = self._selection
+        raw = self._raw(images)
+        scores = self.combine({k: MinMax.fit(v)(v) if k in self.normalised else v for k, v in raw.items()})
+        return {"val_auroc": -auroc(labels, scores[self.headline])}
 
     @torch.inference_mode()
     def _raw(self, images: torch.Tensor) -> dict[str, np.ndarray]:

@@ -22,6 +22,10 @@ class Split:
     test: ImageData
     test_labels: np.ndarray  # 1 = novel
     info: dict[str, Any] = field(default_factory=dict)
+    # optional labelled set (1 = outlier) for picking the best epoch, drawn from training data
+    # and disjoint from train/val/test (OLED and ALOCC select epochs on 150 + 150 such images)
+    selection: ImageData | None = None
+    selection_labels: np.ndarray | None = None
 
 
 def _class_counts(data: ImageData) -> dict[str, int]:
@@ -60,15 +64,35 @@ def _normal_index(data: ImageData, normal: int, where: str) -> np.ndarray:
     return index
 
 
+def _take_selection(pool: ImageData, tr: np.ndarray, others: np.ndarray, n: int,
+                    seed: int) -> tuple[np.ndarray, ImageData | None, np.ndarray | None]:
+    """Move n normal training images and n other-class images into a labelled selection set.
+    Its own generator, so the rest of a protocol's split does not change with it."""
+    if n <= 0:
+        return tr, None, None
+    if n > len(tr) // 2 or n > len(others):
+        raise DataError(f"a selection set of {n} + {n} images needs more training data "
+                        f"({len(tr)} normal, {len(others)} other)")
+    rng = np.random.default_rng([seed, 7919])
+    chosen_in = rng.choice(tr, size=n, replace=False)
+    chosen_out = rng.choice(others, size=n, replace=False)
+    index = np.concatenate([np.sort(chosen_in), np.sort(chosen_out)])
+    labels = np.concatenate([np.zeros(n, np.int64), np.ones(n, np.int64)])
+    return np.setdiff1d(tr, chosen_in), pool.subset(index), labels
+
+
 def standard(train: ImageData, test: ImageData, normal: int, seed: int = 0,
-             val_fraction: float = 0.1) -> Split:
+             val_fraction: float = 0.1, selection: int = 0) -> Split:
     """Train on the normal class of the training split (minus 10% validation), test on the
     whole test split (LSA, Tian et al., OCGAN/OLED CIFAR-10)."""
     rng = np.random.default_rng(seed)
     tr, va = _hold_out(_normal_index(train, normal, "training"), val_fraction, rng)
+    others = np.flatnonzero(train.labels.numpy() != normal)
+    tr, sel, sel_labels = _take_selection(train, tr, others, selection, seed)
     labels = (test.labels.numpy() != normal).astype(np.int64)
-    split = Split(train.subset(tr), train.subset(va), test, labels)
-    split.info = _record("standard", normal, seed, split, val_fraction=val_fraction)
+    split = Split(train.subset(tr), train.subset(va), test, labels, selection=sel, selection_labels=sel_labels)
+    split.info = _record("standard", normal, seed, split, val_fraction=val_fraction,
+                         **({"selection": selection} if selection else {}))
     return split
 
 
@@ -78,7 +102,7 @@ def _pooled(train: ImageData, test: ImageData) -> ImageData:
 
 
 def memae(train: ImageData, test: ImageData, normal: int, seed: int = 0,
-          anomaly_ratio: float = 0.3, val_fraction: float = 0.1) -> Split:
+          anomaly_ratio: float = 0.3, val_fraction: float = 0.1, selection: int = 0) -> Split:
     """OLED's MNIST protocol (after MemAE): train and test pooled; the normal class split 2:1
     into train/test; anomalies from the other classes numbering `anomaly_ratio` × the test
     inliers (as the official OLED code counts them)."""
@@ -93,8 +117,10 @@ def memae(train: ImageData, test: ImageData, normal: int, seed: int = 0,
     te_out = rng.choice(others, size=n_out, replace=False)
     te = np.concatenate([np.sort(te_in), np.sort(te_out)])
     labels = np.concatenate([np.zeros(len(te_in), np.int64), np.ones(n_out, np.int64)])
-    split = Split(pool.subset(tr), pool.subset(va), pool.subset(te), labels)
-    split.info = _record("memae", normal, seed, split, anomaly_ratio=anomaly_ratio, val_fraction=val_fraction)
+    tr, sel, sel_labels = _take_selection(pool, tr, np.setdiff1d(others, te_out), selection, seed)
+    split = Split(pool.subset(tr), pool.subset(va), pool.subset(te), labels, selection=sel, selection_labels=sel_labels)
+    split.info = _record("memae", normal, seed, split, anomaly_ratio=anomaly_ratio, val_fraction=val_fraction,
+                         **({"selection": selection} if selection else {}))
     return split
 
 

@@ -5,11 +5,14 @@ from typing import Any
 
 from .detector import Detector
 from .errors import OneClassError
+from .models.alocc import ALOCCDetector
+from .models.attn_entropy import AttnEntropyDetector
 from .models.lsa import DAEDetector, LSADetector
+from .models.oled import CAEDetector, OLEDDetector
 from .models.shallow import KDEDetector, OCSVMDetector
 
 _METHODS: dict[str, type[Detector]] = {cls.name: cls for cls in (
-    LSADetector, DAEDetector, OCSVMDetector, KDEDetector,
+    LSADetector, DAEDetector, ALOCCDetector, OLEDDetector, CAEDetector, AttnEntropyDetector, OCSVMDetector, KDEDetector,
 )}
 
 

@@ -135,6 +135,8 @@ class Trainer:
                 raise OneClassError(f"training diverged at epoch {epoch} (losses {train_losses}); "
                                     "try a lower learning rate")
             val_losses = self._validate(method, val)
+            if hasattr(method, "epoch_metrics"):
+                val_losses.update(method.epoch_metrics())
             seconds = time.perf_counter() - t0
             result.seconds += seconds
             this_call_seconds += seconds
@@ -153,6 +155,9 @@ class Trainer:
                 if patience_left <= 0:
                     record["stopped_early"] = True
                     stop = True
+            if not stop and getattr(method, "should_stop", None) is not None and method.should_stop(val_losses):
+                record["stopped_early"] = True  # the method's own stopping rule (e.g. ALOCC's ρ)
+                stop = True
             result.history.append(record)
             self._log(record)
             last = epoch == self.epochs or stop

@@ -1,0 +1,190 @@
+"""Attention + entropy autoencoder (Tian, Guo, Cui, Pan, Chen; MMAsia 2020 and journal version).
+
+Skip-GANomaly (Akçay et al. 2019) with two additions: a CBAM channel-attention module after
+every convolution block of the U-Net generator G, and an entropy loss on the softmax of G's
+bottleneck code. G is trained as a denoising AE against a DCGAN discriminator D:
+    L = λ_adv·L_adv + λ_con·‖x − x̂‖₁ + λ_fea·‖f(x) − f(x̂)‖₂ + λ_inf·(−Σ h log h)   (eq. 6)
+Score A = λ·con + (1 − λ)·fea with λ = 0.9 (eq. 7), con and fea min-max scaled with the
+validation inliers' statistics (saved with the model) instead of the test set's (eq. 8).
+
+Stated choices where the paper is silent: Skip-GANomaly's weights λ_adv = 1, λ_con = 50,
+λ_fea = 1; λ_inf = 1; Gaussian input noise σ = 0.1 (in [−1, 1] units); CBAM's ratio R = 16;
+Adam β1 = 0.5 (Skip-GANomaly) with the paper's learning rate 1e-3."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..neural import NEURAL_DEFAULTS, NeuralDetector
+from ..training import StepContext
+
+
+class ChannelAttention(nn.Module):
+    """CBAM's channel module (eq. 5): F′ = σ(MLP(AvgPool F) + MLP(MaxPool F)) · F, with one
+    MLP C → C/ratio → C shared by both pooled vectors."""
+
+    def __init__(self, channels: int, ratio: int = 16) -> None:
+        super().__init__()
+        hidden = max(1, channels // ratio)
+        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, channels))
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.mlp(x.mean((2, 3))) + self.mlp(x.amax((2, 3))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weights(x)[:, :, None, None]
+
+
+def entropy_loss(code: torch.Tensor) -> torch.Tensor:
+    """L_inf (eq. 4) per sample: entropy of the softmax over the flattened code."""
+    logp = F.log_softmax(code.flatten(1), dim=1)
+    return -(logp.exp() * logp).sum(1)
+
+
+class UNetGenerator(nn.Module):
+    """Skip-GANomaly's generator for 32×32 inputs: five 4×4/2 conv stages 64-128-256-512-512 down
+    to a 1×1 bottleneck (BN except on the first and the innermost, LeakyReLU 0.2); transposed
+    4×4/2 convs back up (BN, ReLU), each decoder stage concatenated with the encoder features
+    of its resolution; tanh output. Channel attention after every block when `attention`."""
+
+    WIDTHS = (64, 128, 256, 512, 512)
+
+    def __init__(self, channels: int, attention: bool = True, ratio: int = 16) -> None:
+        super().__init__()
+        att = (lambda c: ChannelAttention(c, ratio)) if attention else (lambda c: nn.Identity())
+        self.down = nn.ModuleList()
+        c = channels
+        for k, w in enumerate(self.WIDTHS):
+            layers: list[nn.Module] = [nn.Conv2d(c, w, 4, 2, 1, bias=False)]
+            if 0 < k < len(self.WIDTHS) - 1:
+                layers.append(nn.BatchNorm2d(w))
+            layers.append(nn.LeakyReLU(0.2) if k < len(self.WIDTHS) - 1 else nn.ReLU())
+            layers.append(att(w))
+            self.down.append(nn.Sequential(*layers))
+            c = w
+        self.up = nn.ModuleList()
+        skips = list(reversed(self.WIDTHS[:-1]))  # 512, 256, 128, 64
+        for k, w in enumerate(skips):
+            c_in = c if k == 0 else c + skips[k - 1]
+            self.up.append(nn.Sequential(nn.ConvTranspose2d(c_in, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w),
+                                         nn.ReLU(), att(w)))
+            c = w
+        self.out = nn.ConvTranspose2d(c + skips[-1], channels, 4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruction x̂ and the bottleneck code h (N×512×1×1)."""
+        feats = []
+        h = x
+        for block in self.down:
+            h = block(h)
+            feats.append(h)
+        code = h
+        for k, block in enumerate(self.up):
+            h = block(h if k == 0 else torch.cat([h, feats[-1 - k]], 1))
+        return torch.tanh(self.out(torch.cat([h, feats[0]], 1))), code
+
+
+class DCGANDiscriminator(nn.Module):
+    """4×4/2 convs 64-128-256 (BN from the second, LeakyReLU 0.2) → features f(x) (256×4×4) →
+    a 4×4 conv to one logit."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 64, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),
+            nn.Conv2d(64, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
+            nn.Conv2d(128, 256, 4, 2, 1, bias=False), nn.BatchNorm2d(256), nn.LeakyReLU(0.2))
+        self.classifier = nn.Conv2d(256, 1, 4, 1, 0, bias=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        return self.classifier(f).flatten(), f
+
+
+class AttnEntropyDetector(NeuralDetector):
+    name = "attn-entropy"
+    description = "Attention + entropy AE (Tian et al. MMAsia 2020): Skip-GANomaly with channel attention and latent entropy loss"
+    defaults = {**NEURAL_DEFAULTS, "value_range": (-1.0, 1.0), "attention": True, "entropy": True, "ratio": 16,
+                "noise_std": 0.1, "w_adv": 1.0, "w_con": 50.0, "w_fea": 1.0, "w_inf": 1.0, "score_lambda": 0.9,
+                "lr": 1e-3, "betas": (0.5, 0.999), "batch_size": 64, "epochs": 15}
+    presets = {
+        "mnist": {"channels": 1, "size": 32},  # MNIST resized to 32×32 bilinearly, as the paper
+        "cifar10": {"channels": 3, "size": 32},
+        "coil100": {"channels": 3, "size": 32, "batch_size": 15},
+    }
+    components = ("con", "fea", "a")
+    headline = "a"
+    normalised = ("con", "fea")
+
+    def build_networks(self) -> dict[str, nn.Module]:
+        c = self.channels
+        return {"G": UNetGenerator(c, bool(self.config["attention"]), int(self.config["ratio"])),
+                "D": DCGANDiscriminator(c)}
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        make = lambda net: torch.optim.Adam(net.parameters(), lr=self.config["lr"],  # noqa: E731
+                                            betas=tuple(self.config["betas"]))
+        return {k: make(net) for k, net in self.networks.items()}
+
+    def g_step(self, x: torch.Tensor, x_noisy: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        G, D = self.networks["G"], self.networks["D"]
+        fake, code = G(x_noisy)
+        D.requires_grad_(False)
+        try:
+            fake_logit, f_fake = D(fake)
+            _, f_real = D(x)
+            adv = F.binary_cross_entropy_with_logits(fake_logit, torch.ones_like(fake_logit))
+            con = (fake - x).abs().mean()
+            fea = (f_fake - f_real).pow(2).mean()
+            parts = {"adv": adv, "con": con, "fea": fea}
+            total = self.config["w_adv"] * adv + self.config["w_con"] * con + self.config["w_fea"] * fea
+            if self.config["entropy"]:
+                parts["inf"] = entropy_loss(code).mean()
+                total = total + self.config["w_inf"] * parts["inf"]
+            opt = self.optimizers["G"]
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+        finally:
+            D.requires_grad_(True)
+        return fake.detach(), {k: v.detach() for k, v in parts.items()}
+
+    def d_step(self, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        D = self.networks["D"]
+        real_logit, _ = D(x)
+        fake_logit, _ = D(fake)
+        loss = 0.5 * (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
+                      + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
+        opt = self.optimizers["D"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+        x = self.inputs(batch)
+        x_noisy = x + self.config["noise_std"] * torch.randn(x.shape, generator=ctx.generator, device=x.device)
+        fake, parts = self.g_step(x, x_noisy)
+        d_loss = self.d_step(x, fake)
+        return {"d_loss": d_loss, **parts}
+
+    def _parts(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        fake, code = self.networks["G"](x)
+        _, f_real = self.networks["D"](x)
+        _, f_fake = self.networks["D"](fake)
+        return {"con": (fake - x).abs().flatten(1).mean(1), "fea": (f_fake - f_real).pow(2).flatten(1).mean(1),
+                "inf": entropy_loss(code)}
+
+    def validation_losses(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self._parts(self.inputs(batch))
+
+    def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = self._parts(x)
+        return {"con": parts["con"], "fea": parts["fea"]}
+
+    def combine(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        lam = float(self.config["score_lambda"])
+        scores["a"] = lam * scores["con"] + (1.0 - lam) * scores["fea"]
+        return scores

@@ -1,0 +1,183 @@
+"""ALOCC, OLED/CAE and the attention + entropy AE: the maths that is easy to get wrong."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import oneclass
+from oneclass.models.attn_entropy import ChannelAttention, UNetGenerator, entropy_loss
+from oneclass.models.oled import masked_losses, random_square_mask, threshold_unit
+from oneclass.training import StepContext
+
+
+def built(method, preset="mnist", **kw):
+    det = oneclass.create(method, preset, device="cpu", **kw)
+    det._build()
+    det.train_mode(True)
+    return det
+
+
+def params(net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def changed(before, net):
+    return any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+@pytest.fixture(scope="module")
+def batch(embedded_split):
+    return embedded_split.train.images[:32]
+
+
+# ---- ALOCC -----------------------------------------------------------------------------------
+def test_alocc_updates_alternate(batch):
+    det = built("alocc")
+    x = det.inputs(batch)
+    noisy = det.noisy(x, torch.Generator().manual_seed(0))
+    R, D = det.networks["R"], det.networks["D"]
+    r0, d0 = params(R), params(D)
+    det.d_step(x, noisy)
+    assert changed(d0, D) and not changed(r0, R)
+    r1, d1 = params(R), params(D)
+    det.r_step(x, noisy)
+    assert changed(r1, R) and not changed(d1, D)
+
+
+def test_alocc_scores_and_shapes(batch):
+    for preset, (c, s) in {"mnist": (1, 28), "cifar10": (3, 32), "ped2": (1, 30)}.items():
+        det = built("alocc", preset)
+        x = torch.zeros(2, c, s, s)
+        assert det.networks["R"](x).shape == x.shape and det.networks["D"](x).shape == (2,)
+    det = built("alocc")
+    det.train_mode(False)
+    with torch.no_grad():
+        out = det.raw_scores(det.inputs(batch))
+    assert set(out) == {"d_x", "d_rx", "rec"}
+    assert not torch.allclose(out["d_x"], out["d_rx"])
+    assert ((out["d_rx"] >= 0) & (out["d_rx"] <= 1)).all()
+
+
+def test_alocc_stopping_rule(embedded_split):
+    det = oneclass.create("alocc", "mnist", epochs=5, device="cpu", batch_size=64, stop_rec=10.0)
+    det.fit(embedded_split.train.images[:128], embedded_split.val.images[:32], progress=False)
+    assert det.fit_info["epochs_run"] == 1 and det.fit_info["stopped_early"]
+
+
+# ---- OLED ------------------------------------------------------------------------------------
+def test_threshold_unit_masks_exact_fraction_with_ties():
+    a = torch.rand(5, 1, 28, 28)
+    a[0] = 0.0                        # all tied (a ReLU map that is zero everywhere)
+    a[1, 0, :14] = 1.0                # half the pixels tied at the top
+    m = threshold_unit(a, keep=0.875)
+    k = round(0.125 * 784)
+    assert set(torch.unique(m).tolist()) <= {0.0, 1.0}
+    assert ((m == 0).flatten(1).sum(1) == k).all()
+    # on untied maps, exactly the k largest activations are masked
+    top = a[2].flatten().topk(k).indices
+    assert (m[2].flatten()[top] == 0).all()
+
+
+def test_threshold_unit_is_continuous_and_passes_gradients():
+    a = torch.rand(2, 1, 8, 8, requires_grad=True)
+    m = threshold_unit(a, keep=0.75, eps=1e-3)
+    (m * torch.randn_like(m)).sum().backward()
+    assert a.grad is not None and a.grad.abs().sum() > 0
+    # the continuous form (eq. 2) moves smoothly: a tiny change of A changes the soft value a little
+    s = torch.tensor(0.5)
+    soft = lambda v: torch.relu(s - v) / (torch.relu(s - v) + 1e-3)  # noqa: E731
+    assert abs(float(soft(torch.tensor(0.4)) - soft(torch.tensor(0.4001)))) < 1e-2
+
+
+def test_masking_and_context_loss_touch_masked_pixels_only():
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    mask = threshold_unit(torch.rand(3, 1, 32, 32))
+    xm = x * mask
+    assert (xm[mask.expand_as(x) == 0] == 0).all()           # every channel zeroed where masked
+    assert torch.equal(xm[mask.expand_as(x) == 1], x[mask.expand_as(x) == 1])
+    recon = x.clone()
+    recon[mask.expand_as(x) == 1] += 0.5                        # errors only where NOT masked
+    assert torch.allclose(masked_losses(x, recon, mask)["cont"], torch.zeros(3))
+    recon2 = x.clone()
+    recon2[mask.expand_as(x) == 0] += 0.5                       # errors only where masked
+    assert (masked_losses(x, recon2, mask)["cont"] > 0).all()
+
+
+def test_oled_mm_ascends_and_r_descends(batch):
+    det = built("oled", lr=1e-2)
+    x = det.inputs(batch)
+    g = torch.Generator().manual_seed(0)
+
+    def objective():  # on the fixed batch, with batch statistics as in training
+        with torch.no_grad():
+            mask = det.make_mask(x)
+            return float(det.adversarial_objective(masked_losses(x, det.networks["R"](x * mask), mask)))
+
+    r_before = objective()
+    for _ in range(3):
+        det.r_step(x, StepContext(1, 0, g))
+    assert objective() < r_before
+    mg0, r0 = params(det.networks["MG"]), params(det.networks["R"])
+    before = objective()
+    for _ in range(5):
+        det.mm_step(x, StepContext(1, 0, g))
+    assert changed(mg0, det.networks["MG"]) and not changed(r0, det.networks["R"])
+    assert objective() > before
+
+
+def test_cae_masks_one_square_and_scores_stably(batch):
+    m = random_square_mask((4, 1, 28, 28), 10, torch.Generator().manual_seed(1), torch.device("cpu"))
+    assert ((m == 0).flatten(1).sum(1) == 100).all()
+    det = oneclass.create("cae", "mnist", epochs=1, device="cpu", batch_size=16)
+    det.fit(batch[:24], batch[24:], progress=False)
+    full = det.score_samples(batch)
+    np.testing.assert_allclose(det.score_samples(batch[5:9]), full[5:9], rtol=1e-5)  # batch-independent
+
+
+def test_oled_labelled_selection(embedded_data):
+    train, test = embedded_data
+    split = oneclass.protocols.memae(train, test, 3, seed=0, selection=20)
+    assert len(split.selection) == 40 and split.selection_labels.sum() == 20
+    det = oneclass.create("oled", "mnist", epochs=2, device="cpu", batch_size=64, select="val_auroc")
+    with pytest.raises(oneclass.OneClassError, match="selection set"):
+        det.fit(split.train.images[:64], split.val.images[:32], progress=False)
+    det.fit(split.train.images[:64], split.val.images[:32], progress=False,
+            selection=(split.selection.images, split.selection_labels))
+    hist = det.fit_info["history"]
+    assert all(-1 <= h["val"]["val_auroc"] <= 0 for h in hist)
+    assert det.fit_info["best_epoch"] == min(hist, key=lambda h: h["val"]["val_auroc"])["epoch"]
+
+
+# ---- attention + entropy ---------------------------------------------------------------------
+def test_channel_attention_formula():
+    torch.manual_seed(0)
+    att = ChannelAttention(32, ratio=8)
+    assert att.mlp[0].out_features == 4 and att.mlp[2].out_features == 32
+    x = torch.randn(2, 32, 5, 5)
+    mlp = att.mlp
+    expected = x * torch.sigmoid(mlp(x.mean((2, 3))) + mlp(x.amax((2, 3))))[:, :, None, None]
+    torch.testing.assert_close(att(x), expected)
+    # one weight per channel: the ratio out/in is constant over each channel's pixels
+    ratio = att(x) / x
+    assert torch.allclose(ratio, ratio[:, :, :1, :1].expand_as(ratio), atol=1e-5)
+
+
+def test_entropy_loss_values():
+    h = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0, 4.0]])
+    assert entropy_loss(h)[0] == pytest.approx(math.log(4))    # uniform softmax: log t
+    p = torch.softmax(h[1], 0)
+    assert entropy_loss(h)[1] == pytest.approx(float(-(p * p.log()).sum()), rel=1e-6)
+    peaked = torch.tensor([[50.0, 0.0, 0.0, 0.0]])                # ~one-hot softmax: ~0
+    assert entropy_loss(peaked)[0] < 1e-6 < entropy_loss(h)[1]
+
+
+def test_generator_shapes_and_ablation_switches():
+    for attention in (True, False):
+        g = UNetGenerator(3, attention=attention)
+        out, code = g(torch.zeros(2, 3, 32, 32))
+        assert out.shape == (2, 3, 32, 32) and code.shape == (2, 512, 1, 1)
+        n_att = sum(isinstance(m, ChannelAttention) for m in g.modules())
+        assert n_att == (9 if attention else 0)
+    det = oneclass.create("attn-entropy", "mnist", device="cpu", entropy=False)
+    assert det.config["entropy"] is False and det.image_size == 32

@@ -1,0 +1,135 @@
+"""Cached evaluation (skip, redo damaged, determinism), the report, and the CLI end to end."""
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from oneclass.cli import main
+from oneclass.evaluation import EvalSpec, collect, evaluate
+from oneclass.report import report
+
+REQUIRED_KEYS = {"method", "preset", "dataset", "protocol", "protocol_info", "normal_class", "seed", "epochs",
+                 "device", "versions", "config", "metrics", "headline", "train_seconds",
+                 "train_images_per_second", "score_images_per_second"}
+
+FAST = {"batch_size": 128, "lr": 1e-3}
+
+
+def run_cli(*args, ok=True):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def test_evaluate_writes_caches_and_skips(tmp_path):
+    spec = EvalSpec("dae", "mnist-embedded", classes=[1], epochs=1, device="cpu", options=FAST)
+    lines: list[str] = []
+    first = evaluate(spec, None, tmp_path, progress=False, echo=lines.append)
+    (path,) = list(tmp_path.glob("dae_*__mnist-embedded__standard__e1/class1_seed0.json"))
+    data = json.loads(path.read_text())
+    assert REQUIRED_KEYS <= set(data)
+    assert set(data["metrics"]["rec"]) >= {"auroc", "aupr", "eer", "f1_best"}
+    info = data["protocol_info"]
+    assert info["seed"] == 0 and info["counts"]["test"] == 2000 and info["counts"]["test_normal"] == 200
+    assert not list(path.parent.glob("_work/*.ckpt"))  # a finished run keeps no checkpoint
+    # a second call trains nothing
+    lines.clear()
+    second = evaluate(spec, None, tmp_path, progress=False, echo=lines.append)
+    assert lines and lines[0].startswith("skip") and second[0]["metrics"] == first[0]["metrics"]
+    # a damaged result file is redone, and gives the same numbers (deterministic on CPU)
+    path.write_text('{"metrics": ')
+    lines.clear()
+    third = evaluate(spec, None, tmp_path, progress=False, echo=lines.append)
+    assert lines[0].startswith("run")
+    assert third[0]["metrics"] == first[0]["metrics"]
+
+
+def test_outlier_fraction_runs_share_one_model_and_report(tmp_path):
+    spec = EvalSpec("ocsvm", "mnist-embedded", protocol="outlier-fraction", classes=[0], outlier_fractions=[0.1, 0.5])
+    runs = evaluate(spec, None, tmp_path, progress=False, echo=lambda s: None)
+    fractions = sorted(r["protocol_info"]["outlier_fraction"] for r in runs)
+    assert fractions == [0.1, 0.5]
+    for r in runs:
+        c = r["protocol_info"]["counts"]
+        assert c["test_novel"] / c["test"] == pytest.approx(r["protocol_info"]["outlier_fraction"], abs=0.01)
+    text = report(tmp_path)
+    assert "ocsvm" in text and (tmp_path / "report.md").exists() and (tmp_path / "report.csv").exists()
+
+
+def test_cli_methods_and_datasets():
+    assert "lsa" in run_cli("methods").output
+    out = run_cli("datasets").output
+    assert "mnist" in out and "cifar10" in out and "mnist-embedded" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["fit", "--method", "nope", "--dataset", "mnist-embedded", "--normal-class", "0", "--out", "m"], "known methods"),
+    (["fit", "--method", "dae", "--dataset", "imagenet", "--normal-class", "0", "--out", "m"], "known datasets|unknown dataset"),
+    (["fit", "--method", "dae", "--dataset", "mnist-embedded", "--normal-class", "12", "--out", "m"], "out of range"),
+    (["fit", "--method", "dae", "--dataset", "mnist", "--data-root", "/nonexistent", "--normal-class", "0",
+      "--out", "m"], "/nonexistent"),
+    (["evaluate", "--method", "dae", "--dataset", "mnist-embedded", "--seeds", "a,b"], "--seeds"),
+    (["fit", "--method", "dae", "--dataset", "mnist-embedded", "--normal-class", "0", "--option", "lr", "--out", "m"],
+     "key=value"),
+])
+def test_cli_errors_are_one_line(args, message, tmp_path):
+    result = run_cli(*args, ok=False)
+    assert result.exit_code == 1
+    err = result.output.strip()
+    assert err.startswith("error:") and "Traceback" not in err
+    import re
+    assert re.search(message, err), err
+
+
+def test_cli_fit_on_a_folder_then_score(tmp_path, embedded_split):
+    # a user's own folder of normal images (PNG), then a folder to score
+    normal, mixed = tmp_path / "normal", tmp_path / "incoming"
+    normal.mkdir(), mixed.mkdir()
+    for i, img in enumerate(embedded_split.train.images[:60, 0].numpy()):
+        Image.fromarray(img).save(normal / f"n{i:03d}.png")
+    for i, img in enumerate(embedded_split.test.images[:12, 0].numpy()):
+        Image.fromarray(np.repeat(img[..., None], 3, axis=2)).resize((40, 40)).save(mixed / f"t{i:03d}.jpg")
+    (mixed / "notes.txt").write_text("not an image")  # ignored: not an image suffix
+    model = tmp_path / "model.oneclass"
+    out = run_cli("fit", "--method", "dae", "--train-dir", normal, "--epochs", "1", "--device", "cpu",
+                  "--option", "batch_size=32", "--quiet", "--out", model).output
+    assert "saved" in out and model.exists()
+    scores = tmp_path / "scores.csv"
+    run_cli("score", "--model", model, "--input", mixed, "--output", scores)
+    rows = list(csv.DictReader(scores.open()))
+    assert len(rows) == 12 and set(rows[0]) == {"path", "score", "rec", "label"}
+    assert all(np.isfinite(float(r["score"])) and r["label"] in ("0", "1") for r in rows)
+    # one file scores the same as in the folder
+    one = run_cli("score", "--model", model, "--input", mixed / "t000.jpg").output.splitlines()
+    assert one[1].split(",")[1] == rows[0]["score"]
+
+
+def test_cli_score_rejects_bad_model_and_bad_images(tmp_path):
+    bad_model = tmp_path / "bad.oneclass"
+    bad_model.write_bytes(b"PK\x03\x04 truncated")
+    img = tmp_path / "x.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(img)
+    result = run_cli("score", "--model", bad_model, "--input", img, ok=False)
+    assert result.exit_code == 1 and "not a readable oneclass model" in result.output
+
+
+def test_cli_evaluate_and_report(tmp_path):
+    res = tmp_path / "res"
+    out = run_cli("evaluate", "--method", "ocsvm", "--dataset", "mnist-embedded", "--classes", "0,1",
+                  "--results", res, "--quiet").output
+    assert "mean" in out and "ocsvm" in out
+    assert len(collect(res)) == 2
+    rep = run_cli("report", "--results", res).output
+    assert "mnist-embedded" in rep
+
+
+def test_quickstart_demo_detects_novel_digits(tmp_path):
+    out = run_cli("demo", "--digit", "0", "--epochs", "30", "--device", "cpu", "--out", tmp_path).output
+    auroc = float(out.split("AUROC ")[1].split(";")[0])
+    assert auroc > 0.95, out
+    assert (tmp_path / "roc.png").stat().st_size > 1000 and (tmp_path / "dae-digit0.oneclass").exists()

@@ -1,0 +1,162 @@
+"""The public detector API: fit / score / threshold / predict / save / load, and bad input."""
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import oneclass
+from oneclass.errors import DataError, ModelFileError, NotFittedError, OneClassError
+
+
+@pytest.fixture(scope="module")
+def small(embedded_split):
+    # 200 normal training images, a mixed test set: enough for a real, fast fit
+    s = embedded_split
+    return s.train.images[:200], s.val.images, s.test.images[::10], s.test_labels[::10]
+
+
+@pytest.fixture(scope="module")
+def fitted(small):
+    x, val, _, _ = small
+    det = oneclass.create("dae", "mnist", epochs=2, seed=0, device="cpu", batch_size=64, lr=1e-3)
+    return det.fit(x, val, progress=False)
+
+
+def test_methods_registry_lists_descriptions():
+    m = oneclass.methods()
+    assert {"lsa", "dae", "ocsvm", "kde"} <= set(m)
+    assert all(isinstance(v, str) and v for v in m.values())
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: oneclass.create("nope"), "known methods: "),
+    (lambda: oneclass.create("dae", "imagenet"), "presets: mnist"),
+    (lambda: oneclass.create("dae", "mnist", colour="red"), "unknown option"),
+    (lambda: oneclass.create("dae", "mnist", epochs=0), "at least 1"),
+    (lambda: oneclass.create("dae", "mnist", device="tpu"), "unknown device"),
+])
+def test_bad_construction_names_the_problem(call, message):
+    with pytest.raises(OneClassError, match=message):
+        det = call()
+        _ = det.device  # the device is resolved lazily
+
+
+def test_score_shapes_and_components(fitted, small):
+    _, _, test, labels = small
+    comps = fitted.score_components(test)
+    assert set(comps) == {"rec"}
+    s = fitted.score_samples(test)
+    assert s.shape == (len(test),) and s.dtype == np.float64 and np.isfinite(s).all()
+    np.testing.assert_array_equal(s, comps["rec"])
+    # (detection quality itself is asserted by the quickstart test, which trains long enough)
+
+
+def test_inputs_in_any_accepted_form_give_the_same_scores(fitted, small):
+    test = small[2][:16]
+    base = fitted.score_samples(test)
+    as_float = test.float() / 255.0
+    np.testing.assert_allclose(fitted.score_samples(as_float), base, rtol=1e-5)
+    np.testing.assert_allclose(fitted.score_samples(test.numpy()[:, 0]), base, rtol=1e-5)  # N×H×W
+    # a larger RGB image is converted to the detector's 1×28×28 convention
+    rgb = torch.nn.functional.interpolate(test.float(), size=(56, 56), mode="nearest").repeat(1, 3, 1, 1)
+    assert fitted.score_samples(rgb.to(torch.uint8)).shape == (16,)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.full((4, 1, 28, 28), np.nan, dtype=np.float32), "NaN"),
+    (np.zeros((0, 1, 28, 28), dtype=np.uint8), "empty|no images|0 images"),
+    (np.zeros((4, 7), dtype=np.uint8), "shape"),
+    (np.zeros((2, 1, 28, 28), dtype=np.float32) - 0.5, "must lie in"),
+    ("not an array", "array|tensor"),
+])
+def test_bad_inputs_are_named(fitted, bad, message):
+    with pytest.raises(DataError, match=message):
+        fitted.score_samples(bad)
+
+
+def test_fit_refuses_too_little_data():
+    det = oneclass.create("dae", "mnist", epochs=1, device="cpu")
+    with pytest.raises(DataError, match="at least"):
+        det.fit(np.zeros((1, 28, 28), dtype=np.uint8), np.zeros((1, 28, 28), dtype=np.uint8))
+    with pytest.raises(DataError, match="at least 10"):
+        det.fit(np.zeros((5, 28, 28), dtype=np.uint8))
+
+
+def test_unfitted_and_unthresholded_use_is_refused(fitted, small):
+    det = oneclass.create("dae", "mnist", device="cpu")
+    with pytest.raises(NotFittedError, match="fit"):
+        det.score_samples(small[2])
+    with pytest.raises(NotFittedError, match="fit"):
+        det.save("never.oneclass")
+    fresh = oneclass.create("dae", "mnist", epochs=1, device="cpu", batch_size=64)
+    fresh.fit(small[0][:40], small[1][:10], progress=False)
+    with pytest.raises(NotFittedError, match="set_threshold"):
+        fresh.predict(small[2])
+
+
+def test_threshold_units(fitted, small):
+    _, val, test, _ = small
+    val_scores = fitted.score_samples(val)
+    thr = fitted.set_threshold(val, quantile=0.9)
+    assert thr == pytest.approx(np.quantile(val_scores, 0.9))
+    # quantile 0.9 of the reference set: about 10% of it is flagged
+    assert fitted.predict(val).mean() == pytest.approx(0.1, abs=1.5 / len(val))
+    # contamination c is the same threshold as quantile 1 − c
+    assert fitted.set_threshold(val, contamination=0.1) == pytest.approx(thr)
+    labels = fitted.predict(test)
+    np.testing.assert_array_equal(labels, (fitted.score_samples(test) > thr).astype(int))
+    with pytest.raises(OneClassError, match="exactly one"):
+        fitted.set_threshold(val)
+    with pytest.raises(OneClassError, match=r"\[0, 1\]"):
+        fitted.set_threshold(val, quantile=1.5)
+
+
+def test_save_load_round_trip(fitted, small, tmp_path):
+    _, val, test, _ = small
+    fitted.set_threshold(val, quantile=0.95)
+    path = fitted.save(tmp_path / "m.oneclass")
+    assert not list(tmp_path.glob("*.tmp*"))  # the atomic write left no temporary file
+    loaded = oneclass.load(path, device="cpu")
+    np.testing.assert_array_equal(loaded.score_samples(test), fitted.score_samples(test))
+    assert loaded.threshold == fitted.threshold and loaded.config == fitted.config
+    np.testing.assert_array_equal(loaded.predict(test), fitted.predict(test))
+
+
+def test_lsa_normalisation_is_saved(small, tmp_path):
+    x, val, test, _ = small
+    det = oneclass.create("lsa", "mnist", epochs=1, seed=0, device="cpu", batch_size=64)
+    det.fit(x[:64], val[:32], progress=False)
+    det.save(tmp_path / "lsa.oneclass")
+    loaded = oneclass.load(tmp_path / "lsa.oneclass")
+    a, b = det.score_components(test[:32]), loaded.score_components(test[:32])
+    for k in ("rec", "llk", "ns"):
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-6)
+
+
+def test_corrupt_truncated_and_foreign_files(fitted, tmp_path):
+    good = fitted.save(tmp_path / "good.oneclass")
+    raw = good.read_bytes()
+    (tmp_path / "trunc.oneclass").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "noise.oneclass").write_bytes(b"\x00garbage" * 100)
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    # a pickle that would run code if unpickled without weights_only
+    import pickle
+    (tmp_path / "evil.oneclass").write_bytes(pickle.dumps(zipfile.ZipFile))
+    for name in ("trunc.oneclass", "noise.oneclass", "evil.oneclass"):
+        with pytest.raises(ModelFileError, match="not a readable oneclass model"):
+            oneclass.load(tmp_path / name)
+    with pytest.raises(ModelFileError, match="not a oneclass model"):
+        oneclass.load(tmp_path / "foreign.pt")
+    with pytest.raises(ModelFileError, match="no model file"):
+        oneclass.load(tmp_path / "missing.oneclass")
+
+
+def test_shallow_baselines_fit_score_save(small, tmp_path):
+    x, val, test, labels = small
+    for name in ("ocsvm", "kde"):
+        det = oneclass.create(name, "mnist", seed=0).fit(x, val)
+        s = det.score_samples(test)
+        assert s.shape == (len(test),) and oneclass.metrics.auroc(labels, s) > 0.7
+        det.save(tmp_path / f"{name}.oneclass")
+        np.testing.assert_allclose(oneclass.load(tmp_path / f"{name}.oneclass").score_samples(test), s, rtol=1e-9)

@@ -1,0 +1,122 @@
+"""Metrics against scikit-learn / hand-computed values; protocol counts and determinism."""
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, roc_auc_score
+
+from oneclass import metrics, protocols
+from oneclass.errors import DataError
+
+
+def test_auroc_and_aupr_against_hand_computed_values_with_ties():
+    labels = [0, 0, 1, 1]
+    scores = [0.1, 0.4, 0.4, 0.8]  # one tie between classes counts one half
+    assert metrics.auroc(labels, scores) == pytest.approx(0.875)
+    # AP = Σ (R_n − R_{n−1}) P_n: thresholds 0.8 (P=1, R=.5), 0.4 (P=2/3, R=1)
+    assert metrics.aupr(labels, scores) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+
+
+def test_metrics_match_sklearn_on_random_data():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 500)
+    scores = rng.normal(size=500) + labels
+    assert metrics.auroc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+    best, thr = metrics.f1_best(labels, scores)
+    brute = max(f1_score(labels, scores >= t) for t in np.unique(scores))
+    assert best == pytest.approx(brute)
+    assert metrics.f1_at(labels, scores, thr) == pytest.approx(best)
+
+
+def test_eer_perfect_random_and_interpolated():
+    assert metrics.eer([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])[0] == pytest.approx(0.0)
+    assert metrics.eer([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1])[0] == pytest.approx(1.0)
+    # 4 normal, 4 novel, one of each on the wrong side: FPR = FNR = 0.25 at the crossing
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    scores = [0.1, 0.2, 0.3, 0.65, 0.6, 0.7, 0.8, 0.9]
+    rate, thr = metrics.eer(labels, scores)
+    assert rate == pytest.approx(0.25)
+    fpr = np.mean(np.array(scores)[:4] >= thr)
+    assert fpr in (0.0, 0.25)
+    # a crossing between ROC points is interpolated, not snapped
+    rate, _ = metrics.eer([0, 0, 0, 1, 1], [0.1, 0.5, 0.6, 0.55, 0.9])
+    assert 0.0 < rate < 1.0
+
+
+def test_single_class_and_bad_inputs_raise_clear_errors():
+    with pytest.raises(DataError, match="only normal samples"):
+        metrics.auroc([0, 0, 0], [0.1, 0.2, 0.3])
+    with pytest.raises(DataError, match="only novel samples"):
+        metrics.evaluate([1, 1], [0.1, 0.2])
+    with pytest.raises(DataError, match="3 labels but 2 scores"):
+        metrics.auroc([0, 1, 1], [0.1, 0.2])
+    with pytest.raises(DataError, match="NaN"):
+        metrics.auroc([0, 1], [0.1, np.nan])
+    with pytest.raises(DataError, match="no samples"):
+        metrics.auroc([], [])
+
+
+def test_minmax_uses_reference_statistics_only():
+    norm = metrics.MinMax.fit([2.0, 4.0, 6.0])
+    np.testing.assert_allclose(norm([2.0, 6.0, 8.0, 0.0]), [0.0, 1.0, 1.5, -0.5])
+    assert metrics.MinMax.fit([3.0])([3.0, 4.0]).tolist() == [0.0, 1.0]  # constant reference: shift only
+    with pytest.raises(DataError):
+        metrics.MinMax.fit([])
+
+
+def test_sum_of_normalised_scores_differs_from_raw_sum():
+    # why LSA normalises: a score on a large scale would otherwise dominate the sum
+    rng = np.random.default_rng(1)
+    labels = np.r_[np.zeros(200), np.ones(200)]
+    informative = labels + rng.normal(0, 0.5, 400)
+    noisy_large = rng.normal(0, 100, 400)
+    raw = metrics.auroc(labels, informative + noisy_large)
+    ref = np.arange(400) < 100
+    norm = (metrics.MinMax.fit(informative[ref])(informative) + metrics.MinMax.fit(noisy_large[ref])(noisy_large))
+    assert metrics.auroc(labels, norm) > raw + 0.1
+
+
+# ---- protocols ------------------------------------------------------------------------------------
+def test_standard_protocol_counts(embedded_data):
+    train, test = embedded_data
+    s = protocols.standard(train, test, 3, seed=0)
+    assert (len(s.train), len(s.val), len(s.test)) == (450, 50, 2000)
+    assert (s.train.labels == 3).all() and (s.val.labels == 3).all()
+    assert s.test_labels.sum() == 1800 and s.info["counts"]["test_normal"] == 200
+    assert s.info["class_counts"]["test"]["3"] == 200
+    again = protocols.standard(train, test, 3, seed=0)
+    assert (again.val.images == s.val.images).all()
+    other = protocols.standard(train, test, 3, seed=1)
+    assert not (other.val.images == s.val.images).all()
+
+
+def test_memae_protocol_counts(embedded_data):
+    train, test = embedded_data
+    s = protocols.memae(train, test, 5, seed=0)
+    n_normal = 700
+    n_test_in = n_normal - round(n_normal * 2 / 3)
+    assert len(s.train) + len(s.val) == round(n_normal * 2 / 3)
+    assert s.info["counts"]["test_normal"] == n_test_in
+    assert s.info["counts"]["test_novel"] == round(0.3 * n_test_in)
+    assert (s.test.labels[s.test_labels == 1] != 5).all() and (s.test.labels[s.test_labels == 0] == 5).all()
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.5])
+def test_outlier_fraction_protocol(embedded_data, fraction):
+    train, test = embedded_data
+    s = protocols.outlier_fraction(train, test, 2, seed=0, outlier_fraction=fraction)
+    assert s.test_labels.mean() == pytest.approx(fraction, abs=0.002)
+    assert s.info["outlier_fraction"] == fraction and s.info["counts"]["test_normal"] == 200
+
+
+def test_coil_protocol(embedded_data):
+    train, test = embedded_data
+    s = protocols.coil(train, test, 7, seed=4)
+    assert s.info["counts"]["test_normal"] == s.info["counts"]["test_novel"] == 140
+    assert len(s.train) + len(s.val) == 560
+
+
+def test_unknown_protocol_and_missing_class(embedded_data):
+    train, test = embedded_data
+    with pytest.raises(DataError, match="known protocols: standard, memae"):
+        protocols.make("nope", train, test, 0)
+    with pytest.raises(DataError, match="no samples of class 11"):
+        protocols.standard(train, test, 11)

@@ -1,0 +1,105 @@
+"""The shared trainer: determinism, kill-and-resume, best-epoch selection, early stopping, log."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import oneclass
+from oneclass.errors import OneClassError
+
+
+@pytest.fixture(scope="module")
+def data(embedded_split):
+    return embedded_split.train.images[:96], embedded_split.val.images[:24], embedded_split.test.images[:64]
+
+
+def make(**kw):
+    opts = dict(epochs=4, seed=3, device="cpu", batch_size=32, lr=1e-3, checkpoint_every_s=0)
+    opts.update(kw)
+    return oneclass.create("dae", "mnist", **opts)
+
+
+def weights(det):
+    return {f"{k}.{n}": t for k, sd in det.state_dicts().items() for n, t in sd.items()}
+
+
+def test_same_seed_same_model(data):
+    x, val, test = data
+    a = make().fit(x, val, progress=False)
+    b = make().fit(x, val, progress=False)
+    np.testing.assert_array_equal(a.score_samples(test), b.score_samples(test))
+    c = make(seed=4).fit(x, val, progress=False)
+    assert not np.array_equal(a.score_samples(test), c.score_samples(test))
+
+
+def test_interrupted_run_resumes_to_the_same_result(data, tmp_path):
+    x, val, test = data
+    whole = make().fit(x, val, progress=False, log_path=tmp_path / "whole.jsonl")
+
+    ckpt, log = tmp_path / "run.ckpt", tmp_path / "run.jsonl"
+    broken = make()
+    original, calls = broken.train_step, {"n": 0}
+
+    def dies_in_epoch_3(batch, ctx):
+        calls["n"] += 1
+        if ctx.epoch == 3 and calls["n"] > 8:  # mid-epoch, after epoch 2's checkpoint
+            raise KeyboardInterrupt
+        return original(batch, ctx)
+
+    broken.train_step = dies_in_epoch_3
+    with pytest.raises(KeyboardInterrupt):
+        broken.fit(x, val, progress=False, checkpoint=ckpt, log_path=log)
+    assert ckpt.exists()
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2]
+
+    resumed = make().fit(x, val, progress=False, checkpoint=ckpt, resume=True, log_path=log)
+    assert resumed.fit_info["resumed_from"] == 2
+    for k, t in weights(whole).items():
+        torch.testing.assert_close(weights(resumed)[k], t, rtol=0, atol=0)
+    np.testing.assert_array_equal(resumed.score_samples(test), whole.score_samples(test))
+    epochs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4]
+    # the resumed log's losses are those of the uninterrupted run
+    whole_log = [json.loads(line) for line in (tmp_path / "whole.jsonl").read_text().splitlines()]
+    for a, b in zip(epochs, whole_log):
+        assert a["train"] == pytest.approx(b["train"], rel=1e-6) and a["val"] == pytest.approx(b["val"], rel=1e-6)
+
+
+def test_resume_refuses_a_checkpoint_of_another_configuration(data, tmp_path):
+    x, val, _ = data
+    make(epochs=1).fit(x, val, progress=False, checkpoint=tmp_path / "c.ckpt")
+    with pytest.raises(OneClassError, match="another configuration"):
+        make(epochs=1, lr=5e-4).fit(x, val, progress=False, checkpoint=tmp_path / "c.ckpt", resume=True)
+    (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(OneClassError, match="unreadable"):
+        make(epochs=1).fit(x, val, progress=False, checkpoint=tmp_path / "bad.ckpt", resume=True)
+
+
+def test_best_epoch_is_kept_and_early_stopping(data):
+    x, val, _ = data
+    det = make(epochs=6, select="rec", patience=2, lr=0.5)  # a huge step: validation gets worse
+    try:
+        det.fit(x, val, progress=False)
+    except OneClassError as e:  # diverging to NaN is also reported clearly
+        assert "diverged" in str(e)
+        return
+    hist = det.fit_info["history"]
+    best = min(hist, key=lambda r: r["val"]["rec"])
+    assert det.fit_info["best_epoch"] == best["epoch"]
+    if det.fit_info["stopped_early"]:
+        assert len(hist) == best["epoch"] + 2
+
+
+def test_selection_must_name_a_validation_quantity(data):
+    x, val, _ = data
+    with pytest.raises(OneClassError, match="not among the validation"):
+        make(epochs=1, select="nonsense").fit(x, val, progress=False)
+
+
+def test_history_records_throughput(data):
+    x, val, _ = data
+    det = make(epochs=1).fit(x, val, progress=False)
+    rec = det.fit_info["history"][0]
+    assert rec["train_images_per_second"] > 0 and set(rec["val"]) == {"loss", "rec"}
+    assert det.fit_info["train_images_per_second"] > 0
