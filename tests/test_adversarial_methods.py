@@ -105,7 +105,7 @@ def test_masking_and_context_loss_touch_masked_pixels_only():
 
 
 def test_oled_mm_ascends_and_r_descends(batch):
-    det = built("oled", lr=1e-2)
+    det = built("oled", lr=1e-3)
     x = det.inputs(batch)
     g = torch.Generator().manual_seed(0)
 

@@ -90,3 +90,90 @@ def test_ns_uses_validation_statistics_saved_with_the_model(tmp_path, embedded_s
     det.save(tmp_path / "m.oneclass")
     again = oneclass.load(tmp_path / "m.oneclass", device="cpu")
     np.testing.assert_allclose(again.score_components(test)["ns"], comps["ns"], rtol=1e-6)
+
+
+# ---- video: MSC, causal 3D convolutions, clip and frame scores ---------------------------------
+from oneclass.models.lsa_video import (CausalConv3d, MaskedStackedConvolution, MSCEstimator,  # noqa: E402
+                                       clip_scores, frame_scores, normalise_per_sequence)
+
+
+def _dependency_video(f, t: int, d: int) -> np.ndarray:
+    """dep[s, j, s2, i]: output (step s, position j) depends on input (step s2, position i)."""
+    z = torch.rand(2, t, d, requires_grad=True)
+    out = f(z)  # (B, t, d, K)
+    dep = np.zeros((t, d, t, d), dtype=bool)
+    for s in range(t):
+        for j in range(d):
+            (g,) = torch.autograd.grad(out[:, s, j].sum(), z, retain_graph=True)
+            dep[s, j] = (g.abs().sum(0) > 0).numpy()
+    return dep
+
+
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+def test_single_msc_layer_sees_previous_step_and_current_up_to_i(mask_type):
+    torch.manual_seed(0)
+    t, d = 4, 5
+    layer = MaskedStackedConvolution(mask_type, d, 1, 3)
+    dep = _dependency_video(lambda z: layer(z.unsqueeze(-1)), t, d)
+    for s in range(t):
+        for j in range(d):
+            expected = np.zeros((t, d), dtype=bool)
+            if s > 0:
+                expected[s - 1] = True                      # the whole previous step
+            expected[s, :j if mask_type == "A" else j + 1] = True  # current step up to j
+            assert (dep[s, j] == expected).all(), (s, j)
+
+
+def test_msc_stack_is_autoregressive_over_time_and_code():
+    torch.manual_seed(0)
+    t, d = 3, 4
+    dep = _dependency_video(MSCEstimator(d, hidden=(2, 2), bins=5), t, d)
+    for s in range(t):
+        for j in range(d):
+            assert not dep[s, j, s + 1:].any()            # never a later step
+            assert not dep[s, j, s, j:].any()             # never position ≥ j of its own step
+            assert dep[s, j, :s].any() or s == 0          # the past is used
+
+
+@pytest.mark.parametrize("d,ci,co", [(4, 1, 3), (8, 2, 5), (16, 4, 100)])
+def test_msc_parameter_count_formula(d, ci, co):
+    b = MaskedStackedConvolution("B", d, ci, co)
+    assert b.effective_parameters() == (3 * d * d + d) // 2 * ci * co + d * co
+    a = MaskedStackedConvolution("A", d, ci, co)
+    assert a.effective_parameters() == (3 * d * d - d) // 2 * ci * co + d * co
+
+
+def test_causal_conv3d_ignores_future_frames():
+    torch.manual_seed(0)
+    conv = CausalConv3d(1, 2)
+    x = torch.rand(1, 1, 6, 5, 5, requires_grad=True)
+    out = conv(x)
+    (g,) = torch.autograd.grad(out[:, :, 2].sum(), x)
+    assert g[:, :, 3:].abs().sum() == 0 and g[:, :, :3].abs().sum() > 0
+
+
+def test_video_lsa_trains_and_scores_synthetic_clips():
+    torch.manual_seed(0)
+    # normal clips: a bright square drifting right; novel: random noise
+    t = torch.arange(8).view(1, 1, 8, 1, 1)
+    cols = torch.arange(32).view(1, 1, 1, 1, 32)
+    start = torch.randint(0, 16, (60, 1, 1, 1, 1))
+    normal = (((cols >= start + t) & (cols < start + t + 8)).float().expand(60, 1, 8, 32, 32) * 200).to(torch.uint8)
+    det = oneclass.create("lsa", "ped2", epochs=1, device="cpu", batch_size=16)
+    det.fit(normal[:48], normal[48:], progress=False)
+    comps = det.score_components(normal[:4])
+    assert set(comps) == {"rec", "llk", "ns"} and all(v.shape == (4,) for v in comps.values())
+    with pytest.raises(oneclass.DataError, match="N×1×8×32×32"):
+        det.score_samples(torch.zeros(2, 1, 8, 28, 28, dtype=torch.uint8))
+
+
+def test_clip_and_frame_scores():
+    patches = np.array([1.0, 3.0, 2.0, 2.0, 5.0])
+    np.testing.assert_allclose(clip_scores(patches, np.array([0, 0, 1, 1, 2])), [2.0, 2.0, 5.0])
+    # clips of length 3 starting at 0, 1, 2 over 5 frames
+    frames = frame_scores(np.array([3.0, 6.0, 9.0]), np.array([0, 1, 2]), 3, 5)
+    np.testing.assert_allclose(frames, [3.0, 4.5, 6.0, 7.5, 9.0])
+    with pytest.raises(ValueError, match="in no clip"):
+        frame_scores(np.array([1.0]), np.array([0]), 2, 4)
+    norm = normalise_per_sequence(np.array([1.0, 3.0, 10.0, 20.0]), np.array([0, 0, 1, 1]))
+    np.testing.assert_allclose(norm, [0.0, 1.0, 0.0, 1.0])

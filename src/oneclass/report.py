@@ -22,9 +22,19 @@ def paper_values() -> dict[str, Any]:
     return json.loads(PAPER_FILE.read_text())
 
 
-def paper_value(method: str, dataset: str, protocol: str, component: str) -> dict[str, Any] | None:
+def paper_value(method: str, dataset: str, protocol: str, component: str,
+                options: str = "{}") -> dict[str, Any] | None:
+    """The paper's value for a run group; `options` is the group's sorted JSON options. Ablation
+    options have their own entries ("method {options}"); options that only pick the epoch
+    ("select") compare with the method's own values; other options have none."""
     ds = _PAPER_DATASET.get(dataset)
-    return paper_values().get(method, {}).get(ds, {}).get(protocol, {}).get(component) if ds else None
+    if not ds:
+        return None
+    opts = json.loads(options) if options else {}
+    key = method if not opts else f"{method} {options}"
+    if key not in paper_values() and set(opts) <= {"select"}:
+        key = method
+    return paper_values().get(key, {}).get(ds, {}).get(protocol, {}).get(component)
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -35,6 +45,7 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
     """Header, rows (one per class, then the mean) and notes for one group of runs."""
     first = runs[0]
     method, dataset, protocol = first["method"], first["dataset"], first["protocol"]
+    options = json.dumps(first.get("options", {}), sort_keys=True)
     components = list(first["metrics"])
     by_class: dict[int, list[dict[str, Any]]] = {}
     for r in runs:
@@ -42,7 +53,7 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
     header = ["class"]
     for c in components:
         header.append(f"{c} AUROC")
-        if paper_value(method, dataset, protocol, c):
+        if paper_value(method, dataset, protocol, c, options):
             header.append(f"{c} paper")
     header += ["seeds"]
     rows, means = [], {c: [] for c in components}
@@ -53,7 +64,7 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
             v = float(np.mean([r["metrics"][c]["auroc"] for r in rs]))
             means[c].append(v)
             row.append(_fmt(v))
-            pv = paper_value(method, dataset, protocol, c)
+            pv = paper_value(method, dataset, protocol, c, options)
             if pv:
                 per = pv.get("per_class")
                 row.append(_fmt(per[cls]) if per and cls < len(per) else "")
@@ -63,7 +74,7 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
     notes = []
     for c in components:
         mean_row.append(_fmt(float(np.mean(means[c]))))
-        pv = paper_value(method, dataset, protocol, c)
+        pv = paper_value(method, dataset, protocol, c, options)
         if pv:
             mean_row.append(_fmt(pv["mean"], 4 if len(str(pv["mean"])) > 5 else 3))
             notes.append(f"{c}: {pv['source']}")
@@ -139,7 +150,7 @@ def report(results: str | Path, write: bool = True) -> str:
         method, options, dataset, protocol, fraction, epochs = key
         for r in group:
             for c, m in r["metrics"].items():
-                pv = paper_value(method, dataset, protocol, c) or {}
+                pv = paper_value(method, dataset, protocol, c, options) or {}
                 per = pv.get("per_class")
                 writer.writerow([method, options, dataset, protocol, fraction if fraction is not None else "", epochs,
                                  r["normal_class"], r["seed"], c, m["auroc"], m["aupr"], m["eer"], m["f1_best"],

@@ -61,16 +61,7 @@ def as_uint8_images(x: Any, *, name: str = "input") -> torch.Tensor:
     either range are an error rather than a silent clip."""
     if isinstance(x, ImageData):
         return x.images
-    if isinstance(x, (list, tuple)):
-        x = np.asarray(x)
-    if isinstance(x, np.ndarray):
-        if x.dtype == object:
-            raise DataError(f"{name}: an object array cannot be read as images")
-        t = torch.from_numpy(np.ascontiguousarray(x))
-    elif isinstance(x, torch.Tensor):
-        t = x.detach().cpu()
-    else:
-        raise DataError(f"{name}: expected a numpy array, a torch tensor or ImageData, got {type(x).__name__}")
+    t = _as_tensor(x, name, "images")
     if t.ndim not in (3, 4):
         raise DataError(f"{name}: expected images shaped N×H×W or N×C×H×W, got shape {tuple(t.shape)}")
     if t.shape[0] == 0:
@@ -81,6 +72,23 @@ def as_uint8_images(x: Any, *, name: str = "input") -> torch.Tensor:
         t = t.permute(0, 3, 1, 2)  # N×H×W×C, as PIL/NumPy images come
     if t.shape[1] not in (1, 3):
         raise DataError(f"{name}: images need 1 or 3 channels, got shape {tuple(t.shape)}")
+    return _to_uint8(t, name)
+
+
+def _as_tensor(x: Any, name: str, what: str) -> torch.Tensor:
+    if isinstance(x, (list, tuple)):
+        x = np.asarray(x)
+    if isinstance(x, np.ndarray):
+        if x.dtype == object:
+            raise DataError(f"{name}: an object array cannot be read as {what}")
+        return torch.from_numpy(np.ascontiguousarray(x))
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    raise DataError(f"{name}: expected a numpy array, a torch tensor or ImageData, got {type(x).__name__}")
+
+
+def _to_uint8(t: torch.Tensor, name: str) -> torch.Tensor:
+    """uint8 as is; floats read as [0, 1] when their range allows it, else as [0, 255]."""
     if t.dtype == torch.uint8:
         return t.contiguous()
     if t.dtype == torch.bool or t.is_complex():
@@ -88,7 +96,7 @@ def as_uint8_images(x: Any, *, name: str = "input") -> torch.Tensor:
     t = t.to(torch.float32)
     if not torch.isfinite(t).all():
         bad = int((~torch.isfinite(t)).flatten(1).any(1).sum())
-        raise DataError(f"{name}: {bad} image(s) contain NaN or infinite values")
+        raise DataError(f"{name}: {bad} sample(s) contain NaN or infinite values")
     lo, hi = float(t.min()), float(t.max())
     if lo < 0.0 or hi > 255.0:
         raise DataError(f"{name}: pixel values must lie in [0, 1] or [0, 255], found [{lo:g}, {hi:g}]")
@@ -117,3 +125,16 @@ def to_float(batch: torch.Tensor, value_range: Sequence[float]) -> torch.Tensor:
     """uint8 batch → float in the model's value range, e.g. (0, 1) or (-1, 1)."""
     lo, hi = value_range
     return batch.float().mul_((hi - lo) / 255.0).add_(lo)
+
+
+def as_uint8_clips(x: Any, shape: tuple[int, int, int, int], *, name: str = "input") -> torch.Tensor:
+    """Video clips (N×T×H×W grey or N×C×T×H×W; uint8, or float in [0, 1] / [0, 255]) → uint8
+    N×C×T×H×W of exactly `shape` (C, T, H, W): clips are cut by the video protocol, not resized here."""
+    t = _as_tensor(x, name, "clips")
+    if t.ndim == 4 and shape[0] == 1:
+        t = t.unsqueeze(1)
+    if t.ndim != 5 or tuple(t.shape[1:]) != tuple(shape):
+        raise DataError(f"{name}: expected clips shaped N×{'×'.join(map(str, shape))}, got {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise DataError(f"{name}: no clips (empty batch)")
+    return _to_uint8(t, name)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..neural import NEURAL_DEFAULTS, NeuralDetector
+from ..neural import NEURAL_DEFAULTS, NeuralDetector, adam
 from ..training import StepContext
 
 
@@ -107,7 +107,7 @@ class ALOCCDetector(NeuralDetector):
         if self.config["optimizer"] == "rmsprop":
             make = lambda p: torch.optim.RMSprop(p, lr=lr)  # noqa: E731
         elif self.config["optimizer"] == "adam":
-            make = lambda p: torch.optim.Adam(p, lr=lr, betas=tuple(self.config["betas"]))  # noqa: E731
+            make = lambda p: adam(p, lr, self.config["betas"])  # noqa: E731
         else:
             raise ValueError(f"optimizer must be adam or rmsprop, got {self.config['optimizer']!r}")
         return {"R": make(self.networks["R"].parameters()), "D": make(self.networks["D"].parameters())}

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..neural import NEURAL_DEFAULTS, NeuralDetector
+from ..neural import NEURAL_DEFAULTS, NeuralDetector, adam
 from ..training import StepContext
 
 
@@ -124,8 +124,7 @@ class AttnEntropyDetector(NeuralDetector):
                 "D": DCGANDiscriminator(c)}
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        make = lambda net: torch.optim.Adam(net.parameters(), lr=self.config["lr"],  # noqa: E731
-                                            betas=tuple(self.config["betas"]))
+        make = lambda net: adam(net.parameters(), self.config["lr"], self.config["betas"])  # noqa: E731
         return {k: make(net) for k, net in self.networks.items()}
 
     def g_step(self, x: torch.Tensor, x_noisy: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -152,9 +152,11 @@ def quantise(z: torch.Tensor, bins: int) -> torch.Tensor:
 
 
 def surprisal(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """LLK per sample (eq. 11): Σ_j −log p(bin(z_j) | z_<j)."""
-    target = quantise(z, logits.shape[-1])
-    return F.cross_entropy(logits.transpose(1, 2), target, reduction="none").sum(1)
+    """LLK per sample (eq. 11): Σ_j −log p(bin(z_j) | z_<j), over every code position (and, for
+    video, every time step): z is (B, d) or (B, T, d), logits the same with a trailing bins axis."""
+    bins = logits.shape[-1]
+    target = quantise(z, bins).reshape(len(z), -1)
+    return F.cross_entropy(logits.reshape(len(z), -1, bins).transpose(1, 2), target, reduction="none").sum(1)
 
 
 # ---- detectors ---------------------------------------------------------------------------------
@@ -169,6 +171,12 @@ class LSADetector(NeuralDetector):
                   "epochs": 30},
         "cifar10": {"arch": "cifar10", "channels": 3, "size": 32, "lam": 0.1, "lr": 1e-3, "batch_size": 256,
                     "epochs": 30},
+        # video: clips C×T×H×W; Ped2 trains on 8×32×32 patches of 16-frame clips, batch 2760 patches
+        "ped2": {"arch": "ped2", "channels": 1, "frames": 8, "size": 32, "lam": 0.1, "lr": 1e-3,
+                 "batch_size": 2760, "epochs": 30},
+        # architecture only: the ShanghaiTech data is not available here
+        "shanghaitech": {"arch": "shanghaitech", "channels": 3, "frames": 16, "size": [256, 512], "lam": 1.0,
+                         "lr": 1e-3, "batch_size": 8, "epochs": 30},
     }
     components = ("rec", "llk", "ns")
     headline = "ns"
@@ -180,8 +188,33 @@ class LSADetector(NeuralDetector):
             raise ValueError(f"estimator must be mfc, lstm or none, got {self.config['estimator']!r}")
         return self.config["estimator"] != "none"
 
+    @property
+    def is_video(self) -> bool:
+        return "frames" in self.config
+
+    @property
+    def image_size(self) -> int:
+        size = self.config["size"]
+        return size if isinstance(size, int) else tuple(size)
+
+    def prepare(self, x: Any, name: str = "input") -> torch.Tensor:
+        if not self.is_video:
+            return super().prepare(x, name)
+        from ..data.images import as_uint8_clips
+        size = self.image_size if isinstance(self.image_size, tuple) else (self.image_size,) * 2
+        return as_uint8_clips(x, (self.channels, int(self.config["frames"]), *size), name=name)
+
     def build_networks(self) -> dict[str, nn.Module]:
         arch, d = self.config["arch"], self.config["code_length"]
+        if self.is_video:
+            from .lsa_video import MSCEstimator, VideoDecoder, VideoEncoder, VIDEO_ARCHS
+            encoder = VideoEncoder(arch, d)
+            nets = {"encoder": encoder, "decoder": VideoDecoder(arch, d, encoder.feature_shape)}
+            if self.config["estimator"] == "mfc":  # MSC is the video counterpart of MFC
+                nets["estimator"] = MSCEstimator(d, VIDEO_ARCHS[arch]["msc"], self.config["bins"])
+            elif self.uses_estimator:
+                raise ValueError("the LSTM estimator is implemented for image presets only")
+            return nets
         nets: dict[str, nn.Module] = {"encoder": Encoder(arch, d), "decoder": Decoder(arch, d)}
         if self.config["estimator"] == "mfc":
             nets["estimator"] = MFCEstimator(d, bins=self.config["bins"])

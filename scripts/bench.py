@@ -1,0 +1,134 @@
+"""Throughput of every method: training and scoring images/s, and FLOPs per image.
+
+    python scripts/bench.py [--device cpu|cuda] [--methods dae,lsa,...] [--out results/benchmarks]
+
+Training speed is measured on the methods' own `train_step` (all of its alternating updates) over
+real MNIST / CIFAR-shaped batches of the preset's batch size, after warm-up steps; scoring speed
+on `score_components` of a large batch. FLOPs per image come from torch's FlopCounterMode over
+one training step (forward + backward of every update) and one scoring pass, so the achieved
+GFLOP/s can be set against the machine's peak. Results are written beside the settings (device,
+threads, torch version) as JSON and Markdown."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import oneclass
+from oneclass.detector import versions
+from oneclass.fileio import write_json, write_text
+from oneclass.neural import NeuralDetector
+from oneclass.training import StepContext
+
+NEURAL = ["dae", "lsa", "alocc", "oled", "cae", "attn-entropy"]
+SHALLOW = ["ocsvm", "kde"]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_neural(method: str, preset: str, images: torch.Tensor, device: str, seconds: float) -> dict:
+    det = oneclass.create(method, preset, device=device)
+    dev = det.device
+    det._build()
+    bs = int(det.config["batch_size"])
+    data = det.prepare(images).to(dev)
+    batch = data[:bs]
+    g = torch.Generator(device=dev).manual_seed(0)
+    ctx = StepContext(1, 0, g)
+    det.train_mode(True)
+    with FlopCounterMode(display=False) as fc:
+        det.train_step(batch, ctx)
+    train_flops = fc.get_total_flops() / bs
+    for _ in range(3):  # warm-up (cuDNN autotuning, allocator)
+        det.train_step(batch, ctx)
+    _sync(dev)
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or steps < 3:
+        det.train_step(data[(steps * bs) % (len(data) - bs):][:bs], ctx)
+        steps += 1
+    _sync(dev)
+    train_ips = steps * bs / (time.perf_counter() - t0)
+    det.train_mode(False)
+    n_score = min(len(data), 2048)
+    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+        det.raw_scores(det.inputs(data[:256]))
+    score_flops = fc.get_total_flops() / 256
+    det.fitted = True
+    det.normalisers = {k: oneclass.metrics.MinMax(0.0, 1.0) for k in det.normalised}
+    det.score_components(data[:n_score])  # warm-up
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds / 2 or reps < 2:
+        det.score_components(data[:n_score])
+        reps += 1
+    score_ips = reps * n_score / (time.perf_counter() - t0)
+    return {"method": method, "preset": preset, "batch_size": bs,
+            "train_images_per_second": round(train_ips, 1), "score_images_per_second": round(score_ips, 1),
+            "train_gflop_per_image": round(train_flops / 1e9, 4), "score_gflop_per_image": round(score_flops / 1e9, 4),
+            "train_achieved_gflops": round(train_ips * train_flops / 1e9, 1),
+            "score_achieved_gflops": round(score_ips * score_flops / 1e9, 1)}
+
+
+def bench_shallow(method: str, x_train: torch.Tensor, x_test: torch.Tensor) -> dict:
+    det = oneclass.create(method, "mnist")
+    t0 = time.perf_counter()
+    det.fit(x_train)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    det.score_samples(x_test)
+    score_s = time.perf_counter() - t0
+    return {"method": method, "preset": "mnist", "n_train": len(x_train),
+            "train_images_per_second": round(len(x_train) / fit_s, 1),
+            "score_images_per_second": round(len(x_test) / score_s, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--methods", default=",".join(NEURAL + SHALLOW))
+    ap.add_argument("--seconds", type=float, default=10.0, help="timing window per method")
+    ap.add_argument("--out", default="results/benchmarks")
+    args = ap.parse_args()
+    train, test = oneclass.datasets.embedded()
+    rows = []
+    for method in args.methods.split(","):
+        if method in SHALLOW:
+            row = bench_shallow(method, train.images[:2000], test.images)
+        else:
+            presets = ["mnist", "cifar10"] if method in ("lsa", "dae", "oled", "attn-entropy", "alocc") else ["mnist"]
+            for preset in presets:
+                row = bench_neural(method, preset, train.images, args.device, args.seconds)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+            continue
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    device = torch.device(args.device)
+    settings = {"device": args.device,
+                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                "torch_threads": torch.get_num_threads(), "versions": versions(),
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "timing_window_s": args.seconds,
+                "data": "embedded MNIST subset (grey 28×28, replicated to RGB 32×32 for the cifar10 presets)"}
+    tag = "cpu" if device.type == "cpu" else "cuda"
+    out = Path(f"{args.out}-{tag}")
+    write_json(out.with_suffix(".json"), {"settings": settings, "results": rows})
+    head = ["method", "preset", "batch", "train img/s", "score img/s", "train GFLOP/img", "train GFLOP/s achieved"]
+    lines = [f"Throughput on {settings['device_name']} ({settings['torch_threads']} threads), "
+             f"torch {settings['versions']['torch']}, {settings['measured_at']}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['preset']} | {r.get('batch_size', '')} | {r['train_images_per_second']} | "
+                     f"{r['score_images_per_second']} | {r.get('train_gflop_per_image', '')} | "
+                     f"{r.get('train_achieved_gflops', '')} |")
+    write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
