@@ -179,5 +179,8 @@ def test_generator_shapes_and_ablation_switches():
         assert out.shape == (2, 3, 32, 32) and code.shape == (2, 512, 1, 1)
         n_att = sum(isinstance(m, ChannelAttention) for m in g.modules())
         assert n_att == (9 if attention else 0)
+    plain = UNetGenerator(1, skips=False)
+    out, _ = plain(torch.zeros(2, 1, 32, 32))
+    assert out.shape == (2, 1, 32, 32) and plain.out.in_channels == 64
     det = oneclass.create("attn-entropy", "mnist", device="cpu", entropy=False)
     assert det.config["entropy"] is False and det.image_size == 32

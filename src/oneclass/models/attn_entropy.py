@@ -51,8 +51,9 @@ class UNetGenerator(nn.Module):
 
     WIDTHS = (64, 128, 256, 512, 512)
 
-    def __init__(self, channels: int, attention: bool = True, ratio: int = 16) -> None:
+    def __init__(self, channels: int, attention: bool = True, ratio: int = 16, skips: bool = True) -> None:
         super().__init__()
+        self.skips = skips  # False: a plain symmetric AE (the paper's text describes no skips)
         att = (lambda c: ChannelAttention(c, ratio)) if attention else (lambda c: nn.Identity())
         self.down = nn.ModuleList()
         c = channels
@@ -67,11 +68,11 @@ class UNetGenerator(nn.Module):
         self.up = nn.ModuleList()
         skips = list(reversed(self.WIDTHS[:-1]))  # 512, 256, 128, 64
         for k, w in enumerate(skips):
-            c_in = c if k == 0 else c + skips[k - 1]
+            c_in = c if k == 0 or not self.skips else c + skips[k - 1]
             self.up.append(nn.Sequential(nn.ConvTranspose2d(c_in, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w),
                                          nn.ReLU(), att(w)))
             c = w
-        self.out = nn.ConvTranspose2d(c + skips[-1], channels, 4, 2, 1)
+        self.out = nn.ConvTranspose2d(c + (skips[-1] if self.skips else 0), channels, 4, 2, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruction x̂ and the bottleneck code h (N×512×1×1)."""
@@ -82,8 +83,8 @@ class UNetGenerator(nn.Module):
             feats.append(h)
         code = h
         for k, block in enumerate(self.up):
-            h = block(h if k == 0 else torch.cat([h, feats[-1 - k]], 1))
-        return torch.tanh(self.out(torch.cat([h, feats[0]], 1))), code
+            h = block(h if k == 0 or not self.skips else torch.cat([h, feats[-1 - k]], 1))
+        return torch.tanh(self.out(torch.cat([h, feats[0]], 1) if self.skips else h)), code
 
 
 class DCGANDiscriminator(nn.Module):
@@ -106,7 +107,7 @@ class DCGANDiscriminator(nn.Module):
 class AttnEntropyDetector(NeuralDetector):
     name = "attn-entropy"
     description = "Attention + entropy AE (Tian et al. MMAsia 2020): Skip-GANomaly with channel attention and latent entropy loss"
-    defaults = {**NEURAL_DEFAULTS, "value_range": (-1.0, 1.0), "attention": True, "entropy": True, "ratio": 16,
+    defaults = {**NEURAL_DEFAULTS, "value_range": (-1.0, 1.0), "attention": True, "entropy": True, "ratio": 16, "skips": True,
                 "noise_std": 0.1, "w_adv": 1.0, "w_con": 50.0, "w_fea": 1.0, "w_inf": 1.0, "score_lambda": 0.9,
                 "lr": 1e-3, "betas": (0.5, 0.999), "batch_size": 64, "epochs": 15}
     presets = {
@@ -120,7 +121,8 @@ class AttnEntropyDetector(NeuralDetector):
 
     def build_networks(self) -> dict[str, nn.Module]:
         c = self.channels
-        return {"G": UNetGenerator(c, bool(self.config["attention"]), int(self.config["ratio"])),
+        return {"G": UNetGenerator(c, bool(self.config["attention"]), int(self.config["ratio"]),
+                                   bool(self.config["skips"])),
                 "D": DCGANDiscriminator(c)}
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
