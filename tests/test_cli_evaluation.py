@@ -41,6 +41,12 @@ def test_evaluate_writes_caches_and_skips(tmp_path):
     lines.clear()
     second = evaluate(spec, None, tmp_path, progress=False, echo=lines.append)
     assert lines and lines[0].startswith("skip") and second[0]["metrics"] == first[0]["metrics"]
+    # a run finished under other defaults is kept, and the difference is said
+    data["config"]["noise_std"] = 0.5
+    path.write_text(json.dumps(data))
+    lines.clear()
+    evaluate(spec, None, tmp_path, progress=False, echo=lines.append)
+    assert lines[0].startswith("skip") and "noise_std 0.5 → 0.1" in lines[0]
     # a damaged result file is redone, and gives the same numbers (deterministic on CPU)
     path.write_text('{"metrics": ')
     lines.clear()

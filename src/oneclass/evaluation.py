@@ -105,7 +105,10 @@ def evaluate(spec: EvalSpec, data_root: str | Path | None, results: str | Path, 
             paths = [run_path(results, spec, preset, epochs, normal, seed, v) for v in variants]
             done = [read_result(p) for p in paths]
             if all(d is not None for d in done):
-                echo(f"skip {paths[0].parent.name}/{paths[0].name}: already finished")
+                changed = _config_changes(done[0].get("config", {}), probe.config)
+                note = (f" (with another configuration than the current defaults: {', '.join(changed)}; "
+                        "delete the file to redo it)") if changed else ""
+                echo(f"skip {paths[0].parent.name}/{paths[0].name}: already finished{note}")
                 out += done
                 continue
             det = create(spec.method, preset, epochs=spec.epochs, seed=seed, device=str(device), **spec.options)
@@ -148,6 +151,13 @@ def evaluate(spec: EvalSpec, data_root: str | Path | None, results: str | Path, 
             if ckpt.exists():
                 ckpt.unlink()  # the run is finished; its JSON (and log) is what stays
     return out
+
+
+def _config_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Keys whose value differs between a finished run's config and what would run now (a
+    default changed since): such a run is kept, since it is what was measured, but said so."""
+    return [f"{k} {stored.get(k)!r} → {current.get(k)!r}" for k in sorted(set(stored) | set(current))
+            if stored.get(k) != current.get(k)]
 
 
 def _fit_options(det: Detector, stem: Path, progress: bool) -> dict[str, Any]:
