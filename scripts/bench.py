@@ -21,7 +21,6 @@ from torch.utils.flop_counter import FlopCounterMode
 import oneclass
 from oneclass.detector import versions
 from oneclass.fileio import write_json, write_text
-from oneclass.neural import NeuralDetector
 from oneclass.training import StepContext
 
 NEURAL = ["dae", "lsa", "alocc", "oled", "cae", "attn-entropy"]

@@ -1,7 +1,6 @@
 """Cached evaluation (skip, redo damaged, determinism), the report, and the CLI end to end."""
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -2,7 +2,6 @@
 import gzip
 import hashlib
 import http.server
-import io
 import pickle
 import tarfile
 import threading
@@ -19,7 +18,6 @@ from oneclass.data import as_uint8_images, conform, load
 from oneclass.data.cifar import load_cifar10_split, load_cifar100_split
 from oneclass.data.download import Resource, fetch
 from oneclass.data.folder import load_class_folder
-from oneclass.data.idx import read_idx
 from oneclass.errors import ChecksumError, DataError
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .data.images import ImageData, as_uint8_images, conform
+from .data.images import as_uint8_images, conform
 from .errors import DataError, ModelFileError, NotFittedError, OneClassError
 from .fileio import _json_default, atomic_open
 

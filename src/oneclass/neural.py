@@ -7,10 +7,12 @@ common scale. Training itself is the shared `training.Trainer`."""
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from contextlib import contextmanager
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .data.images import to_float
@@ -159,6 +161,35 @@ def adam(params: Any, lr: float, betas: Any) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, betas=tuple(betas), fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(list(params), lr=lr, betas=tuple(betas))
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One update of `opt`'s parameters on `loss`."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """The adversary's weights take no gradient during the other player's step (its optimiser
+    does not step either), and autograd skips their weight gradients."""
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        module.requires_grad_(True)
+
+
+def real_fake_loss(real_logit: torch.Tensor, fake_logit: torch.Tensor) -> torch.Tensor:
+    """A discriminator's loss: −log D(real) − log(1 − D(fake)), batch means."""
+    return (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
+            + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
+
+
+def fooling_loss(fake_logit: torch.Tensor) -> torch.Tensor:
+    """The generator's non-saturating adversarial loss −log D(fake)."""
+    return F.binary_cross_entropy_with_logits(fake_logit, torch.ones_like(fake_logit))
 
 
 def per_sample_sq_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,6 @@ and a checkpoint holds every network, optimiser and best-epoch state, so a run r
 its last checkpoint takes exactly the steps the uninterrupted run would have taken."""
 from __future__ import annotations
 
-import copy
 import io
 import json
 import math
@@ -227,7 +226,3 @@ class Trainer:
         with atomic_open(self.log_path, "w") as fh:
             fh.write("".join(line + "\n" for line in kept))
 
-
-def clone_state(module_dict: dict[str, torch.nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
-    return {k: copy.deepcopy({n: t.detach().clone() for n, t in m.state_dict().items()})
-            for k, m in module_dict.items()}

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..fileio import atomic_open
 from .cifar import load_cifar10_split, load_cifar100_split
 from .folder import load_class_folder, load_flat_folder
 from .idx import load_idx_split

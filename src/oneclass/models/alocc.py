@@ -13,10 +13,10 @@ RMSProp (`optimizer="rmsprop", lr=0.002` gives the code's)."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..neural import NEURAL_DEFAULTS, NeuralDetector, adam
+from ..neural import (NEURAL_DEFAULTS, NeuralDetector, adam, fooling_loss, frozen, optimizer_step,
+                      real_fake_loss)
 from ..training import StepContext
 
 
@@ -124,12 +124,8 @@ class ALOCCDetector(NeuralDetector):
         # one batch of real and fake together: D's batch-norm statistics are those of the mix
         # that its running averages (used when scoring) will hold
         real_logit, fake_logit = D(torch.cat([x, fake])).split([len(x), len(fake)])
-        loss = (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
-                + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
-        opt = self.optimizers["D"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = real_fake_loss(real_logit, fake_logit)
+        optimizer_step(self.optimizers["D"], loss)
         return loss.detach()
 
     def r_step(self, x: torch.Tensor, x_noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,22 +135,15 @@ class ALOCCDetector(NeuralDetector):
         out = R(x_noisy)
         # D judges R's output as it will when scoring (running batch-norm statistics), and R's
         # fake-only batches do not drag D's running statistics away from real images
-        D.eval()
-        try:
-            logit = D(out)
-        finally:
-            D.train()
-        adv = F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
-        rec = (out - x).pow(2).mean()
-        loss = adv + self.config["lam"] * rec
-        opt = self.optimizers["R"]
-        opt.zero_grad(set_to_none=True)
-        D.requires_grad_(False)  # no gradient work for D's weights on R's step
-        try:
-            loss.backward()
-        finally:
-            D.requires_grad_(True)
-        opt.step()
+        with frozen(D):  # no gradient work for D's weights on R's step
+            D.eval()
+            try:
+                logit = D(out)
+            finally:
+                D.train()
+            adv = fooling_loss(logit)
+            rec = (out - x).pow(2).mean()
+            optimizer_step(self.optimizers["R"], adv + self.config["lam"] * rec)
         return adv.detach(), rec.detach()
 
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:

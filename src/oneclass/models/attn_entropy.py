@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..neural import NEURAL_DEFAULTS, NeuralDetector, adam
+from ..neural import (NEURAL_DEFAULTS, NeuralDetector, adam, fooling_loss, frozen, optimizer_step,
+                      real_fake_loss)
 from ..training import StepContext
 
 
@@ -132,11 +133,10 @@ class AttnEntropyDetector(NeuralDetector):
     def g_step(self, x: torch.Tensor, x_noisy: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         G, D = self.networks["G"], self.networks["D"]
         fake, code = G(x_noisy)
-        D.requires_grad_(False)
-        try:
+        with frozen(D):
             fake_logit, f_fake = D(fake)
             _, f_real = D(x)
-            adv = F.binary_cross_entropy_with_logits(fake_logit, torch.ones_like(fake_logit))
+            adv = fooling_loss(fake_logit)
             con = (fake - x).abs().mean()
             fea = (f_fake - f_real).pow(2).mean()
             parts = {"adv": adv, "con": con, "fea": fea}
@@ -144,24 +144,15 @@ class AttnEntropyDetector(NeuralDetector):
             if self.config["entropy"]:
                 parts["inf"] = entropy_loss(code).mean()
                 total = total + self.config["w_inf"] * parts["inf"]
-            opt = self.optimizers["G"]
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
-        finally:
-            D.requires_grad_(True)
+            optimizer_step(self.optimizers["G"], total)
         return fake.detach(), {k: v.detach() for k, v in parts.items()}
 
     def d_step(self, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         D = self.networks["D"]
         real_logit, _ = D(x)
         fake_logit, _ = D(fake)
-        loss = 0.5 * (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
-                      + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
-        opt = self.optimizers["D"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = 0.5 * real_fake_loss(real_logit, fake_logit)
+        optimizer_step(self.optimizers["D"], loss)
         return loss.detach()
 
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:

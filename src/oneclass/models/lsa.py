@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..neural import NEURAL_DEFAULTS, NeuralDetector, per_sample_sq_error
+from ..neural import NEURAL_DEFAULTS, NeuralDetector, optimizer_step, per_sample_sq_error
 from ..training import StepContext
 
 
@@ -243,10 +243,7 @@ class LSADetector(NeuralDetector):
             x_in = x + self.config["noise_std"] * torch.randn(x.shape, generator=ctx.generator, device=x.device)
         losses = self._losses(x, x_in)
         loss = self._total(losses).mean()
-        opt = self.optimizers["all"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(self.optimizers["all"], loss)
         # detached tensors, not floats: the trainer syncs with the device once per epoch
         return {"loss": loss.detach(), **{k: v.detach().mean() for k, v in losses.items()}}
 
