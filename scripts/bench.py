@@ -94,15 +94,18 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="timing window per method")
     ap.add_argument("--out", default="results/benchmarks")
     args = ap.parse_args()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     train, test = oneclass.datasets.embedded()
     rows = []
     for method in args.methods.split(","):
         if method in SHALLOW:
             row = bench_shallow(method, train.images[:2000], test.images)
+            row["measured_at"] = stamp
         else:
             presets = ["mnist", "cifar10"] if method in ("lsa", "dae", "oled", "attn-entropy", "alocc") else ["mnist"]
             for preset in presets:
                 row = bench_neural(method, preset, train.images, args.device, args.seconds)
+                row["measured_at"] = stamp
                 rows.append(row)
                 print(json.dumps(row), flush=True)
             continue
@@ -112,19 +115,29 @@ def main() -> None:
     settings = {"device": args.device,
                 "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                 "torch_threads": torch.get_num_threads(), "versions": versions(),
-                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "timing_window_s": args.seconds,
+                "measured_at": stamp, "timing_window_s": args.seconds,
                 "data": "embedded MNIST subset (grey 28×28, replicated to RGB 32×32 for the cifar10 presets)"}
     tag = "cpu" if device.type == "cpu" else "cuda"
     out = Path(f"{args.out}-{tag}")
+    # re-measuring some methods keeps the others' rows (each row says when it was measured)
+    if out.with_suffix(".json").exists():
+        old = json.loads(out.with_suffix(".json").read_text())
+        fresh = {(r["method"], r.get("preset")) for r in rows}
+        kept = [{"measured_at": old["settings"]["measured_at"], **r} for r in old["results"]
+                if (r["method"], r.get("preset")) not in fresh]
+        order = [m for m in NEURAL + SHALLOW]
+        rows = sorted(kept + rows, key=lambda r: (order.index(r["method"]) if r["method"] in order else 99,
+                                                  r.get("preset") or ""))
     write_json(out.with_suffix(".json"), {"settings": settings, "results": rows})
-    head = ["method", "preset", "batch", "train img/s", "score img/s", "train GFLOP/img", "train GFLOP/s achieved"]
+    head = ["method", "preset", "batch", "train img/s", "score img/s", "train GFLOP/img", "train GFLOP/s achieved",
+            "measured"]
     lines = [f"Throughput on {settings['device_name']} ({settings['torch_threads']} threads), "
              f"torch {settings['versions']['torch']}, {settings['measured_at']}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append(f"| {r['method']} | {r['preset']} | {r.get('batch_size', '')} | {r['train_images_per_second']} | "
                      f"{r['score_images_per_second']} | {r.get('train_gflop_per_image', '')} | "
-                     f"{r.get('train_achieved_gflops', '')} |")
+                     f"{r.get('train_achieved_gflops', '')} | {r.get('measured_at', settings['measured_at'])[:10]} |")
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -45,6 +45,17 @@ def test_alocc_updates_alternate(batch):
     assert changed(r1, R) and not changed(d1, D)
 
 
+def test_alocc_reconstruction_term_scale(batch):
+    x = built("alocc").inputs(batch)
+    out = torch.zeros_like(x)
+    mean = built("alocc")._rec_loss(out, x)
+    total = built("alocc", rec_reduction="sum")._rec_loss(out, x)
+    assert mean == pytest.approx(x.pow(2).mean().item())
+    assert total == pytest.approx(mean.item() * x[0].numel(), rel=1e-5)  # ‖X − R‖² per image, batch mean
+    with pytest.raises(ValueError, match="rec_reduction"):
+        built("alocc", rec_reduction="median")._rec_loss(out, x)
+
+
 def test_alocc_scores_and_shapes(batch):
     for preset, (c, s) in {"mnist": (1, 28), "cifar10": (3, 32), "ped2": (1, 30)}.items():
         det = built("alocc", preset)
@@ -179,8 +190,10 @@ def test_generator_shapes_and_ablation_switches():
         assert out.shape == (2, 3, 32, 32) and code.shape == (2, 512, 1, 1)
         n_att = sum(isinstance(m, ChannelAttention) for m in g.modules())
         assert n_att == (9 if attention else 0)
-    plain = UNetGenerator(1, skips=False)
-    out, _ = plain(torch.zeros(2, 1, 32, 32))
-    assert out.shape == (2, 1, 32, 32) and plain.out.in_channels == 64
+    plain, unet = UNetGenerator(1), UNetGenerator(1, skips=True)
+    for g in (plain, unet):
+        out, _ = g(torch.zeros(2, 1, 32, 32))
+        assert out.shape == (2, 1, 32, 32)
+    assert plain.out.in_channels == 64 and unet.out.in_channels == 128  # U-Net concatenates the 64 encoder maps
     det = oneclass.create("attn-entropy", "mnist", device="cpu", entropy=False)
     assert det.config["entropy"] is False and det.image_size == 32

@@ -46,6 +46,7 @@ def test_evaluate_writes_caches_and_skips(tmp_path):
     lines.clear()
     evaluate(spec, None, tmp_path, progress=False, echo=lines.append)
     assert lines[0].startswith("skip") and "noise_std 0.5 → 0.1" in lines[0]
+    assert "other settings than today's defaults**: noise_std 0.5 → 0.1" in report(tmp_path, write=False)
     # a damaged result file is redone, and gives the same numbers (deterministic on CPU)
     path.write_text('{"metrics": ')
     lines.clear()
@@ -64,6 +65,17 @@ def test_outlier_fraction_runs_share_one_model_and_report(tmp_path):
         assert c["test_novel"] / c["test"] == pytest.approx(r["protocol_info"]["outlier_fraction"], abs=0.01)
     text = report(tmp_path)
     assert "ocsvm" in text and (tmp_path / "report.md").exists() and (tmp_path / "report.csv").exists()
+
+
+def test_paper_values_follow_options():
+    from oneclass.report import paper_value
+    full = paper_value("attn-entropy", "cifar10", "standard", "a")
+    assert full["mean"] == pytest.approx(0.6555)
+    # the ablation switch has its own entry; epoch selection and options at their defaults do not change the method
+    assert paper_value("attn-entropy", "cifar10", "standard", "a", '{"attention": false}')["mean"] == pytest.approx(0.642)
+    assert paper_value("attn-entropy", "cifar10", "standard", "a", '{"skips": false}') == full
+    assert paper_value("oled", "mnist", "memae", "avg", '{"select": "val_auroc"}')["mean"] == pytest.approx(0.9845)
+    assert paper_value("attn-entropy", "cifar10", "standard", "a", '{"skips": true}') is None
 
 
 def test_cli_methods_and_datasets():

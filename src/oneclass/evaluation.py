@@ -105,7 +105,7 @@ def evaluate(spec: EvalSpec, data_root: str | Path | None, results: str | Path, 
             paths = [run_path(results, spec, preset, epochs, normal, seed, v) for v in variants]
             done = [read_result(p) for p in paths]
             if all(d is not None for d in done):
-                changed = _config_changes(done[0].get("config", {}), probe.config)
+                changed = config_changes(done[0].get("config", {}), probe.config)
                 note = (f" (with another configuration than the current defaults: {', '.join(changed)}; "
                         "delete the file to redo it)") if changed else ""
                 echo(f"skip {paths[0].parent.name}/{paths[0].name}: already finished{note}")
@@ -153,11 +153,13 @@ def evaluate(spec: EvalSpec, data_root: str | Path | None, results: str | Path, 
     return out
 
 
-def _config_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+def config_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Keys whose value differs between a finished run's config and what would run now (a
-    default changed since): such a run is kept, since it is what was measured, but said so."""
-    return [f"{k} {stored.get(k)!r} → {current.get(k)!r}" for k in sorted(set(stored) | set(current))
-            if stored.get(k) != current.get(k)]
+    default changed since): such a run is kept, since it is what was measured, but said so.
+    Keys on one side only are left out: an option added later (its default keeps the old
+    behaviour) or a setting the method no longer has."""
+    return [f"{k} {stored[k]!r} → {current[k]!r}" for k in sorted(set(stored) & set(current))
+            if stored[k] != current[k]]
 
 
 def _fit_options(det: Detector, stem: Path, progress: bool) -> dict[str, Any]:
@@ -173,7 +175,7 @@ def collect(results: str | Path) -> list[dict[str, Any]]:
     """Every finished run under a results folder."""
     runs = []
     for path in sorted(Path(results).rglob("*.json")):
-        if "_work" in path.parts:
+        if "_work" in path.parts or "superseded" in path.parts:  # superseded: kept, not reported
             continue
         data = read_result(path)
         if data is not None and "method" in data:

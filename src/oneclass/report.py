@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from .evaluation import collect, iter_groups
+from .errors import OneClassError
+from .evaluation import collect, config_changes, iter_groups
+from .registry import create
 from .fileio import write_text
 
 PAPER_FILE = Path(__file__).with_name("paper_values.json")
@@ -32,9 +34,31 @@ def paper_value(method: str, dataset: str, protocol: str, component: str,
         return None
     opts = json.loads(options) if options else {}
     key = method if not opts else f"{method} {options}"
-    if key not in paper_values() and set(opts) <= {"select"}:
+    if key not in paper_values() and set(opts) - {"select"} <= _default_keys(method, json.dumps(opts, sort_keys=True)):
         key = method
     return paper_values().get(key, {}).get(ds, {}).get(protocol, {}).get(component)
+
+
+@lru_cache(maxsize=None)
+def _default_keys(method: str, options: str) -> set[str]:
+    """Options whose value is the method's current default (say `skips=false` once that became
+    the default): such a group is the method itself."""
+    try:
+        defaults = create(method, device="cpu").config
+    except (OneClassError, ValueError, TypeError):
+        return set()
+    return {k for k, v in json.loads(options).items() if k in defaults and defaults[k] == v}
+
+
+def stale_settings(run: dict[str, Any]) -> list[str]:
+    """Where a finished run's stored config differs from what `evaluate` would run today."""
+    try:
+        now = create(run["method"], run.get("preset") or "mnist", device="cpu",
+                     epochs=run["epochs"] if run["epochs"] != "na" else None,
+                     **run.get("options", {})).config
+    except (OneClassError, ValueError, TypeError):
+        return []
+    return config_changes(run.get("config", {}), now)
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -97,6 +121,9 @@ def _settings(runs: list[dict[str, Any]]) -> str:
     if sc:
         parts.append(f"score {np.median(sc):.0f} img/s")
     parts.append(f"torch {r['versions']['torch']}")
+    stale = stale_settings(r)
+    if stale:
+        parts.append(f"**ran with other settings than today's defaults**: {', '.join(stale)}")
     return "; ".join(parts)
 
 
@@ -161,7 +188,8 @@ def report(results: str | Path, write: bool = True) -> str:
             fraction_runs += group
             continue
         header, rows, notes = group_table(group)
-        title = f"## {method}{' ' + options if options != '{}' else ''} — {dataset}, {protocol} protocol"
+        budget = f", {epochs} epochs" if epochs != "na" else ""
+        title = f"## {method}{' ' + options if options != '{}' else ''} — {dataset}, {protocol} protocol{budget}"
         text = f"{title}\n\n{_settings(group)}\n\n{_markdown(header, rows)}"
         if notes:
             text += "\n\nPaper values: " + "; ".join(notes) + "."

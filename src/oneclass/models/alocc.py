@@ -7,8 +7,8 @@ Novelty: 1 − D(R(X)) (the paper's eq. 7, "d_rx") or 1 − D(X) ("d_x").
 
 Where the paper is silent we follow the official code (noise σ = 0.155, R updated twice per D
 update, the MNIST widths 16·2^k); where they differ the paper wins and the code's choice is an
-option: the reconstruction term is the paper's squared error (mean over pixels, so λ weighs it
-against the per-sample GAN loss as in the code), and Adam with β1 = 0.5 replaces the code's
+option: the reconstruction term is the paper's squared error, averaged over pixels as the code
+averages its refinement loss (`rec_reduction="sum"` takes the squared norm literally), and Adam with β1 = 0.5 replaces the code's
 RMSProp (`optimizer="rmsprop", lr=0.002` gives the code's)."""
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ class ALOCCDetector(NeuralDetector):
     description = "ALOCC (Sabokrou et al. CVPR 2018): denoising R + discriminator D; novelty 1 − D(R(x))"
     defaults = {**NEURAL_DEFAULTS, "value_range": (-1.0, 1.0), "noise_std": 0.155, "lam": 0.4,
                 "r_steps": 2, "optimizer": "adam", "lr": 2e-4, "betas": (0.5, 0.999), "batch_size": 128,
-                "epochs": 40, "stop_rec": None}
+                "epochs": 40, "stop_rec": None, "rec_reduction": "mean"}
     presets = {
         # the official code's widths (gf_dim = df_dim = 16) for 28×28 MNIST
         "mnist": {"channels": 1, "size": 28, "r_widths": (32, 64, 128), "r_dec_widths": (32, 16),
@@ -128,6 +128,19 @@ class ALOCCDetector(NeuralDetector):
         optimizer_step(self.optimizers["D"], loss)
         return loss.detach()
 
+    def _rec_loss(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """‖X − R(X̃)‖², batch mean. "mean" over pixels (the code's scale) lets the adversarial
+        term dominate: on 6 of 10 digits R hardly reconstructs (rec AUROC ≈ 0.5) yet D(R(X))
+        separates best. "sum" (the literal squared norm, ~700× larger on MNIST) makes R a good
+        denoiser, D then beats it and D(R(X)) separates worse (digit 2, 8 epochs: d_rx 0.56
+        against 0.82, rec 0.76 against 0.49; results/README.md)."""
+        err = (out - x).pow(2).flatten(1)
+        if self.config["rec_reduction"] == "sum":
+            return err.sum(1).mean()
+        if self.config["rec_reduction"] == "mean":
+            return err.mean()
+        raise ValueError(f"rec_reduction must be sum or mean, got {self.config['rec_reduction']!r}")
+
     def r_step(self, x: torch.Tensor, x_noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """R descends −log D(R(X̃)) (the non-saturating form) + λ·‖X − R(X̃)‖²; only R's
         optimiser steps, so D's weights are untouched (its gradients are discarded)."""
@@ -142,7 +155,7 @@ class ALOCCDetector(NeuralDetector):
             finally:
                 D.train()
             adv = fooling_loss(logit)
-            rec = (out - x).pow(2).mean()
+            rec = self._rec_loss(out, x)
             optimizer_step(self.optimizers["R"], adv + self.config["lam"] * rec)
         return adv.detach(), rec.detach()
 

@@ -201,7 +201,9 @@ class OLEDDetector(NeuralDetector):
 class CAEDetector(OLEDDetector):
     name = "cae"
     description = "Context autoencoder: OLED's reconstructor trained on random 10×10 masked squares (OLED §4.6 ablation)"
-    defaults = {**OLEDDetector.defaults, "square": 10}
+    # no mask module: its settings (keep, eps, mm_every_epochs) do not apply
+    defaults = {**{k: v for k, v in OLEDDetector.defaults.items() if k not in ("keep", "eps", "mm_every_epochs")},
+                "square": 10}
     presets = {k: dict(v) for k, v in OLEDDetector.presets.items()}
 
     def build_networks(self) -> dict[str, nn.Module]:
