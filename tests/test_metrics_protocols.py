@@ -26,6 +26,24 @@ def test_metrics_match_sklearn_on_random_data():
     assert metrics.f1_at(labels, scores, thr) == pytest.approx(best)
 
 
+@pytest.mark.parametrize("outlier_fraction", [0.1, 0.5])
+def test_f1_with_the_normal_class_positive(outlier_fraction):
+    rng = np.random.default_rng(1)
+    n_out = int(400 * outlier_fraction)
+    labels = np.r_[np.zeros(400 - n_out, int), np.ones(n_out, int)]
+    scores = np.round(rng.normal(size=400) + labels, 1)  # rounded: many ties
+    best, thr = metrics.f1_best(labels, scores, positive="normal")
+    # brute force: every "score >= t is novel" rule, the normal class's F1 from scikit-learn
+    cuts = np.r_[np.unique(scores), np.inf]
+    brute = max(f1_score(1 - labels, (scores < t).astype(int)) for t in cuts)
+    assert best == pytest.approx(brute)
+    assert metrics.f1_at(labels, scores, thr, positive="normal") == pytest.approx(best)
+    # calling everything normal already scores 2(1 − p)/(2 − p): the baseline this F1 is read against
+    assert best >= 2 * (1 - outlier_fraction) / (2 - outlier_fraction) - 1e-12
+    with pytest.raises(ValueError, match="positive"):
+        metrics.f1_best(labels, scores, positive="inliers")
+
+
 def test_eer_perfect_random_and_interpolated():
     assert metrics.eer([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])[0] == pytest.approx(0.0)
     assert metrics.eer([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1])[0] == pytest.approx(1.0)

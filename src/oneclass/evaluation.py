@@ -82,6 +82,7 @@ def _score_and_measure(det: Detector, split: protocols.Split, val_scores: dict[s
         m["f1_at_val_q95"] = metrics.f1_at(split.test_labels, s, thr)
         if det.name == "alocc" and name in ("d_x", "d_rx"):
             m["f1_at_tau_0.5"] = metrics.f1_at(split.test_labels, s, 0.5)  # 1 − D > 0.5 ⇔ D < τ
+            m["f1_normal_at_tau_0.5"] = metrics.f1_at(split.test_labels, s, 0.5, positive="normal")
         results[name] = m
     return {"metrics": results, "score_seconds": seconds,
             "score_images_per_second": len(split.test) / max(seconds, 1e-9)}

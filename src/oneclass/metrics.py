@@ -60,29 +60,49 @@ def eer(labels, scores) -> tuple[float, float]:
     return float(rate), float(threshold)
 
 
-def f1_at(labels, scores, threshold: float) -> float:
-    """F1 of the novel class when `score >= threshold` is called novel."""
+def f1_at(labels, scores, threshold: float, positive: str = "novel") -> float:
+    """F1 when `score >= threshold` is called novel; `positive="normal"` scores the normal class
+    as the positive one (ALOCC's outlier-detection F1 may count that way: the paper does not say)."""
     labels, scores = _check(labels, scores)
-    return float(f1_score(labels, (scores >= threshold).astype(np.int64), zero_division=0.0))
+    novel = (scores >= threshold).astype(np.int64)
+    if positive == "normal":
+        return float(f1_score(1 - labels, 1 - novel, zero_division=0.0))
+    if positive != "novel":
+        raise ValueError(f"positive must be 'novel' or 'normal', got {positive!r}")
+    return float(f1_score(labels, novel, zero_division=0.0))
 
 
-def f1_best(labels, scores) -> tuple[float, float]:
-    """Best F1 (novel = positive) over all thresholds, and the threshold giving it."""
+def f1_best(labels, scores, positive: str = "novel") -> tuple[float, float]:
+    """Best F1 over all thresholds and the threshold giving it: `score >= threshold` is novel.
+    With `positive="normal"` the F1 is the normal class's."""
     labels, scores = _check(labels, scores)
-    precision, recall, thr = precision_recall_curve(labels, scores)
+    if positive == "normal":
+        # normal is the positive class and higher −score means "more normal"; the curve's
+        # thresholds t call score <= −t normal, i.e. score >= next-larger score novel
+        precision, recall, thr = precision_recall_curve(1 - labels, -scores)
+    elif positive == "novel":
+        precision, recall, thr = precision_recall_curve(labels, scores)
+    else:
+        raise ValueError(f"positive must be 'novel' or 'normal', got {positive!r}")
     p, r = precision[:-1], recall[:-1]  # the last point has no threshold
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
     i = int(np.argmax(f1))
-    return float(f1[i]), float(thr[i])
+    if positive == "novel":
+        return float(f1[i]), float(thr[i])
+    # normal iff score <= −thr[i]: the novel threshold is the smallest score above it
+    above = scores[scores > -thr[i]]
+    return float(f1[i]), float(above.min()) if above.size else float(np.inf)
 
 
 def evaluate(labels, scores) -> dict[str, float]:
     """The standard set of metrics for one score component."""
     e, e_thr = eer(labels, scores)
     f1, f1_thr = f1_best(labels, scores)
+    f1_normal, f1_normal_thr = f1_best(labels, scores, positive="normal")
     return {"auroc": auroc(labels, scores), "aupr": aupr(labels, scores), "eer": e,
-            "eer_threshold": e_thr, "f1_best": f1, "f1_best_threshold": f1_thr}
+            "eer_threshold": e_thr, "f1_best": f1, "f1_best_threshold": f1_thr,
+            "f1_best_normal": f1_normal, "f1_best_normal_threshold": f1_normal_thr}
 
 
 def evaluate_components(labels, components: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:

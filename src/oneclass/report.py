@@ -146,7 +146,8 @@ def fraction_table(runs: list[dict[str, Any]]) -> str:
         keys = []
         for c in comps:
             for key, label in (("f1_best", "F1 best"), ("f1_at_tau_0.5", "F1 τ=0.5"),
-                               ("f1_at_val_q95", "F1 val-q95"), ("auroc", "AUROC")):
+                               ("f1_at_val_q95", "F1 val-q95"), ("f1_best_normal", "F1⁺ best"),
+                               ("f1_normal_at_tau_0.5", "F1⁺ τ=0.5"), ("auroc", "AUROC")):
                 if key in next(iter(fractions.values()))[0]["metrics"][c]:
                     header.append(f"{c} {label}")
                     keys.append((c, key))
@@ -156,7 +157,8 @@ def fraction_table(runs: list[dict[str, Any]]) -> str:
             rows.append([f"{p:g}", str(len({r['normal_class'] for r in rs}))]
                         + [_fmt(float(np.mean([r["metrics"][c][k] for r in rs]))) for c, k in keys])
         out.append(f"### {method}: F1 against the outlier fraction ({runs[0]['dataset']})\n\n"
-                   f"F1 counts the novel class as positive; {_settings(runs)}\n\n" + _markdown(header, rows))
+                   f"F1 counts the novel class as positive, F1⁺ the normal (target) class; {_settings(runs)}\n\n"
+                   + _markdown(header, rows))
     return "\n\n".join(out)
 
 
