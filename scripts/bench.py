@@ -125,8 +125,8 @@ def main() -> None:
         fresh = {(r["method"], r.get("preset")) for r in rows}
         kept = [{"measured_at": old["settings"]["measured_at"], **r} for r in old["results"]
                 if (r["method"], r.get("preset")) not in fresh]
-        order = [m for m in NEURAL + SHALLOW]
-        rows = sorted(kept + rows, key=lambda r: (order.index(r["method"]) if r["method"] in order else 99,
+        order = NEURAL + SHALLOW
+        rows = sorted(kept + rows, key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order),
                                                   r.get("preset") or ""))
     write_json(out.with_suffix(".json"), {"settings": settings, "results": rows})
     head = ["method", "preset", "batch", "train img/s", "score img/s", "train GFLOP/img", "train GFLOP/s achieved",

@@ -93,6 +93,10 @@ def test_cli_methods_and_datasets():
     (["evaluate", "--method", "dae", "--dataset", "mnist-embedded", "--seeds", "a,b"], "--seeds"),
     (["fit", "--method", "dae", "--dataset", "mnist-embedded", "--normal-class", "0", "--option", "lr", "--out", "m"],
      "key=value"),
+    (["fit", "--method", "alocc", "--dataset", "mnist-embedded", "--normal-class", "0", "--option", "optimizer=sgd",
+      "--out", "m"], "optimizer='sgd'.*must be one of 'adam', 'rmsprop'"),
+    (["fit", "--method", "lsa", "--dataset", "mnist-embedded", "--normal-class", "0", "--option", "estimator=pixelcnn",
+      "--out", "m"], "estimator='pixelcnn'"),
 ])
 def test_cli_errors_are_one_line(args, message, tmp_path):
     result = run_cli(*args, ok=False)

@@ -58,6 +58,7 @@ class Detector:
     description: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {}  # options that take one of a fixed set of values
     components: ClassVar[tuple[str, ...]] = ()
     headline: ClassVar[str] = ""
 
@@ -72,6 +73,10 @@ class Detector:
         config.update(overrides)
         # plain JSON types (tuples become lists), so a loaded model's config equals the fitted one's
         config = json.loads(json.dumps(config, default=_json_default))
+        for key, allowed in self.choices.items():
+            if config[key] not in allowed:
+                raise OneClassError(f"option {key}={config[key]!r} of method {self.name!r} must be one of "
+                                    f"{', '.join(map(repr, allowed))}")
         if epochs is not None:
             if "epochs" not in config:
                 raise OneClassError(f"method {self.name!r} does not train in epochs")

@@ -60,30 +60,33 @@ def eer(labels, scores) -> tuple[float, float]:
     return float(rate), float(threshold)
 
 
+def _check_positive(positive: str) -> None:
+    if positive not in ("novel", "normal"):
+        raise ValueError(f"positive must be 'novel' or 'normal', got {positive!r}")
+
+
 def f1_at(labels, scores, threshold: float, positive: str = "novel") -> float:
     """F1 when `score >= threshold` is called novel; `positive="normal"` scores the normal class
     as the positive one (ALOCC's outlier-detection F1 may count that way: the paper does not say)."""
+    _check_positive(positive)
     labels, scores = _check(labels, scores)
     novel = (scores >= threshold).astype(np.int64)
     if positive == "normal":
         return float(f1_score(1 - labels, 1 - novel, zero_division=0.0))
-    if positive != "novel":
-        raise ValueError(f"positive must be 'novel' or 'normal', got {positive!r}")
     return float(f1_score(labels, novel, zero_division=0.0))
 
 
 def f1_best(labels, scores, positive: str = "novel") -> tuple[float, float]:
     """Best F1 over all thresholds and the threshold giving it: `score >= threshold` is novel.
     With `positive="normal"` the F1 is the normal class's."""
+    _check_positive(positive)
     labels, scores = _check(labels, scores)
     if positive == "normal":
         # normal is the positive class and higher −score means "more normal"; the curve's
         # thresholds t call score <= −t normal, i.e. score >= next-larger score novel
         precision, recall, thr = precision_recall_curve(1 - labels, -scores)
-    elif positive == "novel":
-        precision, recall, thr = precision_recall_curve(labels, scores)
     else:
-        raise ValueError(f"positive must be 'novel' or 'normal', got {positive!r}")
+        precision, recall, thr = precision_recall_curve(labels, scores)
     p, r = precision[:-1], recall[:-1]  # the last point has no threshold
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)

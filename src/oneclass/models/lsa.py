@@ -6,13 +6,14 @@ with masked fully connected (MFC) layers, each position's CPD a multinomial over
 Loss REC + λ·LLK (eq. 4); novelty NS = norm(REC) + norm(LLK) (eqs. 9–10)."""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import OneClassError
 from ..neural import NEURAL_DEFAULTS, NeuralDetector, optimizer_step, per_sample_sq_error
 from ..training import StepContext
 
@@ -115,17 +116,24 @@ class MaskedFullyConnection(nn.Linear):
         return int(self.mask.sum()) + self.bias.numel()
 
 
+def autoregressive_stack(layer: Callable[[str, int, int, int], nn.Module], code_length: int,
+                         hidden: Sequence[int], bins: int) -> nn.Sequential:
+    """A type-A masked layer (1 → h₁: element i never sees itself), type-B layers after it, the
+    last one to `bins` logits, LeakyReLU between: the shape of both MFC and MSC estimators."""
+    widths = (1, *hidden)
+    layers: list[nn.Module] = []
+    for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers += [layer("A" if k == 0 else "B", code_length, a, b), nn.LeakyReLU()]
+    layers.append(layer("B", code_length, widths[-1], bins))
+    return nn.Sequential(*layers)
+
+
 class MFCEstimator(nn.Module):
     """Table 2: MFC 1→32 (A), 3 × MFC 32→32 (B), MFC 32→B (B), LeakyReLU between layers."""
 
     def __init__(self, code_length: int, hidden: tuple[int, ...] = (32, 32, 32, 32), bins: int = 100) -> None:
         super().__init__()
-        widths = (1, *hidden)
-        layers: list[nn.Module] = []
-        for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            layers += [MaskedFullyConnection("A" if k == 0 else "B", code_length, a, b), nn.LeakyReLU()]
-        layers.append(MaskedFullyConnection("B", code_length, widths[-1], bins))
-        self.net = nn.Sequential(*layers)
+        self.net = autoregressive_stack(MaskedFullyConnection, code_length, hidden, bins)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.unsqueeze(-1))  # (B, d) → logits (B, d, bins)
@@ -178,14 +186,13 @@ class LSADetector(NeuralDetector):
         "shanghaitech": {"arch": "shanghaitech", "channels": 3, "frames": 16, "size": [256, 512], "lam": 1.0,
                          "lr": 1e-3, "batch_size": 8, "epochs": 30},
     }
+    choices = {"estimator": ("mfc", "lstm", "none"), "arch": ("mnist", "cifar10", "ped2", "shanghaitech")}
     components = ("rec", "llk", "ns")
     headline = "ns"
     normalised = ("rec", "llk")
 
     @property
     def uses_estimator(self) -> bool:
-        if self.config["estimator"] not in ("mfc", "lstm", "none"):
-            raise ValueError(f"estimator must be mfc, lstm or none, got {self.config['estimator']!r}")
         return self.config["estimator"] != "none"
 
     @property
@@ -213,7 +220,7 @@ class LSADetector(NeuralDetector):
             if self.config["estimator"] == "mfc":  # MSC is the video counterpart of MFC
                 nets["estimator"] = MSCEstimator(d, VIDEO_ARCHS[arch]["msc"], self.config["bins"])
             elif self.uses_estimator:
-                raise ValueError("the LSTM estimator is implemented for image presets only")
+                raise OneClassError("the LSTM estimator is implemented for image presets only")
             return nets
         nets: dict[str, nn.Module] = {"encoder": Encoder(arch, d), "decoder": Decoder(arch, d)}
         if self.config["estimator"] == "mfc":

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lsa import ResidualOp
+from .lsa import ResidualOp, autoregressive_stack
 
 
 class CausalConv3d(nn.Conv3d):
@@ -156,12 +156,7 @@ class MSCEstimator(nn.Module):
 
     def __init__(self, code_length: int, hidden: Sequence[int] = (4, 4, 4, 4), bins: int = 100) -> None:
         super().__init__()
-        widths = (1, *hidden)
-        layers: list[nn.Module] = []
-        for k, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            layers += [MaskedStackedConvolution("A" if k == 0 else "B", code_length, a, b), nn.LeakyReLU()]
-        layers.append(MaskedStackedConvolution("B", code_length, widths[-1], bins))
-        self.net = nn.Sequential(*layers)
+        self.net = autoregressive_stack(MaskedStackedConvolution, code_length, hidden, bins)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.unsqueeze(-1))
