@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 TORCH_PIN = torch==2.13.0
 
-.PHONY: demo test install clean
+.PHONY: demo test install mutation clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,5 +25,13 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# Mutation testing of the core modules (pyproject.toml [tool.mutmut]); long: not part of `make test`
+mutation: install
+	$(PY) -m pip install -q "mutmut>=3.3"
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children 2 || true
+	$(VENV)/bin/mutmut export-cicd-stats 2>/dev/null || true
+	$(PY) scripts/mutation_scores.py
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache mutants

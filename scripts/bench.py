@@ -27,6 +27,26 @@ NEURAL = ["dae", "lsa", "alocc", "oled", "cae", "attn-entropy"]
 SHALLOW = ["ocsvm", "kde"]
 
 
+def sharing(device: str) -> dict:
+    """Whether other work ran on the device when a row was measured: the CPU's 1-minute load
+    average before the row, and on a GPU the compute processes other than this one."""
+    import os
+    import subprocess
+    out = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_load_1min": round(os.getloadavg()[0], 2),
+           "cpus": os.cpu_count()}
+    if device.startswith("cuda"):
+        try:
+            pids = subprocess.run(["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"],
+                                  capture_output=True, text=True, timeout=20).stdout.split()
+            out["other_gpu_processes"] = len([p for p in pids if p.strip() != str(os.getpid())])
+        except (OSError, subprocess.SubprocessError):
+            out["other_gpu_processes"] = None
+        out["device_shared"] = bool(out["other_gpu_processes"])
+    else:  # this process adds about one to the load as it starts; more means other work
+        out["device_shared"] = out["cpu_load_1min"] > 1.0
+    return out
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -93,19 +113,25 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(NEURAL + SHALLOW))
     ap.add_argument("--seconds", type=float, default=10.0, help="timing window per method")
     ap.add_argument("--out", default="results/benchmarks")
+    ap.add_argument("--render", action="store_true", help="only rewrite the Markdown from the JSON")
     args = ap.parse_args()
+    if args.render:
+        out = Path(f"{args.out}-{'cpu' if args.device == 'cpu' else 'cuda'}")
+        data = json.loads(out.with_suffix(".json").read_text())
+        write_markdown(out, data["settings"], data["results"], data["settings"])
+        return
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     train, test = oneclass.datasets.embedded()
     rows = []
     for method in args.methods.split(","):
         if method in SHALLOW:
-            row = bench_shallow(method, train.images[:2000], test.images)
-            row["measured_at"] = stamp
+            before = sharing(args.device)
+            row = {**bench_shallow(method, train.images[:2000], test.images), **before}
         else:
             presets = ["mnist", "cifar10"] if method in ("lsa", "dae", "oled", "attn-entropy", "alocc") else ["mnist"]
             for preset in presets:
-                row = bench_neural(method, preset, train.images, args.device, args.seconds)
-                row["measured_at"] = stamp
+                before = sharing(args.device)
+                row = {**bench_neural(method, preset, train.images, args.device, args.seconds), **before}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
             continue
@@ -120,8 +146,10 @@ def main() -> None:
     tag = "cpu" if device.type == "cpu" else "cuda"
     out = Path(f"{args.out}-{tag}")
     # re-measuring some methods keeps the others' rows (each row says when it was measured)
+    old_settings: dict = {}
     if out.with_suffix(".json").exists():
         old = json.loads(out.with_suffix(".json").read_text())
+        old_settings = old["settings"]
         fresh = {(r["method"], r.get("preset")) for r in rows}
         kept = [{"measured_at": old["settings"]["measured_at"], **r} for r in old["results"]
                 if (r["method"], r.get("preset")) not in fresh]
@@ -129,17 +157,34 @@ def main() -> None:
         rows = sorted(kept + rows, key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order),
                                                   r.get("preset") or ""))
     write_json(out.with_suffix(".json"), {"settings": settings, "results": rows})
+    write_markdown(out, settings, rows, old_settings)
+
+
+def write_markdown(out: Path, settings: dict, rows: list[dict], old_settings: dict) -> None:
     head = ["method", "preset", "batch", "train img/s", "score img/s", "train GFLOP/img", "train GFLOP/s achieved",
-            "measured"]
+            "measured", "device shared"]
     lines = [f"Throughput on {settings['device_name']} ({settings['torch_threads']} threads), "
-             f"torch {settings['versions']['torch']}, {settings['measured_at']}", "",
+             f"torch {settings['versions']['torch']}. Written by scripts/bench.py from {out.name}.json.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append(f"| {r['method']} | {r['preset']} | {r.get('batch_size', '')} | {r['train_images_per_second']} | "
                      f"{r['score_images_per_second']} | {r.get('train_gflop_per_image', '')} | "
-                     f"{r.get('train_achieved_gflops', '')} | {r.get('measured_at', settings['measured_at'])[:10]} |")
+                     f"{r.get('train_achieved_gflops', '')} | {r.get('measured_at', settings['measured_at'])[:16]} | "
+                     f"{_shared(r, old_settings)} |")
+    if isinstance(old_settings.get("device_shared"), str):
+        lines += ["", f"Rows without their own record: device shared {old_settings['device_shared']}."]
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _shared(row: dict, old_settings: dict) -> str:
+    """Yes / no from the row's own record; rows measured before that was recorded say what is known."""
+    if "device_shared" in row:
+        extra = (f", {row['other_gpu_processes']} other GPU processes" if row.get("other_gpu_processes")
+                 else f", load {row['cpu_load_1min']}" if "cpu_load_1min" in row else "")
+        return ("yes" if row["device_shared"] else "no") + extra
+    shared = old_settings.get("device_shared", "not recorded")
+    return "yes (see below)" if isinstance(shared, str) and shared.startswith("yes") else "see below"
 
 
 if __name__ == "__main__":

@@ -96,10 +96,15 @@ def test_threshold_unit_is_continuous_and_passes_gradients():
     m = threshold_unit(a, keep=0.75, eps=1e-3)
     (m * torch.randn_like(m)).sum().backward()
     assert a.grad is not None and a.grad.abs().sum() > 0
-    # the continuous form (eq. 2) moves smoothly: a tiny change of A changes the soft value a little
-    s = torch.tensor(0.5)
-    soft = lambda v: torch.relu(s - v) / (torch.relu(s - v) + 1e-3)  # noqa: E731
-    assert abs(float(soft(torch.tensor(0.4)) - soft(torch.tensor(0.4001)))) < 1e-2
+    # the gradient is eq. 2's: d/dA of ReLU(s − A) / (ReLU(s − A) + ε) = −ε / (s − A + ε)² below s
+    a = torch.tensor([[[[0.9, 0.5, 0.2, 0.1]]]], requires_grad=True)  # keep 0.75: the top one is masked
+    m = threshold_unit(a, keep=0.75, eps=1e-3)
+    assert m.detach().flatten().tolist() == [0.0, 1.0, 1.0, 1.0]
+    m.sum().backward()
+    s, eps = 0.9, 1e-3
+    below = [-eps / (s - v + eps) ** 2 for v in (0.5, 0.2, 0.1)]
+    expected = [-sum(below)] + below  # s is the top activation itself: its gradient collects theirs
+    torch.testing.assert_close(a.grad.flatten(), torch.tensor(expected), rtol=1e-4, atol=1e-7)
 
 
 def test_masking_and_context_loss_touch_masked_pixels_only():
@@ -196,5 +201,51 @@ def test_generator_shapes_and_ablation_switches():
         out, _ = g(torch.zeros(2, 1, 32, 32))
         assert out.shape == (2, 1, 32, 32)
     assert plain.out.in_channels == 64 and unet.out.in_channels == 128  # U-Net concatenates the 64 encoder maps
-    det = oneclass.create("attn-entropy", "mnist", device="cpu", entropy=False)
-    assert det.config["entropy"] is False and det.image_size == 32
+    # the entropy switch removes the latent entropy term from the generator's loss
+    batch = oneclass.datasets.embedded()[0].images[:8]
+    for entropy in (True, False):
+        det = built("attn-entropy", entropy=entropy)
+        out = det.train_step(det.prepare(batch), StepContext(1, 0, torch.Generator().manual_seed(0)))
+        assert ("inf" in out) is entropy and det.image_size == 32
+
+
+# ---- score combinations: each component min-max scaled on the validation set, then combined ----
+@pytest.mark.parametrize("method, combine", [
+    ("oled", lambda n: {"avg": (n["rec"] + n["mask"] + n["cont"]) / 3}),
+    ("cae", lambda n: {"avg": (n["rec"] + n["mask"] + n["cont"]) / 3}),
+    ("attn-entropy", lambda n: {"a": 0.9 * n["con"] + 0.1 * n["fea"]}),
+])
+def test_combined_scores_are_built_from_validation_normalised_components(embedded_split, method, combine):
+    s = embedded_split
+    x, val, test = s.train.images[:64], s.val.images[:40], s.test.images[::50]
+    det = oneclass.create(method, "mnist", epochs=1, device="cpu", batch_size=32).fit(x, val, progress=False)
+    raw_val, raw_test = det._raw(det.prepare(val)), det._raw(det.prepare(test))
+    normalised = {k: (raw_test[k] - raw_val[k].min()) / (raw_val[k].max() - raw_val[k].min()) for k in raw_test}
+    got = det.score_components(test)
+    for name, expected in combine(normalised).items():
+        np.testing.assert_allclose(got[name], expected, rtol=1e-6, atol=1e-9)
+    for k in normalised:  # the parts are reported normalised as well
+        np.testing.assert_allclose(got[k], normalised[k], rtol=1e-6, atol=1e-9)
+    assert got[det.headline].shape == (len(test),)
+
+
+def test_alocc_f1_at_tau_half_counts_low_d_as_novel():
+    """1 − D(R(X)) above 0.5 (D below τ = 0.5) is novel: F1 of the novel class and of the
+    target class at that threshold, on scores whose answer is known."""
+    from oneclass.data.images import ImageData
+    from oneclass.evaluation import _score_and_measure
+    from oneclass.protocols import Split
+
+    class Stub:
+        name, headline = "alocc", "d_rx"
+
+        def score_components(self, images):
+            s = np.array([0.9, 0.4, 0.2, 0.1])  # 1 − D: the first is called novel at τ = 0.5
+            return {"d_rx": s, "d_x": s}
+
+    images = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
+    data = ImageData(images, torch.zeros(4, dtype=torch.long), ["0"])
+    split = Split(data, data, data, np.array([1, 1, 0, 0]))
+    m = _score_and_measure(Stub(), split, {"d_rx": np.zeros(4), "d_x": np.zeros(4)})["metrics"]["d_rx"]
+    assert m["f1_at_tau_0.5"] == pytest.approx(2 / 3)         # novel: 1 TP, 1 FN, no FP
+    assert m["f1_normal_at_tau_0.5"] == pytest.approx(0.8)    # target: 2 TP, 1 FP (the missed novel)

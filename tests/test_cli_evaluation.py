@@ -4,11 +4,13 @@ import json
 
 import numpy as np
 import pytest
+
+import oneclass
 from click.testing import CliRunner
 from PIL import Image
 
 from oneclass.cli import main
-from oneclass.evaluation import EvalSpec, collect, evaluate
+from oneclass.evaluation import EvalSpec, collect, evaluate, read_log, record_path, rekey, run_key
 from oneclass.report import report
 
 REQUIRED_KEYS = {"method", "preset", "dataset", "protocol", "protocol_info", "normal_class", "seed", "epochs",
@@ -29,24 +31,20 @@ def test_evaluate_writes_caches_and_skips(tmp_path):
     spec = EvalSpec("dae", "mnist-embedded", classes=[1], epochs=1, device="cpu", options=FAST)
     lines: list[str] = []
     first = evaluate(spec, None, tmp_path, progress=False, echo=lines.append)
-    (path,) = list(tmp_path.glob("dae_*__mnist-embedded__standard__e1/class1_seed0.json"))
+    (path,) = list(tmp_path.glob("dae_*__mnist-embedded__standard__e1__*/class1_seed0.json"))
     data = json.loads(path.read_text())
     assert REQUIRED_KEYS <= set(data)
     assert set(data["metrics"]["rec"]) >= {"auroc", "aupr", "eer", "f1_best"}
     info = data["protocol_info"]
     assert info["seed"] == 0 and info["counts"]["test"] == 2000 and info["counts"]["test_normal"] == 200
     assert not list(path.parent.glob("_work/*.ckpt"))  # a finished run keeps no checkpoint
+    assert not list(path.parent.glob("_work/*.jsonl"))  # its epoch log is kept compressed
+    log = read_log(path)
+    assert [r["epoch"] for r in log if "epoch" in r][-1] == 1
     # a second call trains nothing
     lines.clear()
     second = evaluate(spec, None, tmp_path, progress=False, echo=lines.append)
     assert lines and lines[0].startswith("skip") and second[0]["metrics"] == first[0]["metrics"]
-    # a run finished under other defaults is kept, and the difference is said
-    data["config"]["noise_std"] = 0.5
-    path.write_text(json.dumps(data))
-    lines.clear()
-    evaluate(spec, None, tmp_path, progress=False, echo=lines.append)
-    assert lines[0].startswith("skip") and "noise_std 0.5 → 0.1" in lines[0]
-    assert "other settings than today's defaults**: noise_std 0.5 → 0.1" in report(tmp_path, write=False)
     # a damaged result file is redone, and gives the same numbers (deterministic on CPU)
     path.write_text('{"metrics": ')
     lines.clear()
@@ -55,11 +53,95 @@ def test_evaluate_writes_caches_and_skips(tmp_path):
     assert third[0]["metrics"] == first[0]["metrics"]
 
 
+def test_a_run_finished_under_other_defaults_is_not_reused_but_reported(tmp_path):
+    spec = EvalSpec("ocsvm", "mnist-embedded", classes=[1])
+    evaluate(spec, None, tmp_path, progress=False, echo=lambda s: None)
+    (path,) = list(tmp_path.glob("*/class1_seed0.json"))
+    data = json.loads(path.read_text())
+    # as if the default of nu had been 0.2 when this run was made: it is another run now
+    data["config"]["nu"] = data["run_identity"]["config"]["nu"] = 0.2
+    data["run_key"] = run_key(data["run_identity"])
+    path.unlink()
+    stale = record_path(tmp_path, data)
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps(data))
+    lines: list[str] = []
+    evaluate(spec, None, tmp_path, progress=False, echo=lines.append)
+    assert lines[0].startswith("run")  # the stale run did not answer for today's defaults
+    assert path.exists() and stale.exists()  # and both are kept
+    assert "other settings than today's defaults**: nu 0.2 → 0.1" in report(tmp_path, write=False)
+
+
+BASE = dict(method="ocsvm", dataset="mnist-embedded", classes=[0], options={"nu": 0.1})
+
+
+@pytest.mark.parametrize("change", [
+    {"method": "kde", "options": {}},
+    {"preset": "cifar10"},
+    {"options": {"nu": 0.2}},
+    {"options": {"nu": 0.1, "pca_variance": 0.8}},
+    {"dataset": "mnist-embedded", "data_source": "MNIST (another copy)"},
+    {"protocol": "coil"},
+    {"classes": [1]},
+    {"seeds": [1]},
+])
+def test_every_part_of_a_run_identity_makes_a_new_run(tmp_path, change, monkeypatch):
+    """Each thing that changes a result makes a new run; the unchanged spec is reused."""
+    import oneclass.evaluation as ev
+    lines: list[str] = []
+    evaluate(EvalSpec(**BASE), None, tmp_path, progress=False, echo=lines.append)
+    assert lines[0].startswith("run")
+    lines.clear()
+    evaluate(EvalSpec(**BASE), None, tmp_path, progress=False, echo=lines.append)
+    assert lines[0].startswith("skip")
+    change = dict(change)
+    if "data_source" in change:  # the same name resolving to other files (pickles vs JPEG copy)
+        source = change.pop("data_source")
+        monkeypatch.setattr(ev, "source_of", lambda name, root: source)
+    lines.clear()
+    evaluate(EvalSpec(**{**BASE, **change}), None, tmp_path, progress=False, echo=lines.append)
+    assert lines[0].startswith("run"), lines
+    assert len(list(tmp_path.glob("*/*.json"))) == 2  # nothing overwritten
+
+
+def test_epochs_change_the_run_identity(tmp_path):
+    lines: list[str] = []
+    for epochs, expect in ((1, "run"), (1, "skip"), (2, "run")):
+        lines.clear()
+        evaluate(EvalSpec("dae", "mnist-embedded", classes=[0], epochs=epochs, device="cpu",
+                          options={"batch_size": 512}), None, tmp_path, progress=False, echo=lines.append)
+        assert lines[0].startswith(expect)
+
+
+def test_rekey_moves_legacy_runs_without_losing_any(tmp_path):
+    spec = EvalSpec("ocsvm", "mnist-embedded", classes=[0, 1])
+    runs = evaluate(spec, None, tmp_path / "new", progress=False, echo=lambda s: None)
+    legacy = tmp_path / "old" / "ocsvm__mnist-embedded__standard__ena"
+    (legacy / "_work").mkdir(parents=True)
+    for r in runs:  # as written before run keys: no identity, an epoch log in _work
+        r = {k: v for k, v in r.items() if k not in ("run_identity", "run_key")}
+        (legacy / f"class{r['normal_class']}_seed0.json").write_text(json.dumps(r))
+        (legacy / "_work" / f"class{r['normal_class']}_seed0.log.jsonl").write_text('{"epoch": 1}\n')
+    moves = rekey(tmp_path / "old", echo=lambda s: None)
+    assert len(moves) == 2 and not legacy.exists()
+    for r in runs:
+        moved = record_path(tmp_path / "old", r)
+        assert json.loads(moved.read_text())["metrics"] == r["metrics"]
+        assert read_log(moved) == [{"epoch": 1}]
+    # now the cache answers for them: nothing is run again
+    lines: list[str] = []
+    evaluate(spec, None, tmp_path / "old", progress=False, echo=lines.append)
+    assert all(line.startswith("skip") for line in lines)
+
+
 def test_outlier_fraction_runs_share_one_model_and_report(tmp_path):
     spec = EvalSpec("ocsvm", "mnist-embedded", protocol="outlier-fraction", classes=[0], outlier_fractions=[0.1, 0.5])
     runs = evaluate(spec, None, tmp_path, progress=False, echo=lambda s: None)
     fractions = sorted(r["protocol_info"]["outlier_fraction"] for r in runs)
     assert fractions == [0.1, 0.5]
+    # one model for both fractions: trained once (one training time), scored on two test sets
+    assert runs[0]["train_seconds"] == runs[1]["train_seconds"] and runs[0]["fit"] == runs[1]["fit"]
+    assert runs[0]["metrics"] != runs[1]["metrics"]
     for r in runs:
         c = r["protocol_info"]["counts"]
         assert c["test_novel"] / c["test"] == pytest.approx(r["protocol_info"]["outlier_fraction"], abs=0.01)
@@ -137,6 +219,20 @@ def test_cli_score_rejects_bad_model_and_bad_images(tmp_path):
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(img)
     result = run_cli("score", "--model", bad_model, "--input", img, ok=False)
     assert result.exit_code == 1 and "not a readable oneclass model" in result.output
+    # a good model, a folder with one corrupt and one truncated image: one line naming the file
+    train, _ = oneclass.datasets.embedded()
+    model = tmp_path / "m.oneclass"
+    oneclass.create("ocsvm").fit(train.images[:50]).save(model)
+    for name, data in (("corrupt.png", b"\x89PNG\r\n\x1a\n not really"),
+                       ("truncated.png", (tmp_path / "x.png").read_bytes()[:40])):
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        (folder / "good.png").write_bytes(img.read_bytes())
+        (folder / name).write_bytes(data)
+        out = tmp_path / f"{name}.csv"
+        result = run_cli("score", "--model", model, "--input", folder, "--output", out, ok=False)
+        assert result.exit_code == 1 and name in result.output and "Traceback" not in result.output
+        assert not out.exists()  # nothing half-written
 
 
 def test_cli_evaluate_and_report(tmp_path):
@@ -149,8 +245,34 @@ def test_cli_evaluate_and_report(tmp_path):
     assert "mnist-embedded" in rep
 
 
+@pytest.mark.slow
 def test_quickstart_demo_detects_novel_digits(tmp_path):
     out = run_cli("demo", "--digit", "0", "--epochs", "30", "--device", "cpu", "--out", tmp_path).output
     auroc = float(out.split("AUROC ")[1].split(";")[0])
     assert auroc > 0.95, out
+    summary = json.loads((tmp_path / "summary.json").read_text())  # the figure the README quotes, with its setting
+    assert summary["auroc"] == pytest.approx(auroc, abs=5e-5) and summary["epochs"] == 30
     assert (tmp_path / "roc.png").stat().st_size > 1000 and (tmp_path / "dae-digit0.oneclass").exists()
+
+
+def test_evaluate_interrupted_between_runs_keeps_the_first_and_resumes(tmp_path, monkeypatch):
+    import oneclass.evaluation as ev
+    real, calls = ev.execute, {"n": 0}
+
+    def interrupted_on_the_second_run(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "execute", interrupted_on_the_second_run)
+    spec = EvalSpec("ocsvm", "mnist-embedded", classes=[4, 5])
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(spec, None, tmp_path, progress=False, echo=lambda s: None)
+    assert [p.name for p in tmp_path.glob("*/*.json")] == ["class4_seed0.json"]
+    assert not list(tmp_path.rglob("*.tmp"))
+    monkeypatch.setattr(ev, "execute", real)
+    lines: list[str] = []
+    runs = evaluate(spec, None, tmp_path, progress=False, echo=lines.append)
+    assert lines[0].startswith("skip") and lines[1].startswith("run")
+    assert [r["normal_class"] for r in runs] == [4, 5]

@@ -1,5 +1,5 @@
 """The public detector API: fit / score / threshold / predict / save / load, and bad input."""
-import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,16 +140,37 @@ def test_corrupt_truncated_and_foreign_files(fitted, tmp_path):
     (tmp_path / "trunc.oneclass").write_bytes(raw[: len(raw) // 2])
     (tmp_path / "noise.oneclass").write_bytes(b"\x00garbage" * 100)
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
-    # a pickle that would run code if unpickled without weights_only
-    import pickle
-    (tmp_path / "evil.oneclass").write_bytes(pickle.dumps(zipfile.ZipFile))
-    for name in ("trunc.oneclass", "noise.oneclass", "evil.oneclass"):
+    for name in ("trunc.oneclass", "noise.oneclass"):
         with pytest.raises(ModelFileError, match="not a readable oneclass model"):
             oneclass.load(tmp_path / name)
     with pytest.raises(ModelFileError, match="not a oneclass model"):
         oneclass.load(tmp_path / "foreign.pt")
     with pytest.raises(ModelFileError, match="no model file"):
         oneclass.load(tmp_path / "missing.oneclass")
+
+
+class _WritesAFile:
+    """Unpickling this calls Path.write_text: a model file that would act if loaded unsafely."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.write_text, (self.target, "code from a model file ran"))
+
+
+def test_loading_never_runs_code_from_the_file(tmp_path):
+    marker = tmp_path / "pwned.txt"
+    evil = tmp_path / "evil.oneclass"
+    # a genuine torch file, shaped like a model, whose payload runs code when unpickled
+    torch.save({"format": "oneclass-model", "format_version": 1, "method": "dae", "state": _WritesAFile(marker)},
+               evil)
+    torch.load(evil, weights_only=False)  # the payload is live: plain unpickling runs it
+    assert marker.read_text() == "code from a model file ran"
+    marker.unlink()
+    with pytest.raises(ModelFileError, match="not a readable oneclass model"):
+        oneclass.load(evil)
+    assert not marker.exists()
 
 
 def test_shallow_baselines_fit_score_save(small, tmp_path):

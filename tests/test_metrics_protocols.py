@@ -54,9 +54,12 @@ def test_eer_perfect_random_and_interpolated():
     assert rate == pytest.approx(0.25)
     fpr = np.mean(np.array(scores)[:4] >= thr)
     assert fpr in (0.0, 0.25)
-    # a crossing between ROC points is interpolated, not snapped
-    rate, _ = metrics.eer([0, 0, 0, 1, 1], [0.1, 0.5, 0.6, 0.55, 0.9])
-    assert 0.0 < rate < 1.0
+    # tied scores make the ROC jump diagonally from (FPR, FNR) = (0, 0.5) to (0.5, 0): the
+    # crossing lies half-way, at 0.25 and threshold 0.7 (snapping to a point would give 0.5)
+    rate, thr = metrics.eer([0, 0, 1, 1], [0.1, 0.5, 0.5, 0.9])
+    assert rate == pytest.approx(0.25) and thr == pytest.approx(0.7)
+    rate, _ = metrics.eer([0, 1], [0.5, 0.5])
+    assert rate == pytest.approx(0.5)
 
 
 def test_single_class_and_bad_inputs_raise_clear_errors():
@@ -138,3 +141,24 @@ def test_unknown_protocol_and_missing_class(embedded_data):
         protocols.make("nope", train, test, 0)
     with pytest.raises(DataError, match="no samples of class 11"):
         protocols.standard(train, test, 11)
+
+
+def _keys(data):
+    return {bytes(img.numpy().tobytes()) for img in data.images}
+
+
+@pytest.mark.parametrize("name, options", [("standard", {"selection": 20}), ("memae", {"selection": 20}),
+                                           ("coil", {}), ("outlier-fraction", {"outlier_fraction": 0.3})])
+def test_no_image_is_in_two_parts_of_a_split(embedded_data, name, options):
+    """No leakage: training, validation, test and the labelled selection set share no image."""
+    train, test = embedded_data
+    s = protocols.make(name, train, test, 4, seed=2, **options)
+    parts = {"train": _keys(s.train), "val": _keys(s.val), "test": _keys(s.test)}
+    if s.selection is not None:
+        parts["selection"] = _keys(s.selection)
+        assert s.selection_labels.sum() == 20 and (s.selection.labels[s.selection_labels == 0] == 4).all()
+    names = sorted(parts)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not parts[a] & parts[b], f"{a} and {b} share images"
+    assert len(parts["train"]) == len(s.train)  # (the embedded images are distinct)

@@ -14,10 +14,10 @@ def data(embedded_split):
     return embedded_split.train.images[:96], embedded_split.val.images[:24], embedded_split.test.images[:64]
 
 
-def make(**kw):
+def make(method="dae", **kw):
     opts = dict(epochs=4, seed=3, device="cpu", batch_size=32, lr=1e-3, checkpoint_every_s=0)
     opts.update(kw)
-    return oneclass.create("dae", "mnist", **opts)
+    return oneclass.create(method, "mnist", **opts)
 
 
 def weights(det):
@@ -33,8 +33,11 @@ def test_same_seed_same_model(data):
     assert not np.array_equal(a.score_samples(test), c.score_samples(test))
 
 
-def test_interrupted_run_resumes_to_the_same_result(data, tmp_path):
+# the multi-optimiser methods too: every optimiser's state, and OLED's mask module, must resume
+@pytest.mark.parametrize("method", ["dae", "alocc", "oled", "attn-entropy"])
+def test_interrupted_run_resumes_to_the_same_result(data, tmp_path, method):
     x, val, test = data
+    make = lambda **kw: globals()["make"](method, **kw)  # noqa: E731
     whole = make().fit(x, val, progress=False, log_path=tmp_path / "whole.jsonl")
 
     ckpt, log = tmp_path / "run.ckpt", tmp_path / "run.jsonl"
@@ -55,6 +58,7 @@ def test_interrupted_run_resumes_to_the_same_result(data, tmp_path):
 
     resumed = make().fit(x, val, progress=False, checkpoint=ckpt, resume=True, log_path=log)
     assert resumed.fit_info["resumed_from"] == 2
+    assert set(weights(resumed)) == set(weights(whole))
     for k, t in weights(whole).items():
         torch.testing.assert_close(weights(resumed)[k], t, rtol=0, atol=0)
     np.testing.assert_array_equal(resumed.score_samples(test), whole.score_samples(test))

@@ -224,11 +224,69 @@ def evaluate(method: str, dataset: str, data_root: str | None, protocol: str, cl
 
 
 @main.command()
+@click.argument("suite")
+@click.option("--table", "tables", multiple=True, help="Only this table of the suite, e.g. 'Table 1' (repeatable).")
+@click.option("--method", "only_methods", default=None, help="Only the cells of these methods (comma-separated).")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--classes", default=None, help="Comma-separated classes instead of each cell's own (default: all).")
+@click.option("--epochs", type=int, default=None, help="Train every cell this many epochs instead of its budget.")
+@data_root_option
+@click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--executor", type=click.Choice(["auto", "ray", "local"]), default="auto", show_default=True,
+              help="ray: each run a Ray task; local: one after the other here; auto: Ray if installed.")
+@click.option("--address", default=None, help="Join this Ray cluster (host:port or auto) instead of a local instance.")
+@click.option("--cpus-per-run", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
+@click.option("--gpus-per-run", type=click.FloatRange(min=0.0), default=None,
+              help="Share of a GPU per run, e.g. 0.1 (default: 1/8 where the cluster has GPUs, else 0).")
+@click.option("--dry-run", is_flag=True, help="List the runs to do and stop.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, seeds: str, classes: str | None, epochs: int | None,
+              data_root: str | None, results: str, device: str, executor: str, address: str | None,
+              cpus_per_run: float, gpus_per_run: float | None, dry_run: bool, quiet: bool) -> None:
+    """Re-measure a paper's tables: SUITE is lsa, alocc, oled, attn-entropy, baselines or all.
+
+    Runs every missing run (finished ones are skipped, so a cut-off suite resumes), then prints
+    ours (mean ± std over seeds) beside the paper's values, also written to
+    RESULTS/reproduce-SUITE.md."""
+    from . import evaluation, reproduce as rep
+    seed_list = evaluation.parse_numbers(seeds, int, "--seeds")
+    class_list = evaluation.parse_classes(classes) if classes else None
+    chosen = rep.cells(suite, list(tables), only_methods.split(",") if only_methods else None)
+    if dry_run:
+        for cell in chosen:
+            spec = rep.spec_of(cell, seed_list, class_list, epochs, device)
+            todo = [t for t in evaluation.plan(spec, data_root, results) if not t.finished]
+            click.echo(f"{cell.title}: {len(todo)} run(s) to do")
+            for t in todo:
+                click.echo(f"  {t.name}")
+        return
+    out = rep.reproduce(suite, data_root, results, tables=list(tables), seeds=seed_list, classes=class_list,
+                        epochs=epochs, device=device, executor=executor, address=address,
+                        cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, progress=not quiet,
+                        echo=lambda s: click.echo(s, err=True), suite_cells=chosen)
+    click.echo(out.report)
+    s = out.summary
+    click.echo(f"{len(s.done)} run(s) done, {len(s.failed)} failed, {out.skipped} finished before; "
+               f"{s.seconds:.1f}s ({s.executor})", err=True)
+    if s.failed:
+        for f in s.failed:
+            click.echo(f"failed: {f.task.label}: {f.error}", err=True)
+        raise OneClassError(f"{len(s.failed)} run(s) failed (the others are stored; run again to retry them)")
+
+
+@main.command()
 @click.option("--results", type=click.Path(file_okay=False, exists=True), default="results", show_default=True)
-def report(results: str) -> None:
+@click.option("--embed", "embed", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="Also rewrite the summary block of this Markdown file (e.g. README.md; repeatable).")
+def report(results: str, embed: tuple[str, ...]) -> None:
     """Tables of every finished run (also written to RESULTS/report.md and report.csv)."""
-    from .report import report as make_report
+    from .evaluation import collect
+    from .report import embed_summary, report as make_report, summary
     click.echo(make_report(results))
+    for path in embed:
+        embed_summary(path, summary(collect(results)))
+        click.echo(f"summary written into {path}", err=True)
 
 
 @main.command()

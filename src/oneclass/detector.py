@@ -85,12 +85,17 @@ class Detector:
             config["epochs"] = int(epochs)
         self.preset = preset
         self.config: dict[str, Any] = config
+        self.check_config()
         self.seed = int(seed)
         self.device_name = "auto" if device is None else str(device)
         self.threshold: float | None = None
         self.threshold_rule: dict[str, Any] | None = None
         self.fitted = False
         self.fit_info: dict[str, Any] = {}
+
+    def check_config(self) -> None:
+        """Refuse, at creation, option combinations a method cannot train with (a method
+        overrides this); an accepted configuration must fit and score."""
 
     # ---- input convention -------------------------------------------------------------
     @property

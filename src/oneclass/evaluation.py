@@ -1,13 +1,25 @@
-"""Cached evaluation: one JSON per (method, dataset, protocol, class, seed) run.
+"""Cached evaluation: one JSON per run, keyed by everything that changes its result.
 
-A finished run's JSON is written atomically and never recomputed; an unfinished one resumes
-from its last epoch checkpoint, so a long benchmark can be stopped and continued across
-sessions. Every score component of a method is evaluated, not only its headline."""
+A run is one (method, preset, resolved configuration, dataset and its source, protocol and its
+variant, normal class, seed). Its JSON lives at
+`<results>/<readable group name>__<key>/class<c>_seed<s>.json`, where `<key>` is a short hash of
+that identity (`run_identity`), so a run under another preset, option value, default or data
+source never answers for this one. A finished run is written atomically and never recomputed;
+an unfinished one resumes from its last epoch checkpoint, so a long benchmark can be stopped
+and continued across sessions. Every score component of a method is evaluated, not only its
+headline.
+
+The work is split so that it can run anywhere: `plan` lists the runs of a spec and which are
+finished, `execute` trains and scores one run and returns its records (it writes no result),
+`store` writes them. `evaluate` does the three in one process; `oneclass reproduce` runs
+`execute` as Ray tasks and stores on the driver."""
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -18,11 +30,14 @@ from . import metrics, protocols
 from .data import load as load_dataset, source_of
 from .detector import Detector, resolve_device, versions
 from .errors import OneClassError
-from .fileio import write_json
-from .registry import create, preset_for
+from .fileio import atomic_open, write_json
+from .registry import create, detector_class, preset_for
 
 
 SELECTION_SIZE = 150  # inliers and outliers each, as ALOCC and OLED pick epochs
+RUN_KEY_VERSION = 1
+# configuration keys that change how a run is carried out, not its numbers
+EXECUTION_ONLY = frozenset({"score_batch_size", "checkpoint_every_s"})
 
 
 @dataclass
@@ -39,11 +54,20 @@ class EvalSpec:
     preset: str | None = None
 
 
-def _protocol_variants(spec: EvalSpec) -> list[dict[str, Any]]:
-    """Protocol options, one dict per variant that shares a trained model."""
-    if spec.protocol == "outlier-fraction":
-        return [{"outlier_fraction": float(p)} for p in spec.outlier_fractions]
-    return [{}]
+# ---- run identity ------------------------------------------------------------------------
+def run_identity(method: str, preset: str, config: dict[str, Any], dataset: str, data_source: str,
+                 protocol: str, variant: dict[str, Any]) -> dict[str, Any]:
+    """Everything that changes a run's numbers, but its class and seed (they name the file)."""
+    return {"key_version": RUN_KEY_VERSION, "method": method, "preset": preset,
+            "config": {k: v for k, v in sorted(config.items()) if k not in EXECUTION_ONLY},
+            "dataset": dataset, "data_source": data_source, "protocol": protocol,
+            "protocol_options": dict(sorted(variant.items()))}
+
+
+def run_key(identity: dict[str, Any]) -> str:
+    """A short, stable hash of a run identity (10 hex digits)."""
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def _variant_tag(options: dict[str, Any]) -> str:
@@ -54,19 +78,211 @@ def _options_tag(options: dict[str, Any]) -> str:
     return "".join(f"_{k}={v}" for k, v in sorted(options.items()))
 
 
-def run_path(results: Path, spec: EvalSpec, preset: str, epochs: Any, normal: int, seed: int,
-             variant: dict[str, Any]) -> Path:
-    group = f"{spec.method}{_options_tag(spec.options)}__{spec.dataset}__{spec.protocol}{_variant_tag(variant)}__e{epochs}"
-    return results / group / f"class{normal}_seed{seed}.json"
+def group_name(identity: dict[str, Any], options: dict[str, Any]) -> str:
+    """`<method>[_opt=v…][_preset=p]__<dataset>__<protocol>[-variant]__e<epochs>__<key>`: readable
+    at a glance, unique by the key."""
+    method, dataset = identity["method"], identity["dataset"]
+    try:
+        default_preset = preset_for(method, dataset)
+    except OneClassError:
+        default_preset = None
+    preset = f"_preset={identity['preset']}" if identity["preset"] != default_preset else ""
+    epochs = identity["config"].get("epochs", "na")
+    return (f"{method}{_options_tag(options)}{preset}__{dataset}__{identity['protocol']}"
+            f"{_variant_tag(identity['protocol_options'])}__e{epochs}__{run_key(identity)}")
 
 
-def read_result(path: Path) -> dict[str, Any] | None:
-    """A finished run, or None when absent or unreadable (a damaged file is redone)."""
+def result_path(results: str | Path, identity: dict[str, Any], options: dict[str, Any], normal: int,
+                seed: int) -> Path:
+    return Path(results) / group_name(identity, options) / f"class{normal}_seed{seed}.json"
+
+
+def record_path(results: str | Path, record: dict[str, Any]) -> Path:
+    """Where a finished run's record belongs (from its own stored identity)."""
+    return result_path(results, record["run_identity"], record.get("options", {}), record["normal_class"],
+                       record["seed"])
+
+
+def read_result(path: Path, identity: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """A finished run, or None when absent, unreadable (a damaged file is redone) or, given
+    `identity`, of another identity."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and "metrics" in data else None
+    if not (isinstance(data, dict) and "metrics" in data):
+        return None
+    if identity is not None and data.get("run_key") != run_key(identity):
+        return None
+    return data
+
+
+# ---- plan, execute, store ------------------------------------------------------------------
+@dataclass
+class RunTask:
+    """One model to train: a (class, seed) of a spec, and the protocol variants it is scored on
+    (the outlier-fraction protocol scores one model at several fractions)."""
+    spec: EvalSpec
+    preset: str
+    normal: int
+    seed: int
+    variants: list[dict[str, Any]]
+    identities: list[dict[str, Any]]
+    paths: list[Path]
+    done: list[dict[str, Any] | None]
+
+    @property
+    def finished(self) -> bool:
+        return all(d is not None for d in self.done)
+
+    @property
+    def name(self) -> str:
+        return f"{self.paths[0].parent.name}/{self.paths[0].name}"
+
+    @property
+    def label(self) -> str:
+        """Short and readable, for progress lines."""
+        opts = _options_tag(self.spec.options)
+        return f"{self.spec.method}{opts} {self.spec.dataset}/{self.spec.protocol} class {self.normal} seed {self.seed}"
+
+
+@dataclass
+class RunOutcome:
+    """What `execute` hands back: the records to store and the run's compressed epoch log."""
+    records: list[dict[str, Any]]
+    log_gz: bytes | None = None
+
+
+def _protocol_variants(spec: EvalSpec) -> list[dict[str, Any]]:
+    """Protocol options, one dict per variant that shares a trained model."""
+    if spec.protocol == "outlier-fraction":
+        return [{"outlier_fraction": float(p)} for p in spec.outlier_fractions]
+    return [{}]
+
+
+def plan(spec: EvalSpec, data_root: str | Path | None, results: str | Path,
+         train: Any = None) -> list[RunTask]:
+    """Every run of `spec`, each with its result paths and the records already finished.
+    `train` (the dataset's training split) saves loading it again to resolve class names."""
+    if spec.protocol not in protocols.PROTOCOLS:
+        raise OneClassError(f"unknown protocol {spec.protocol!r}; known protocols: {', '.join(protocols.PROTOCOLS)}")
+    preset = spec.preset or preset_for(spec.method, spec.dataset)
+    config = create(spec.method, preset, epochs=spec.epochs, device="cpu", **spec.options).config
+    if train is None:
+        train, _ = load_dataset(spec.dataset, data_root)
+    source = source_of(spec.dataset, data_root)
+    variants = _protocol_variants(spec)
+    identities = [run_identity(spec.method, preset, config, spec.dataset, source, spec.protocol, v)
+                  for v in variants]
+    classes = spec.classes if spec.classes is not None else list(range(len(train.classes)))
+    tasks = []
+    for normal in classes:
+        normal = train.class_index(normal)
+        for seed in spec.seeds:
+            paths = [result_path(results, ident, spec.options, normal, seed) for ident in identities]
+            done = [read_result(p, ident) for p, ident in zip(paths, identities)]
+            tasks.append(RunTask(replace(spec, classes=[normal], seeds=[seed]), preset, normal, int(seed),
+                                 variants, identities, paths, done))
+    return tasks
+
+
+def execute(task: RunTask, data_root: str | Path | None, work_dir: str | Path | None = None, *,
+            progress: bool = True, echo: Callable[[str], None] = print, data: Any = None) -> RunOutcome:
+    """Train and score one run; return its records (nothing is written but the checkpoint and
+    epoch log under `work_dir`, from which an interrupted run resumes). `data`: the dataset's
+    (train, test), when already loaded."""
+    spec, normal, seed, variants = task.spec, task.normal, task.seed, task.variants
+    train, test = data if data is not None else load_dataset(spec.dataset, data_root)
+    device = resolve_device(spec.device)
+    det = create(spec.method, task.preset, epochs=spec.epochs, seed=seed, device=str(device), **spec.options)
+    labelled = det.config.get("select") == "val_auroc"  # epoch picked on labelled outliers
+    splits = [protocols.make(spec.protocol, train, test, normal, seed, **v,
+                             **({"selection": SELECTION_SIZE} if labelled else {})) for v in variants]
+    epochs = det.config.get("epochs", "na")
+    echo(f"run {spec.method} on {spec.dataset}/{spec.protocol} class {normal} ({train.classes[normal]}) "
+         f"seed {seed}, {epochs} epochs, {device}")
+    stem = (Path(work_dir) / task.paths[0].parent.name / "_work" / task.paths[0].stem
+            if work_dir is not None else None)
+    t0 = time.perf_counter()
+    fit_options = _fit_options(det, stem, progress)
+    if labelled:
+        fit_options["selection"] = (splits[0].selection.images, splits[0].selection_labels)
+    det.fit(splits[0].train.images, splits[0].val.images, **fit_options)
+    train_seconds = time.perf_counter() - t0
+    val_scores = det.score_components(splits[0].val.images)
+    records = []
+    for split, ident, previous in zip(splits, task.identities, task.done):
+        if previous is not None:
+            continue
+        records.append({
+            "method": spec.method, "preset": task.preset, "dataset": spec.dataset,
+            "data_source": ident["data_source"], "protocol": spec.protocol,
+            "protocol_info": split.info, "normal_class": normal, "normal_class_name": train.classes[normal],
+            "seed": seed, "epochs": epochs, "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "torch_threads": torch.get_num_threads(), "versions": versions(), "config": det.config,
+            "options": spec.options, "run_identity": ident, "run_key": run_key(ident), "headline": det.headline,
+            "train_seconds": train_seconds,
+            "train_images_per_second": det.fit_info.get("train_images_per_second"),
+            "fit": {k: v for k, v in det.fit_info.items() if k != "history"},
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **_score_and_measure(det, split, val_scores),
+        })
+    log_gz = None
+    if stem is not None:
+        log = stem.with_suffix(".log.jsonl")
+        if log.is_file():
+            log_gz = gzip.compress(log.read_bytes(), mtime=0)
+            log.unlink()
+        ckpt = stem.with_suffix(".ckpt")
+        if ckpt.exists():
+            ckpt.unlink()  # the run is finished; its JSON and log are what stay
+    return RunOutcome(records, log_gz)
+
+
+def store(results: str | Path, outcome: RunOutcome, echo: Callable[[str], None] = print) -> list[Path]:
+    """Write a run's records (atomically) and its compressed epoch log beside them."""
+    paths = []
+    for record in outcome.records:
+        path = record_path(results, record)
+        write_json(path, record)
+        paths.append(path)
+        head = record["metrics"][record["headline"]]["auroc"]
+        echo(f"  -> {path.parent.name}/{path.name}: AUROC({record['headline']}) {head:.4f}")
+    if outcome.log_gz and paths:
+        with atomic_open(log_path(paths[0]), "wb") as fh:
+            fh.write(outcome.log_gz)
+    return paths
+
+
+def log_path(result: Path) -> Path:
+    """The compressed per-epoch log of a finished run."""
+    return result.parent / "logs" / f"{result.stem}.log.jsonl.gz"
+
+
+def read_log(result: Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a finished run (empty when it kept no log)."""
+    path = log_path(result)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in gzip.decompress(path.read_bytes()).decode().splitlines() if line.strip()]
+
+
+def evaluate(spec: EvalSpec, data_root: str | Path | None, results: str | Path, *,
+             progress: bool = True, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run every missing run of `spec` in this process, return all its runs (finished before or now)."""
+    data = load_dataset(spec.dataset, data_root)
+    out: list[dict[str, Any]] = []
+    for task in plan(spec, data_root, results, train=data[0]):
+        if task.finished:
+            echo(f"skip {task.name}: already finished")
+            out += task.done
+            continue
+        outcome = execute(task, data_root, results, progress=progress, echo=echo, data=data)
+        store(results, outcome, echo)
+        fresh = iter(outcome.records)
+        out += [d if d is not None else next(fresh) for d in task.done]
+    return out
 
 
 def _score_and_measure(det: Detector, split: protocols.Split, val_scores: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -88,72 +304,6 @@ def _score_and_measure(det: Detector, split: protocols.Split, val_scores: dict[s
             "score_images_per_second": len(split.test) / max(seconds, 1e-9)}
 
 
-def evaluate(spec: EvalSpec, data_root: str | Path | None, results: str | Path, *,
-             progress: bool = True, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Run every missing run of `spec`, return all its runs (finished before or now)."""
-    results = Path(results)
-    preset = spec.preset or preset_for(spec.method, spec.dataset)
-    probe = create(spec.method, preset, epochs=spec.epochs, **spec.options)
-    epochs = probe.config.get("epochs", "na")
-    train, test = load_dataset(spec.dataset, data_root)
-    classes = spec.classes if spec.classes is not None else list(range(len(train.classes)))
-    device = resolve_device(spec.device)
-    out: list[dict[str, Any]] = []
-    for normal in classes:
-        normal = train.class_index(normal)
-        for seed in spec.seeds:
-            variants = _protocol_variants(spec)
-            paths = [run_path(results, spec, preset, epochs, normal, seed, v) for v in variants]
-            done = [read_result(p) for p in paths]
-            if all(d is not None for d in done):
-                changed = config_changes(done[0].get("config", {}), probe.config)
-                note = (f" (with another configuration than the current defaults: {', '.join(changed)}; "
-                        "delete the file to redo it)") if changed else ""
-                echo(f"skip {paths[0].parent.name}/{paths[0].name}: already finished{note}")
-                out += done
-                continue
-            det = create(spec.method, preset, epochs=spec.epochs, seed=seed, device=str(device), **spec.options)
-            labelled = det.config.get("select") == "val_auroc"  # epoch picked on labelled outliers
-            splits = [protocols.make(spec.protocol, train, test, normal, seed, **v,
-                                     **({"selection": SELECTION_SIZE} if labelled else {})) for v in variants]
-            stem = paths[0].parent / "_work" / paths[0].stem
-            echo(f"run {spec.method} on {spec.dataset}/{spec.protocol} class {normal} "
-                 f"({train.classes[normal]}) seed {seed}, {epochs} epochs, {device}")
-            t0 = time.perf_counter()
-            fit_options = _fit_options(det, stem, progress)
-            if labelled:
-                fit_options["selection"] = (splits[0].selection.images, splits[0].selection_labels)
-            det.fit(splits[0].train.images, splits[0].val.images, **fit_options)
-            train_seconds = time.perf_counter() - t0
-            val_scores = det.score_components(splits[0].val.images)
-            for path, split, variant, previous in zip(paths, splits, variants, done):
-                if previous is not None:
-                    out.append(previous)
-                    continue
-                record = {
-                    "method": spec.method, "preset": preset, "dataset": spec.dataset,
-                    "data_source": source_of(spec.dataset, data_root), "protocol": spec.protocol,
-                    "protocol_info": split.info, "normal_class": normal, "normal_class_name": train.classes[normal],
-                    "seed": seed, "epochs": epochs, "device": str(device),
-                    "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                    "torch_threads": torch.get_num_threads(), "versions": versions(), "config": det.config,
-                    "options": spec.options, "headline": det.headline,
-                    "train_seconds": train_seconds,
-                    "train_images_per_second": det.fit_info.get("train_images_per_second"),
-                    "fit": {k: v for k, v in det.fit_info.items() if k != "history"},
-                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    **_score_and_measure(det, split, val_scores),
-                }
-                write_json(path, record)
-                out.append(record)
-                head = record["metrics"][det.headline]["auroc"]
-                echo(f"  -> {path.parent.name}/{path.name}: AUROC({det.headline}) {head:.4f}")
-            ckpt = stem.with_suffix(".ckpt")
-            if ckpt.exists():
-                ckpt.unlink()  # the run is finished; its JSON (and log) is what stays
-    return out
-
-
 def config_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Keys whose value differs between a finished run's config and what would run now (a
     default changed since): such a run is kept, since it is what was measured, but said so.
@@ -163,10 +313,12 @@ def config_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]
             if stored[k] != current[k]]
 
 
-def _fit_options(det: Detector, stem: Path, progress: bool) -> dict[str, Any]:
+def _fit_options(det: Detector, stem: Path | None, progress: bool) -> dict[str, Any]:
     from .neural import NeuralDetector
     if not isinstance(det, NeuralDetector):
         return {}
+    if stem is None:
+        return {"progress": progress}
     stem.parent.mkdir(parents=True, exist_ok=True)
     return {"checkpoint": stem.with_suffix(".ckpt"), "resume": True,
             "log_path": stem.with_suffix(".log.jsonl"), "progress": progress}
@@ -201,15 +353,86 @@ def parse_classes(text: str) -> list[int | str] | None:
 
 def parse_numbers(text: str, kind: Callable[[str], Any], what: str) -> list[Any]:
     try:
-        return [kind(p) for p in text.split(",") if p.strip()]
+        values = [kind(p) for p in text.split(",") if p.strip()]
     except ValueError as e:
         raise OneClassError(f"cannot read {what} from {text!r}: give comma-separated numbers") from e
+    if not values:
+        raise OneClassError(f"no values given for {what}")
+    return values
 
 
 def iter_groups(runs: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """Runs of one identity (all its classes and seeds) together."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in runs:
         key = (r["method"], json.dumps(r.get("options", {}), sort_keys=True), r["dataset"], r["protocol"],
-               r["protocol_info"].get("outlier_fraction"), r["epochs"])
+               r["protocol_info"].get("outlier_fraction"), r["epochs"], r.get("run_key", ""))
         groups.setdefault(key, []).append(r)
     return groups
+
+
+# ---- re-keying results written before run keys ----------------------------------------------
+def identity_of(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record's identity, from what it recorded. Keys its config lacks (options added
+    since, whose defaults keep the old behaviour) take today's defaults; keys the method no
+    longer has are dropped."""
+    method, preset = record["method"], record.get("preset") or "mnist"
+    config = dict(record.get("config", {}))
+    try:
+        current = detector_class(method)(preset, device="cpu").config
+    except OneClassError:
+        current = config
+    config = {k: config.get(k, v) for k, v in current.items()}
+    info = record.get("protocol_info", {})
+    variant = {"outlier_fraction": float(info["outlier_fraction"])} if record["protocol"] == "outlier-fraction" else {}
+    return run_identity(method, preset, config, record["dataset"], record.get("data_source", record["dataset"]),
+                        record["protocol"], variant)
+
+
+def rekey(results: str | Path, echo: Callable[[str], None] = print, dry_run: bool = False) -> list[tuple[Path, Path]]:
+    """Move every finished run under `results` to the path its identity keys it by, with its
+    epoch log (compressed) and any leftover checkpoint; records gain `run_identity` and
+    `run_key`. Nothing is overwritten: a clash with a different record is reported and left."""
+    results = Path(results)
+    moves = []
+    for path in sorted(results.rglob("*.json")):
+        if "_work" in path.parts or "superseded" in path.parts or "anchors" in path.parts:
+            continue
+        record = read_result(path)
+        if record is None or "method" not in record or "normal_class" not in record:
+            continue
+        ident = identity_of(record)
+        for m in record["metrics"].values():  # written as Infinity before: standard JSON now
+            thr = m.get("f1_best_normal_threshold")
+            if isinstance(thr, float) and not np.isfinite(thr):
+                m["f1_best_normal_threshold"] = None
+                m["f1_best_normal_threshold_note"] = "every sample called normal (no finite threshold)"
+        record["run_identity"], record["run_key"] = ident, run_key(ident)
+        target = record_path(results, record)
+        if target == path and record == read_result(path):
+            continue
+        if target != path and target.exists() and read_result(target) not in (None, record):
+            echo(f"clash: {path} and {target} hold different runs of one identity; left in place")
+            continue
+        moves.append((path, target))
+        if dry_run:
+            continue
+        write_json(target, record)
+        old_log = path.parent / "_work" / f"{path.stem}.log.jsonl"
+        if old_log.is_file():
+            with atomic_open(log_path(target), "wb") as fh:
+                fh.write(gzip.compress(old_log.read_bytes(), mtime=0))
+            old_log.unlink()
+        if target != path:
+            path.unlink()
+    for folder in sorted({p.parent for p, _ in moves}, reverse=True):
+        if not dry_run:
+            _remove_if_empty(folder / "_work")
+            _remove_if_empty(folder)
+    echo(f"{len(moves)} run(s) re-keyed under {results}")
+    return moves
+
+
+def _remove_if_empty(folder: Path) -> None:
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()

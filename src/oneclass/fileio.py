@@ -31,9 +31,26 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Standard JSON (no NaN or Infinity, which other readers reject): a non-finite number is
+    written as null; whoever produces one should also say why beside it."""
     with atomic_open(path, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
+        json.dump(finite_or_none(obj), fh, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
         fh.write("\n")
+
+
+def finite_or_none(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float (numpy ones included) replaced by None."""
+    import math
+    import numpy as np
+    if isinstance(obj, np.ndarray):
+        return finite_or_none(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -6,8 +6,6 @@ is derived here from its curves."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
-
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score, roc_curve
 
@@ -103,13 +101,14 @@ def evaluate(labels, scores) -> dict[str, float]:
     e, e_thr = eer(labels, scores)
     f1, f1_thr = f1_best(labels, scores)
     f1_normal, f1_normal_thr = f1_best(labels, scores, positive="normal")
-    return {"auroc": auroc(labels, scores), "aupr": aupr(labels, scores), "eer": e,
-            "eer_threshold": e_thr, "f1_best": f1, "f1_best_threshold": f1_thr,
-            "f1_best_normal": f1_normal, "f1_best_normal_threshold": f1_normal_thr}
-
-
-def evaluate_components(labels, components: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    return {name: evaluate(labels, s) for name, s in components.items()}
+    out = {"auroc": auroc(labels, scores), "aupr": aupr(labels, scores), "eer": e,
+           "eer_threshold": e_thr, "f1_best": f1, "f1_best_threshold": f1_thr,
+           "f1_best_normal": f1_normal, "f1_best_normal_threshold": f1_normal_thr}
+    if not np.isfinite(f1_normal_thr):
+        # the normal class's best F1 calls every sample normal: no score is the threshold
+        out["f1_best_normal_threshold"] = None
+        out["f1_best_normal_threshold_note"] = "every sample called normal (no finite threshold)"
+    return out
 
 
 @dataclass

@@ -65,8 +65,19 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _mean_std(values: list[float], digits: int = 3) -> str:
+    """`mean` for one value, `mean ± std` (sample standard deviation) for several."""
+    if not values:
+        return ""
+    if len(values) == 1:
+        return _fmt(values[0], digits)
+    return f"{_fmt(float(np.mean(values)), digits)} ± {_fmt(float(np.std(values, ddof=1)), digits)}"
+
+
 def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[str]]:
-    """Header, rows (one per class, then the mean) and notes for one group of runs."""
+    """Header, rows (one per class, then the mean over classes) and notes for one group of runs.
+    With several seeds a cell is mean ± standard deviation over seeds; the mean row's spread is
+    that of the per-seed class means, over the seeds that have every class."""
     first = runs[0]
     method, dataset, protocol = first["method"], first["dataset"], first["protocol"]
     options = json.dumps(first.get("options", {}), sort_keys=True)
@@ -80,29 +91,34 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
         if paper_value(method, dataset, protocol, c, options):
             header.append(f"{c} paper")
     header += ["seeds"]
-    rows, means = [], {c: [] for c in components}
+    rows = []
     for cls in sorted(by_class):
-        rs = by_class[cls]
+        rs = sorted(by_class[cls], key=lambda r: r["seed"])
         row = [f"{cls} ({rs[0].get('normal_class_name', cls)})"]
         for c in components:
-            v = float(np.mean([r["metrics"][c]["auroc"] for r in rs]))
-            means[c].append(v)
-            row.append(_fmt(v))
+            row.append(_mean_std([r["metrics"][c]["auroc"] for r in rs]))
             pv = paper_value(method, dataset, protocol, c, options)
             if pv:
                 per = pv.get("per_class")
                 row.append(_fmt(per[cls]) if per and cls < len(per) else "")
         row.append(",".join(str(r["seed"]) for r in rs))
         rows.append(row)
+    seeds = sorted({r["seed"] for r in runs})
+    complete = [s for s in seeds if all(any(r["seed"] == s for r in rs) for rs in by_class.values())]
     mean_row = [f"mean ({len(by_class)} classes)"]
     notes = []
     for c in components:
-        mean_row.append(_fmt(float(np.mean(means[c]))))
+        if complete:
+            per_seed = [float(np.mean([r["metrics"][c]["auroc"] for r in runs if r["seed"] == s])) for s in complete]
+            mean_row.append(_mean_std(per_seed))
+        else:  # no seed has every class: the mean of the class means
+            mean_row.append(_fmt(float(np.mean([np.mean([r["metrics"][c]["auroc"] for r in rs])
+                                                for rs in by_class.values()]))))
         pv = paper_value(method, dataset, protocol, c, options)
         if pv:
             mean_row.append(_fmt(pv["mean"], 4 if len(str(pv["mean"])) > 5 else 3))
             notes.append(f"{c}: {pv['source']}")
-    mean_row.append("")
+    mean_row.append(",".join(map(str, complete)))
     rows.append(mean_row)
     return header, rows, notes
 
@@ -162,13 +178,104 @@ def fraction_table(runs: list[dict[str, Any]]) -> str:
     return "\n\n".join(out)
 
 
+def _class_mean_over_seeds(runs: list[dict[str, Any]], value: Any) -> tuple[str, int]:
+    """`mean ± std` over seeds of the mean over classes of `value(run)`, over the seeds that
+    have every class of the group; and how many seeds that is."""
+    classes = {r["normal_class"] for r in runs}
+    seeds = sorted({r["seed"] for r in runs})
+    complete = [s for s in seeds if {r["normal_class"] for r in runs if r["seed"] == s} == classes]
+    per_seed = [float(np.mean([value(r) for r in runs if r["seed"] == s])) for s in complete]
+    return _mean_std(per_seed), len(complete)
+
+
+def _cell_of(run: dict[str, Any], cells: list[Any]) -> Any:
+    for c in cells:
+        if (c.method, c.dataset, c.protocol, c.epochs if c.epochs is not None else "na") == \
+                (run["method"], run["dataset"], run["protocol"], run["epochs"]) and c.options == run.get("options", {}):
+            return c
+    return None
+
+
+def summary(runs: list[dict[str, Any]]) -> str:
+    """The headline tables: for each cell of the papers' tables (`suites.json`) with finished
+    runs under today's defaults, the headline AUROC (mean ± std over seeds of the mean over
+    classes) beside the paper's; ALOCC's F1 against the outlier fraction in a table of its own,
+    beside the F1 of the trivial rules."""
+    from .reproduce import cells as suite_cells
+    cells = suite_cells("all")
+    groups = [g for g in iter_groups(runs).values() if not stale_settings(g[0])]
+    rows, f1_groups = [], []
+    for cell in cells:
+        matching = [g for g in groups if _cell_of(g[0], [cell]) is cell]
+        if cell.protocol == "outlier-fraction":
+            if matching:
+                f1_groups.append((cell, [r for g in matching for r in g]))
+            continue
+        for group in matching:
+            first = group[0]
+            head = first["headline"]
+            ours, n_seeds = _class_mean_over_seeds(group, lambda r: r["metrics"][head]["auroc"])
+            pv = paper_value(cell.method, cell.dataset, cell.protocol, head, json.dumps(cell.options, sort_keys=True))
+            n_classes = len({r["normal_class"] for r in group})
+            rows.append([f"{cell.suite} {cell.table}", cell.method + (f" {json.dumps(cell.options, sort_keys=True)}"
+                                                                      if cell.options else ""),
+                         f"{first.get('data_source', cell.dataset)}, {cell.protocol}", str(first["epochs"]),
+                         cell.selection, head, ours, str(n_seeds), str(n_classes),
+                         _fmt(pv["mean"], 4) if pv else "–"])
+    out = ["AUROC of the headline score, mean ± standard deviation over seeds of the mean over classes "
+           "(seeds: those with every class finished). Generated by `oneclass report` from the run files.\n\n"
+           + _markdown(["paper table", "method", "data, protocol", "epochs", "epoch choice", "score", "ours",
+                        "seeds", "classes", "paper"], rows)]
+    for cell, group in f1_groups:
+        by_p: dict[float, list[dict[str, Any]]] = {}
+        for r in group:
+            by_p.setdefault(r["protocol_info"]["outlier_fraction"], []).append(r)
+        head = group[0]["headline"]
+        f1_rows = []
+        for p in sorted(by_p):
+            rs = by_p[p]
+            cols = [_class_mean_over_seeds(rs, lambda r, k=k: r["metrics"][head][k])[0]
+                    for k in ("f1_best", "f1_at_tau_0.5", "f1_best_normal", "f1_normal_at_tau_0.5")]
+            counts = [r["protocol_info"]["counts"] for r in rs]
+            all_normal = np.mean([2 * c["test_normal"] / (2 * c["test_normal"] + c["test_novel"]) for c in counts])
+            all_novel = np.mean([2 * c["test_novel"] / (2 * c["test_novel"] + c["test_normal"]) for c in counts])
+            f1_rows.append([f"{p:g}", *cols, _fmt(float(all_novel)), _fmt(float(all_normal)),
+                            str(len({r['seed'] for r in rs})), "≈ 0.97–0.99"])
+        out.append(f"F1 of {cell.method} `{head}` against the outlier fraction ({cell.suite} {cell.table}; "
+                   f"{group[0]['epochs']} epochs, {cell.dataset}). F1 counts the novel class as positive, F1⁺ the "
+                   "target (normal) class; τ = 0.5 calls D(R(X)) < 0.5 novel. The trivial rules' F1: calling "
+                   "everything novel (novel positive) and everything normal (target positive). The paper does "
+                   "not say which class is positive; its values are read from its Figure 8.\n\n"
+                   + _markdown(["outlier fraction", "F1 best", "F1 τ=0.5", "F1⁺ best", "F1⁺ τ=0.5",
+                                "all-novel F1", "all-normal F1⁺", "seeds", "paper"], f1_rows))
+    return "\n\n".join(out) + "\n"
+
+
+MARK_START, MARK_END = "<!-- oneclass report: summary start -->", "<!-- oneclass report: summary end -->"
+
+
+def embed_summary(path: str | Path, text: str, write: bool = True) -> str:
+    """`path`'s content with the block between the summary markers replaced by `text`."""
+    path = Path(path)
+    content = path.read_text()
+    if MARK_START not in content or MARK_END not in content:
+        raise OneClassError(f"{path} has no summary block ({MARK_START} … {MARK_END})")
+    before, rest = content.split(MARK_START, 1)
+    _, after = rest.split(MARK_END, 1)
+    new = f"{before}{MARK_START}\n{text}{MARK_END}{after}"
+    if write and new != content:
+        write_text(path, new)
+    return new
+
+
 def report(results: str | Path, write: bool = True) -> str:
     """Markdown for every group of runs; with `write`, also `report.md` and `report.csv` in `results`."""
     runs = collect(results)
     if not runs:
         return f"no finished runs under {results}"
-    sections = ["# oneclass results\n\nAUROC per normal class (label 1 = novel), mean over seeds; the papers' "
-                "values beside ours where the paper reports that method, dataset and protocol."]
+    sections = ["# oneclass results\n\nAUROC per normal class (label 1 = novel), mean ± standard deviation over "
+                "seeds; the papers' values beside ours where the paper reports that method, dataset and protocol.",
+                "## Summary\n\n" + summary(runs)]
     csv_buf = io.StringIO()
     writer = csv.writer(csv_buf)
     writer.writerow(["method", "options", "dataset", "protocol", "outlier_fraction", "epochs", "normal_class",
@@ -176,7 +283,7 @@ def report(results: str | Path, write: bool = True) -> str:
                      "device", "train_images_per_second", "score_images_per_second"])
     fraction_runs = []
     for key, group in sorted(iter_groups(runs).items(), key=lambda kv: tuple(str(k) for k in kv[0])):
-        method, options, dataset, protocol, fraction, epochs = key
+        method, options, dataset, protocol, fraction, epochs, _ = key
         for r in group:
             for c, m in r["metrics"].items():
                 pv = paper_value(method, dataset, protocol, c, options) or {}

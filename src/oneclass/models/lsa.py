@@ -186,7 +186,8 @@ class LSADetector(NeuralDetector):
         "shanghaitech": {"arch": "shanghaitech", "channels": 3, "frames": 16, "size": [256, 512], "lam": 1.0,
                          "lr": 1e-3, "batch_size": 8, "epochs": 30},
     }
-    choices = {"estimator": ("mfc", "lstm", "none"), "arch": ("mnist", "cifar10", "ped2", "shanghaitech")}
+    # the autoencoder alone (estimator "none") is the method `dae`, whose components it has
+    choices = {"estimator": ("mfc", "lstm"), "arch": ("mnist", "cifar10", "ped2", "shanghaitech")}
     components = ("rec", "llk", "ns")
     headline = "ns"
     normalised = ("rec", "llk")
@@ -194,6 +195,16 @@ class LSADetector(NeuralDetector):
     @property
     def uses_estimator(self) -> bool:
         return self.config["estimator"] != "none"
+
+    def check_config(self) -> None:
+        own = self.presets[self.preset]["arch"]
+        if self.config["arch"] != own:  # the network's input convention is the preset's
+            raise OneClassError(f"option arch={self.config['arch']!r} of method {self.name!r} does not fit preset "
+                                f"{self.preset!r}, whose inputs need arch {own!r}; choose the preset "
+                                f"{self.config['arch']!r} instead")
+        if self.is_video and self.config["estimator"] == "lstm":
+            raise OneClassError("the LSTM estimator is implemented for image presets only; "
+                                "video presets use the MSC estimator (estimator='mfc')")
 
     @property
     def is_video(self) -> bool:
@@ -219,8 +230,6 @@ class LSADetector(NeuralDetector):
             nets = {"encoder": encoder, "decoder": VideoDecoder(arch, d, encoder.feature_shape)}
             if self.config["estimator"] == "mfc":  # MSC is the video counterpart of MFC
                 nets["estimator"] = MSCEstimator(d, VIDEO_ARCHS[arch]["msc"], self.config["bins"])
-            elif self.uses_estimator:
-                raise OneClassError("the LSTM estimator is implemented for image presets only")
             return nets
         nets: dict[str, nn.Module] = {"encoder": Encoder(arch, d), "decoder": Decoder(arch, d)}
         if self.config["estimator"] == "mfc":
@@ -276,6 +285,7 @@ class DAEDetector(LSADetector):
     components = ("rec",)
     headline = "rec"
     normalised = ()
+    choices = {**LSADetector.choices, "estimator": ("none",)}
 
     @property
     def uses_estimator(self) -> bool:

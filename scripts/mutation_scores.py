@@ -1,0 +1,43 @@
+"""Mutation score per module from a `mutmut run` (the `mutants/` folder it leaves):
+killed (and timed-out) mutants over those that ran, and the survivors by name.
+
+    python scripts/mutation_scores.py [--out results/mutation-scores.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+KILLED = {1, 3, 24, -24, 36, 152, 255, 37}   # a failing test, pytest's internal error, a timeout
+SURVIVED = {0}
+NO_TESTS = {5, 33}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mutants", default="mutants")
+    ap.add_argument("--out", default="results/mutation-scores.json")
+    args = ap.parse_args()
+    modules = {}
+    for meta in sorted(Path(args.mutants).rglob("*.py.meta")):
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        counts = Counter("killed" if c in KILLED else "survived" if c in SURVIVED else
+                         "no tests" if c in NO_TESTS else "not run" if c is None else "other" for c in codes.values())
+        ran = counts["killed"] + counts["survived"]
+        name = str(meta.relative_to(args.mutants)).removesuffix(".meta")
+        modules[name] = {**counts, "total": len(codes),
+                         "score": round(counts["killed"] / ran, 4) if ran else None,
+                         "survivors": sorted(k for k, c in codes.items() if c in SURVIVED)}
+    print(f"{'module':40s} {'killed':>7s} {'survived':>8s} {'no tests':>8s} {'not run':>7s} {'score':>6s}")
+    for name, m in modules.items():
+        score = f"{100 * m['score']:.1f}%" if m["score"] is not None else "–"
+        print(f"{name:40s} {m['killed']:7d} {m['survived']:8d} {m['no tests']:8d} {m['not run']:7d} {score:>6s}")
+    Path(args.out).write_text(json.dumps({"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                          "modules": modules}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""One command per paper table: the suites of `suites.json`, run (on Ray where installed) and
+reported beside the papers' values.
+
+    oneclass reproduce lsa                       # every cell of LSA's tables, seeds 0, 1, 2
+    oneclass reproduce oled --table "Table 1" --seeds 0 --epochs 5
+
+A suite is a list of cells (method, options, dataset, protocol, classes, epochs); each cell is
+one `EvalSpec`, so its runs are the cached runs `oneclass evaluate` makes: finished runs are
+skipped, an interrupted suite resumes."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+from . import evaluation
+from .data import load as load_dataset
+from .errors import OneClassError
+from .fileio import write_text
+from .runners import RunSummary, ray_available, run_local, run_ray
+
+SUITES_FILE = Path(__file__).with_name("suites.json")
+DEFAULT_SEEDS = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One row of a paper's table: a method configuration on a dataset and protocol."""
+    suite: str
+    table: str
+    method: str
+    dataset: str
+    protocol: str = "standard"
+    epochs: int | None = None
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+    classes: tuple[int, ...] | None = None
+    outlier_fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+    preset: str | None = None
+    baseline: bool = False
+    selection: str = "label-free"
+    paper: str = ""
+
+    @property
+    def title(self) -> str:
+        opts = " " + json.dumps(self.options, sort_keys=True) if self.options else ""
+        return f"{self.table}: {self.method}{opts} on {self.dataset} ({self.protocol}), {self.selection} epoch"
+
+
+@lru_cache(maxsize=1)
+def _suites_file() -> dict[str, Any]:
+    return json.loads(SUITES_FILE.read_text())
+
+
+def suites() -> dict[str, str]:
+    """Suite names and what they reproduce (`all` is every cell)."""
+    return {**_suites_file()["suites"], "all": "every cell of every suite"}
+
+
+def pending(suite: str) -> list[dict[str, str]]:
+    """Tables of a suite that cannot be run yet, with the reason."""
+    return [p for p in _suites_file()["pending"] if suite == "all" or p["suite"] == suite]
+
+
+def cells(suite: str, tables: list[str] | None = None, methods: list[str] | None = None) -> list[Cell]:
+    """The cells of `suite` (`baselines`: the baseline rows of every paper; `all`: every cell),
+    narrowed to the tables named in `tables` ("Table 1", "table1" and "1" all name Table 1) and
+    to `methods`."""
+    if suite not in suites():
+        raise OneClassError(f"unknown suite {suite!r}; suites: {', '.join(suites())}")
+    out = []
+    for c in _suites_file()["cells"]:
+        if suite == "baselines" and not c.get("baseline") or suite not in ("all", "baselines", c["suite"]):
+            continue
+        c = dict(c)
+        for key in ("classes", "outlier_fractions"):
+            if key in c:
+                c[key] = tuple(c[key])
+        out.append(Cell(**c))
+    if tables:
+        wanted = {_table_key(t) for t in tables}
+        known = sorted({c.table for c in out})
+        out = [c for c in out if _table_key(c.table) in wanted]
+        if not out:
+            raise OneClassError(f"no table {', '.join(map(repr, tables))} in suite {suite!r}; tables: {', '.join(known)}")
+    if methods:
+        known = sorted({c.method for c in out})
+        out = [c for c in out if c.method in methods]
+        if not out:
+            raise OneClassError(f"no cell of method(s) {', '.join(methods)} in suite {suite!r}"
+                                f"{' ' + repr(tables) if tables else ''}; methods: {', '.join(known)}")
+    return out
+
+
+def _table_key(name: str) -> str:
+    key = name.lower().replace(" ", "")
+    return key[len("table"):] if key.startswith("table") else key
+
+
+def spec_of(cell: Cell, seeds: list[int], classes: list[int | str] | None = None, epochs: int | None = None,
+            device: str = "auto") -> evaluation.EvalSpec:
+    """The evaluation of a cell; `classes` and `epochs` narrow or shorten it."""
+    return evaluation.EvalSpec(
+        method=cell.method, dataset=cell.dataset, protocol=cell.protocol,
+        classes=list(classes) if classes is not None else (list(cell.classes) if cell.classes else None),
+        seeds=list(seeds), epochs=epochs if epochs is not None else cell.epochs,
+        outlier_fractions=list(cell.outlier_fractions), device=device, options=dict(cell.options),
+        preset=cell.preset)
+
+
+@dataclass
+class Reproduction:
+    cells: list[Cell]
+    tasks: dict[Cell, list[evaluation.RunTask]]
+    summary: RunSummary
+    skipped: int
+    report: str
+
+
+def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, tables: list[str] | None = None,
+              seeds: list[int] | None = None, classes: list[int | str] | None = None, epochs: int | None = None,
+              device: str = "auto", executor: str = "auto", address: str | None = None, cpus_per_run: float = 1.0,
+              gpus_per_run: float | None = None, progress: bool = True, echo: Callable[[str], None] = print,
+              suite_cells: list[Cell] | None = None) -> Reproduction:
+    """Run every missing run of a suite, skip finished ones, and return the suite's report.
+    `executor`: "ray", "local" (this process, one run after the other) or "auto" (Ray where it
+    is installed). `suite_cells` replaces the declared cells (tests, a user's own suite)."""
+    if executor not in ("auto", "ray", "local"):
+        raise OneClassError(f"unknown executor {executor!r}; use auto, ray or local")
+    if executor == "ray" and not ray_available():
+        raise OneClassError("Ray is not installed: pip install 'oneclass[ray]' (or use --executor local)")
+    chosen = cells(suite, tables) if suite_cells is None else suite_cells
+    seeds = list(seeds) if seeds is not None else list(DEFAULT_SEEDS)
+    train_splits: dict[str, Any] = {}
+    tasks: dict[Cell, list[evaluation.RunTask]] = {}
+    for cell in chosen:
+        if cell.dataset not in train_splits:  # load (and decode into the cache) once, here
+            train_splits[cell.dataset] = load_dataset(cell.dataset, data_root)[0]
+        spec = spec_of(cell, seeds, classes, epochs, device)
+        tasks[cell] = evaluation.plan(spec, data_root, results, train=train_splits[cell.dataset])
+    todo, seen = [], set()
+    for cell_tasks in tasks.values():
+        for t in cell_tasks:
+            if not t.finished and t.name not in seen:  # two suites' cells may share runs
+                seen.add(t.name)
+                todo.append(t)
+    skipped = sum(t.finished for ts in tasks.values() for t in ts)
+    use_ray = executor == "ray" or (executor == "auto" and ray_available() and len(todo) > 1)
+    echo(f"{suite}: {len(chosen)} cell(s), {len(todo)} run(s) to do, {skipped} finished before"
+         + (f"; on Ray" if use_ray and todo else ""))
+    if todo and use_ray:
+        summary = run_ray(todo, data_root, results, address=address, cpus_per_run=cpus_per_run,
+                          gpus_per_run=gpus_per_run, progress=progress, echo=echo)
+    elif todo:
+        summary = run_local(todo, data_root, results, progress=progress, echo=echo)
+    else:
+        summary = RunSummary(executor="none")
+    text = suite_report(suite, chosen, tasks, results)
+    write_text(Path(results) / f"reproduce-{suite}.md", text)
+    return Reproduction(chosen, tasks, summary, skipped, text)
+
+
+def _finished(task: evaluation.RunTask) -> list[dict[str, Any]]:
+    return [r for r in (evaluation.read_result(p, i) for p, i in zip(task.paths, task.identities)) if r is not None]
+
+
+def suite_report(suite: str, chosen: list[Cell], tasks: dict[Cell, list[evaluation.RunTask]],
+                 results: str | Path) -> str:
+    """Markdown: for each cell, ours (mean ± std over seeds) beside the paper's value."""
+    from .report import _markdown, _settings, fraction_table, group_table
+    title = suites().get(suite, suite)
+    parts = [f"# Reproduction: {suite}\n\n{title}. AUROC per normal class, mean ± standard deviation over "
+             f"seeds; the paper's value beside ours. Written by `oneclass reproduce {suite}`."]
+    for cell in chosen:
+        runs = [r for t in tasks[cell] for r in _finished(t)]
+        missing = sum(1 for t in tasks[cell] if len(_finished(t)) < len(t.paths))
+        head = f"## {cell.title}\n\nPaper: {cell.paper or 'no value declared'}."
+        if not runs:
+            parts.append(f"{head}\n\nNo finished runs yet ({missing} to do).")
+            continue
+        note = f"\n\n{missing} run(s) of this cell are not finished; the table shows the others." if missing else ""
+        if cell.protocol == "outlier-fraction":
+            parts.append(f"{head}{note}\n\n{fraction_table(runs)}")
+            continue
+        header, rows, notes = group_table(runs)
+        text = f"{head}{note}\n\n{_settings(runs)}\n\n{_markdown(header, rows)}"
+        if notes:
+            text += "\n\nPaper values: " + "; ".join(notes) + "."
+        parts.append(text)
+    for p in pending(suite):
+        parts.append(f"## {p['table']} — not run\n\n{p['reason']}.")
+    return "\n\n".join(parts) + "\n"

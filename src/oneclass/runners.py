@@ -1,0 +1,186 @@
+"""Running many evaluation runs: in this process, or as Ray tasks from one machine to a cluster.
+
+Both runners take `evaluation.RunTask`s and call `evaluation.execute` for each; only the driver
+(this process) writes results, as each run comes back, so an interrupted sweep keeps every run
+finished before it and the next one resumes. A failing run is reported with its error and the
+others go on. Ray is optional (`pip install oneclass[ray]`): without it the same tasks run one
+after the other here."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+
+from . import evaluation
+from .errors import OneClassError
+
+
+@dataclass
+class Failure:
+    task: evaluation.RunTask
+    error: str
+
+
+@dataclass
+class RunSummary:
+    done: list[evaluation.RunTask] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+    executor: str = "local"
+
+
+def ray_available() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Progress:
+    """One bar over runs with a live count of done / failed / running."""
+
+    def __init__(self, total: int, show: bool, desc: str) -> None:
+        self.bar = tqdm(total=total, disable=not show, desc=desc, unit="run", dynamic_ncols=True)
+        self.done = self.failed = self.running = 0
+
+    def update(self, *, done: int = 0, failed: int = 0, running: int | None = None) -> None:
+        self.done += done
+        self.failed += failed
+        if running is not None:
+            self.running = running
+        self.bar.set_postfix(done=self.done, failed=self.failed, running=self.running, refresh=False)
+        self.bar.update(done + failed)
+
+    def write(self, text: str) -> None:
+        self.bar.write(text) if not self.bar.disable else None
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _error_text(e: BaseException) -> str:
+    cause = getattr(e, "cause", None)  # a RayTaskError carries the worker's exception
+    e = cause if isinstance(cause, BaseException) else e
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+def run_local(tasks: list[evaluation.RunTask], data_root: str | Path | None, results: str | Path, *,
+              progress: bool = True, echo: Callable[[str], None] = print) -> RunSummary:
+    """Each run in this process, one after the other."""
+    summary = RunSummary(executor="local")
+    t0 = time.perf_counter()
+    bar = _Progress(len(tasks), progress, "runs")
+    data_cache: dict[str, Any] = {}
+    try:
+        for task in tasks:
+            bar.update(running=1)
+            try:
+                data = data_cache.get(task.spec.dataset)
+                if data is None:
+                    data = data_cache[task.spec.dataset] = evaluation.load_dataset(task.spec.dataset, data_root)
+                outcome = evaluation.execute(task, data_root, results, progress=False, echo=lambda s: None, data=data)
+                evaluation.store(results, outcome, echo=bar.write if progress else echo)
+            except Exception as e:  # noqa: BLE001 - one failing run must not stop the others
+                summary.failed.append(Failure(task, _error_text(e)))
+                (bar.write if progress else echo)(f"failed: {task.label}: {_error_text(e)}")
+                bar.update(failed=1, running=0)
+                continue
+            summary.done.append(task)
+            bar.update(done=1, running=0)
+    finally:
+        bar.close()
+        summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _ray_execute(task: evaluation.RunTask, data_root: str | None, work_dir: str | None, threads: int,
+                 use_gpu: bool) -> evaluation.RunOutcome:
+    """The body of one Ray task: train and score, hand the records back to the driver."""
+    import torch
+    torch.set_num_threads(max(1, threads))
+    if not use_gpu and task.spec.device == "auto":
+        task.spec.device = "cpu"  # no GPU share was asked for this run: do not take one anyway
+    return evaluation.execute(task, data_root, work_dir, progress=False, echo=lambda s: None)
+
+
+def run_ray(tasks: list[evaluation.RunTask], data_root: str | Path | None, results: str | Path, *,
+            address: str | None = None, cpus_per_run: float = 1.0, gpus_per_run: float | None = None,
+            progress: bool = True, echo: Callable[[str], None] = print) -> RunSummary:
+    """Each run as a Ray task: on a local Ray instance sized to this machine, or on the cluster
+    at `address` ("auto" or host:port). Every node needs oneclass installed and the data root at
+    the same path; results are written here, by the driver. `gpus_per_run`: the share of a GPU
+    each run takes (None: 1/8 where the cluster has GPUs, else none)."""
+    import ray
+
+    summary = RunSummary(executor="ray")
+    t0 = time.perf_counter()
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+    bar = _Progress(len(tasks), progress, "runs (ray)")
+    say = bar.write if progress else echo
+    in_flight: dict[Any, evaluation.RunTask] = {}
+    try:
+        resources = ray.cluster_resources()
+        if gpus_per_run is None:
+            gpus_per_run = 0.125 if resources.get("GPU", 0) > 0 else 0.0
+        if gpus_per_run > resources.get("GPU", 0):
+            raise OneClassError(f"--gpus-per-run {gpus_per_run:g} but the Ray cluster has "
+                                f"{resources.get('GPU', 0):g} GPU(s)")
+        if cpus_per_run > resources.get("CPU", 0):
+            raise OneClassError(f"--cpus-per-run {cpus_per_run:g} but the Ray cluster has "
+                                f"{resources.get('CPU', 0):g} CPU(s)")
+        remote = ray.remote(_ray_execute).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
+        # checkpoints where the results are when the workers share this file system (a local
+        # instance); on a cluster each run starts afresh if it is cut off
+        work_dir = str(Path(results).resolve()) if not address else None
+        root = str(Path(data_root).resolve()) if data_root else None
+        pending = list(tasks)
+        while pending or in_flight:
+            # only as many runs in flight as fit at once, so "running" is true and Ctrl-C is quick
+            capacity = _capacity(ray.cluster_resources(), cpus_per_run, gpus_per_run)
+            while pending and len(in_flight) < capacity:
+                task = pending.pop(0)
+                ref = remote.remote(task, root, work_dir, max(1, int(cpus_per_run)), gpus_per_run > 0)
+                in_flight[ref] = task
+            bar.update(running=len(in_flight))
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            for ref in ready:
+                task = in_flight.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except Exception as e:  # noqa: BLE001 - RayTaskError, a crashed worker: report, go on
+                    summary.failed.append(Failure(task, _error_text(e)))
+                    say(f"failed: {task.label}: {_error_text(e)}")
+                    bar.update(failed=1, running=len(in_flight))
+                    continue
+                evaluation.store(results, outcome, echo=say)
+                summary.done.append(task)
+                bar.update(done=1, running=len(in_flight))
+    except BaseException:
+        for ref in in_flight:  # Ctrl-C or a driver error: stop the workers; stored runs stay
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        bar.close()
+        if started_here:
+            ray.shutdown()
+        summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _capacity(resources: dict[str, float], cpus: float, gpus: float) -> int:
+    fits = [resources.get("CPU", 0) / cpus] if cpus > 0 else []
+    if gpus > 0:
+        fits.append(resources.get("GPU", 0) / gpus)
+    return max(1, int(min(fits) + 1e-9)) if fits else 1
