@@ -110,6 +110,9 @@ def test_declared_suites_cover_the_papers_tables():
         create(spec.method, spec.preset or preset_for(spec.method, spec.dataset), epochs=spec.epochs,
                device="cpu", **spec.options)
     assert [c.table for c in rep.cells("oled", ["1"])] == ["Table 1", "Table 1"]
+    # --epochs shortens the cells that train in epochs and leaves the others alone
+    shortened = {c.method: rep.spec_of(c, [0], epochs=2).epochs for c in rep.cells("lsa")}
+    assert shortened == {"lsa": 2, "dae": 2, "ocsvm": None, "kde": None}
     assert rep.cells("lsa", methods=["kde"])[0].method == "kde"
 
 

@@ -245,7 +245,7 @@ def store(results: str | Path, outcome: RunOutcome, echo: Callable[[str], None] 
     paths = []
     for record in outcome.records:
         path = record_path(results, record)
-        write_json(path, record)
+        write_json(path, record, compact=True)
         paths.append(path)
         head = record["metrics"][record["headline"]]["auroc"]
         echo(f"  -> {path.parent.name}/{path.name}: AUROC({record['headline']}) {head:.4f}")
@@ -417,7 +417,7 @@ def rekey(results: str | Path, echo: Callable[[str], None] = print, dry_run: boo
         moves.append((path, target))
         if dry_run:
             continue
-        write_json(target, record)
+        write_json(target, record, compact=True)
         old_log = path.parent / "_work" / f"{path.stem}.log.jsonl"
         if old_log.is_file():
             with atomic_open(log_path(target), "wb") as fh:

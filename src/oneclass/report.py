@@ -71,7 +71,9 @@ def _mean_std(values: list[float], digits: int = 3) -> str:
         return ""
     if len(values) == 1:
         return _fmt(values[0], digits)
-    return f"{_fmt(float(np.mean(values)), digits)} ± {_fmt(float(np.std(values, ddof=1)), digits)}"
+    std = float(np.std(values, ddof=1))
+    # a spread below the last shown digit gets one more digit rather than reading as zero
+    return f"{_fmt(float(np.mean(values)), digits)} ± {_fmt(std, digits if std >= 10 ** -digits or std == 0 else digits + 1)}"
 
 
 def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[str]]:
@@ -219,7 +221,8 @@ def summary(runs: list[dict[str, Any]]) -> str:
             n_classes = len({r["normal_class"] for r in group})
             rows.append([f"{cell.suite} {cell.table}", cell.method + (f" {json.dumps(cell.options, sort_keys=True)}"
                                                                       if cell.options else ""),
-                         f"{first.get('data_source', cell.dataset)}, {cell.protocol}", str(first["epochs"]),
+                         f"{first.get('data_source', cell.dataset)}, {cell.protocol}",
+                         "–" if first["epochs"] == "na" else str(first["epochs"]),
                          cell.selection, head, ours, str(n_seeds), str(n_classes),
                          _fmt(pv["mean"], 4) if pv else "–"])
     out = ["AUROC of the headline score, mean ± standard deviation over seeds of the mean over classes "

@@ -100,11 +100,12 @@ def _table_key(name: str) -> str:
 
 def spec_of(cell: Cell, seeds: list[int], classes: list[int | str] | None = None, epochs: int | None = None,
             device: str = "auto") -> evaluation.EvalSpec:
-    """The evaluation of a cell; `classes` and `epochs` narrow or shorten it."""
+    """The evaluation of a cell; `classes` and `epochs` narrow or shorten it (`epochs` only for
+    the cells that train in epochs: OC-SVM and KDE have none)."""
     return evaluation.EvalSpec(
         method=cell.method, dataset=cell.dataset, protocol=cell.protocol,
         classes=list(classes) if classes is not None else (list(cell.classes) if cell.classes else None),
-        seeds=list(seeds), epochs=epochs if epochs is not None else cell.epochs,
+        seeds=list(seeds), epochs=epochs if epochs is not None and cell.epochs is not None else cell.epochs,
         outlier_fractions=list(cell.outlier_fractions), device=device, options=dict(cell.options),
         preset=cell.preset)
 
