@@ -28,7 +28,8 @@ def main() -> None:
                          "no tests" if c in NO_TESTS else "not run" if c is None else "other" for c in codes.values())
         ran = counts["killed"] + counts["survived"]
         name = str(meta.relative_to(args.mutants)).removesuffix(".meta")
-        modules[name] = {**counts, "total": len(codes),
+        modules[name] = {**{k: counts.get(k, 0) for k in ("killed", "survived", "no tests", "not run", "other")},
+                         "total": len(codes),
                          "score": round(counts["killed"] / ran, 4) if ran else None,
                          "survivors": sorted(k for k, c in codes.items() if c in SURVIVED)}
     print(f"{'module':40s} {'killed':>7s} {'survived':>8s} {'no tests':>8s} {'not run':>7s} {'score':>6s}")

@@ -85,8 +85,10 @@ def test_ns_uses_validation_statistics_saved_with_the_model(tmp_path, embedded_s
     raw_test = det._raw(test)
     expected = sum((raw_test[k] - raw[k].min()) / (raw[k].max() - raw[k].min()) for k in ("rec", "llk"))
     np.testing.assert_allclose(comps["ns"], expected, rtol=1e-6)
-    # the normalisation does not depend on what is scored with it
-    np.testing.assert_allclose(det.score_components(test[:10])["ns"], comps["ns"][:10], rtol=1e-6)
+    # the normalisation does not depend on what is scored with it (refitting it on the scored
+    # batch would move scores by tenths; the tolerance allows only the convolutions' batch-size-
+    # dependent rounding, seen up to 1e-4 with one thread)
+    np.testing.assert_allclose(det.score_components(test[:10])["ns"], comps["ns"][:10], rtol=0, atol=1e-3)
     det.save(tmp_path / "m.oneclass")
     again = oneclass.load(tmp_path / "m.oneclass", device="cpu")
     np.testing.assert_allclose(again.score_components(test)["ns"], comps["ns"], rtol=1e-6)

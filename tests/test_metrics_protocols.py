@@ -60,6 +60,16 @@ def test_eer_perfect_random_and_interpolated():
     assert rate == pytest.approx(0.25) and thr == pytest.approx(0.7)
     rate, _ = metrics.eer([0, 1], [0.5, 0.5])
     assert rate == pytest.approx(0.5)
+    # a crossing on a diagonal segment away from the axes: (FPR, FNR) from (1/3, 2/3) at 0.8 to
+    # (2/3, 1/3) at the tie 0.5 crosses at 1/2, half-way, threshold 0.65
+    rate, thr = metrics.eer([0, 1, 1, 0, 0, 1], [0.9, 0.8, 0.5, 0.5, 0.2, 0.1])
+    assert rate == pytest.approx(0.5) and thr == pytest.approx(0.65)
+    # a crossing exactly on a ROC point: that point's rate and threshold
+    assert metrics.eer([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9]) == (pytest.approx(0.5), pytest.approx(0.6))
+    # ... also when that point lies on a straight run of the curve (two ties of one normal and one
+    # novel sample): the threshold is that point's own 0.6, not one interpolated between corners
+    labels, scores = [1, 1, 0, 1, 0, 1, 0, 0], [0.95, 0.9, 0.6, 0.6, 0.4, 0.4, 0.2, 0.1]
+    assert metrics.eer(labels, scores) == (pytest.approx(0.25), pytest.approx(0.6))
 
 
 def test_single_class_and_bad_inputs_raise_clear_errors():
@@ -69,11 +79,37 @@ def test_single_class_and_bad_inputs_raise_clear_errors():
         metrics.evaluate([1, 1], [0.1, 0.2])
     with pytest.raises(DataError, match="3 labels but 2 scores"):
         metrics.auroc([0, 1, 1], [0.1, 0.2])
-    with pytest.raises(DataError, match="NaN"):
-        metrics.auroc([0, 1], [0.1, np.nan])
-    with pytest.raises(DataError, match="no samples"):
+    with pytest.raises(DataError, match="^1 scores are NaN or infinite$"):
+        metrics.auroc([0, 1, 0], [0.1, np.nan, 0.3])
+    with pytest.raises(DataError, match="^2 scores are NaN or infinite$"):
+        metrics.eer([0, 1, 0], [np.inf, np.nan, 0.3])
+    with pytest.raises(DataError, match="^no samples to evaluate$"):
         metrics.auroc([], [])
+    with pytest.raises(DataError, match=r"^labels must be 0 \(normal\) or 1 \(novel\)$"):
+        metrics.f1_best([0, 2, 1], [0.1, 0.2, 0.3])
+    # scores that numpy can read as numbers are accepted as they come (strings from a CSV)
+    assert metrics.auroc([0, 1], ["0.1", "0.7"]) == 1.0
 
+
+@pytest.mark.parametrize("seed", range(6))
+def test_best_f1_is_the_best_over_every_threshold(seed):
+    """Against brute force with scikit-learn's f1_score at every distinct score, both
+    conventions, on poor detectors too (best F1 below 0.5) and with a normal sample on top."""
+    from sklearn.metrics import f1_score
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(40) < 0.3).astype(int)
+    labels[:2] = [0, 1]
+    scores = np.round(rng.normal(size=40) + (0.4 - 0.3 * seed) * labels, 1)  # ties, some inverted
+    scores[0] = scores.max() + 1.0  # a normal sample scored most novel
+    for positive in ("novel", "normal"):
+        best, thr = metrics.f1_best(labels, scores, positive=positive)
+        def f1(t):
+            novel = (scores >= t).astype(int)
+            return f1_score(labels, novel, zero_division=0) if positive == "novel" else \
+                f1_score(1 - labels, 1 - novel, zero_division=0)
+        candidates = list(np.unique(scores)) + [np.inf]
+        assert best == pytest.approx(max(f1(t) for t in candidates))
+        assert f1(thr) == pytest.approx(best)
 
 def test_minmax_uses_reference_statistics_only():
     norm = metrics.MinMax.fit([2.0, 4.0, 6.0])
@@ -162,3 +198,23 @@ def test_no_image_is_in_two_parts_of_a_split(embedded_data, name, options):
         for b in names[i + 1:]:
             assert not parts[a] & parts[b], f"{a} and {b} share images"
     assert len(parts["train"]) == len(s.train)  # (the embedded images are distinct)
+
+
+def test_evaluate_reports_each_metric_under_its_name():
+    rng = np.random.default_rng(3)
+    labels = np.r_[np.zeros(60), np.ones(40)].astype(int)
+    scores = labels * 0.8 + rng.normal(0, 0.6, 100)
+    m = metrics.evaluate(labels, scores)
+    e, e_thr = metrics.eer(labels, scores)
+    f1, f1_thr = metrics.f1_best(labels, scores)
+    f1n, f1n_thr = metrics.f1_best(labels, scores, positive="normal")
+    assert m == {"auroc": metrics.auroc(labels, scores), "aupr": metrics.aupr(labels, scores), "eer": e,
+                 "eer_threshold": e_thr, "f1_best": f1, "f1_best_threshold": f1_thr,
+                 "f1_best_normal": f1n, "f1_best_normal_threshold": f1n_thr}
+    assert f1n != f1  # the two conventions differ here, so swapping them cannot pass
+    # when the normal class's best F1 calls every sample normal there is no finite threshold:
+    # null in the (standard) JSON, and the reason beside it
+    m = metrics.evaluate([0, 0, 0, 1], [0.9, 0.8, 0.7, 0.1])
+    assert m["f1_best_normal"] == pytest.approx(6 / 7)
+    assert m["f1_best_normal_threshold"] is None
+    assert m["f1_best_normal_threshold_note"] == "every sample called normal (no finite threshold)"

@@ -47,11 +47,10 @@ def eer(labels, scores) -> tuple[float, float]:
     fpr, tpr, thr = roc_curve(labels, scores, drop_intermediate=False)
     fnr = 1.0 - tpr
     diff = fpr - fnr  # rises from −1 to +1 along the curve
+    # the first point at or past the crossing; never the first point, which is (FPR, FNR) = (0, 1)
+    # at threshold +inf, so the bracket (i − 1, i) always exists and thr[i] is finite
     i = int(np.flatnonzero(diff >= 0)[0])
-    if i == 0 or diff[i] == 0:
-        t = thr[i] if np.isfinite(thr[i]) else thr[i + 1] if i + 1 < len(thr) else scores.max()
-        return float(fpr[i]), float(t)
-    a = diff[i - 1] / (diff[i - 1] - diff[i])  # fraction of the way from point i−1 to i
+    a = diff[i - 1] / (diff[i - 1] - diff[i])  # fraction of the way from point i−1 to i (1 when on i)
     rate = fpr[i - 1] + a * (fpr[i] - fpr[i - 1])
     t_lo = thr[i - 1] if np.isfinite(thr[i - 1]) else thr[i]
     threshold = t_lo + a * (thr[i] - t_lo)
