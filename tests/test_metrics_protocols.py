@@ -47,6 +47,8 @@ def test_f1_with_the_normal_class_positive(outlier_fraction):
 def test_eer_perfect_random_and_interpolated():
     assert metrics.eer([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])[0] == pytest.approx(0.0)
     assert metrics.eer([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1])[0] == pytest.approx(1.0)
+    # the crossing at the first finite threshold: that threshold, never one made from +inf
+    assert metrics.eer([0, 1], [0.9, 0.1]) == (pytest.approx(1.0), pytest.approx(0.9))
     # 4 normal, 4 novel, one of each on the wrong side: FPR = FNR = 0.25 at the crossing
     labels = [0, 0, 0, 0, 1, 1, 1, 1]
     scores = [0.1, 0.2, 0.3, 0.65, 0.6, 0.7, 0.8, 0.9]
@@ -83,6 +85,8 @@ def test_single_class_and_bad_inputs_raise_clear_errors():
         metrics.auroc([0, 1, 0], [0.1, np.nan, 0.3])
     with pytest.raises(DataError, match="^2 scores are NaN or infinite$"):
         metrics.eer([0, 1, 0], [np.inf, np.nan, 0.3])
+    with pytest.raises(DataError, match="only novel samples"):
+        metrics.auroc([1], [0.3])  # a single sample
     with pytest.raises(DataError, match="^no samples to evaluate$"):
         metrics.auroc([], [])
     with pytest.raises(DataError, match=r"^labels must be 0 \(normal\) or 1 \(novel\)$"):

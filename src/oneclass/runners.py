@@ -8,6 +8,7 @@ after the other here."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,7 @@ def run_ray(tasks: list[evaluation.RunTask], data_root: str | Path | None, resul
     bar = _Progress(len(tasks), progress, "runs (ray)")
     say = bar.write if progress else echo
     in_flight: dict[Any, evaluation.RunTask] = {}
+    previous_term = _stop_on_sigterm()
     try:
         resources = ray.cluster_resources()
         if gpus_per_run is None:
@@ -175,8 +177,23 @@ def run_ray(tasks: list[evaluation.RunTask], data_root: str | Path | None, resul
         bar.close()
         if started_here:
             ray.shutdown()
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
         summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _stop_on_sigterm() -> Any:
+    """A SIGTERM (`timeout`, a batch scheduler, `kill`) stops a sweep as Ctrl-C does: the running
+    tasks are cancelled and Ray shut down, instead of the process dying under them."""
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _capacity(resources: dict[str, float], cpus: float, gpus: float) -> int:
