@@ -1,7 +1,7 @@
 """Mutation score per module from a `mutmut run` (the `mutants/` folder it leaves):
 killed (and timed-out) mutants over those that ran, and the survivors by name.
 
-    python scripts/mutation_scores.py [--out results/mutation-scores.json]
+    python scripts/mutation_scores.py [--out mutants/mutation-scores.json]
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ NO_TESTS = {5, 33}
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mutants", default="mutants")
-    ap.add_argument("--out", default="results/mutation-scores.json")
+    ap.add_argument("--out", default="mutants/mutation-scores.json")
     args = ap.parse_args()
     modules = {}
     for meta in sorted(Path(args.mutants).rglob("*.py.meta")):

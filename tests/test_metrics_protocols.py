@@ -119,8 +119,10 @@ def test_minmax_uses_reference_statistics_only():
     norm = metrics.MinMax.fit([2.0, 4.0, 6.0])
     np.testing.assert_allclose(norm([2.0, 6.0, 8.0, 0.0]), [0.0, 1.0, 1.5, -0.5])
     assert metrics.MinMax.fit([3.0])([3.0, 4.0]).tolist() == [0.0, 1.0]  # constant reference: shift only
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="^cannot fit a normalisation on an empty reference set$"):
         metrics.MinMax.fit([])
+    with pytest.raises(DataError, match="^the normalisation reference set contains NaN or infinite scores$"):
+        metrics.MinMax.fit([0.5, np.inf])
 
 
 def test_sum_of_normalised_scores_differs_from_raw_sum():
