@@ -196,6 +196,8 @@ def test_no_image_is_in_two_parts_of_a_split(embedded_data, name, options):
     train, test = embedded_data
     s = protocols.make(name, train, test, 4, seed=2, **options)
     parts = {"train": _keys(s.train), "val": _keys(s.val), "test": _keys(s.test)}
+    assert (s.selection is not None) == ("selection" in options)  # there exactly when asked for
+    assert s.info["protocol"] == name and s.info["counts"]["train"] == len(s.train)
     if s.selection is not None:
         parts["selection"] = _keys(s.selection)
         assert s.selection_labels.sum() == 20 and (s.selection.labels[s.selection_labels == 0] == 4).all()
