@@ -254,9 +254,14 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, see
     class_list = evaluation.parse_classes(classes) if classes else None
     chosen = rep.cells(suite, list(tables), only_methods.split(",") if only_methods else None)
     if dry_run:
+        from .data import load as load_dataset
+        train_splits: dict[str, Any] = {}  # each dataset read once, not once per cell
         for cell in chosen:
+            if cell.dataset not in train_splits:
+                train_splits[cell.dataset] = load_dataset(cell.dataset, data_root)[0]
             spec = rep.spec_of(cell, seed_list, class_list, epochs, device)
-            todo = [t for t in evaluation.plan(spec, data_root, results) if not t.finished]
+            todo = [t for t in evaluation.plan(spec, data_root, results, train=train_splits[cell.dataset])
+                    if not t.finished]
             click.echo(f"{cell.title}: {len(todo)} run(s) to do")
             for t in todo:
                 click.echo(f"  {t.name}")

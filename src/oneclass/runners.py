@@ -58,7 +58,8 @@ class _Progress:
         self.bar.update(done + failed)
 
     def write(self, text: str) -> None:
-        self.bar.write(text) if not self.bar.disable else None
+        if not self.bar.disable:
+            self.bar.write(text)
 
     def close(self) -> None:
         self.bar.close()
