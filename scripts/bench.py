@@ -94,6 +94,47 @@ def bench_neural(method: str, preset: str, images: torch.Tensor, device: str, se
             "score_achieved_gflops": round(score_ips * score_flops / 1e9, 1)}
 
 
+def bench_video(method: str, device: str, frames: int, test_stride: int | None = None) -> dict:
+    """Scoring speed on video: frames per second of a Ped2-sized clip (240×360 grey) through the
+    whole video path (sampling, networks, aggregation to frame scores), untrained weights (speed
+    does not depend on them); and training samples/s of the preset's batches."""
+    from oneclass import video
+    from oneclass.data.video import Clip
+    from oneclass.metrics import MinMax
+    opts = {"test_stride": test_stride} if test_stride else {}
+    det = oneclass.create(method, "ped2", device=device, **opts)
+    det._build()
+    det.normalisers = {k: MinMax(0.0, 1.0) for k in det.normalised}
+    det.fitted = True
+    clip = Clip("bench", torch.randint(0, 256, (frames, 240, 360), dtype=torch.uint8).numpy())
+    video.score_clip(det, Clip("warm", clip.frames[:max(16, det.config.get("window", 1))]))
+    t0 = time.perf_counter()
+    cs = video.score_clip(det, clip)
+    _sync(det.device)
+    seconds = time.perf_counter() - t0
+    sampler = video.Sampler(det)
+    bs = int(det.config["batch_size"])
+    batch = sampler.training_samples(
+        video.VideoData([Clip("t", clip.frames[:32])]), 0, max_samples=None)[0]
+    batch = batch[torch.randint(0, len(batch), (bs,))].to(det.device)
+    g = torch.Generator(device=det.device).manual_seed(0)
+    det.train_mode(True)
+    det.train_step(batch, StepContext(1, 0, g))
+    _sync(det.device)
+    t1, steps = time.perf_counter(), 0
+    while time.perf_counter() - t1 < 5.0 or steps < 2:
+        det.train_step(batch, StepContext(1, steps, g))
+        steps += 1
+    _sync(det.device)
+    train_rate = steps * bs / (time.perf_counter() - t1)
+    fps = frames / seconds
+    return {"method": method, "preset": "ped2" + (f" (test_stride {test_stride})" if test_stride else ""),
+            "batch_size": bs, "train_samples_per_second": round(train_rate, 1),
+            "score_frames_per_second": round(fps, 2), "score_samples_per_second": round(cs.samples / seconds, 1),
+            "samples_per_frame": round(cs.samples / frames, 1), "real_time_at_10_fps": fps >= 10.0,
+            "frames_timed": frames, "device": device}
+
+
 def bench_shallow(method: str, x_train: torch.Tensor, x_test: torch.Tensor) -> dict:
     det = oneclass.create(method, "mnist")
     t0 = time.perf_counter()
@@ -114,7 +155,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="timing window per method")
     ap.add_argument("--out", default="results/benchmarks")
     ap.add_argument("--render", action="store_true", help="only rewrite the Markdown from the JSON")
+    ap.add_argument("--video", action="store_true",
+                    help="UCSD Ped2 presets instead: scoring frames/s (Ped2 was filmed at 10 frames/s)")
+    ap.add_argument("--frames", type=int, default=48, help="frames per timed clip (--video)")
     args = ap.parse_args()
+    if args.video:
+        return main_video(args)
     if args.render:
         out = Path(f"{args.out}-{'cpu' if args.device == 'cpu' else 'cuda'}")
         data = json.loads(out.with_suffix(".json").read_text())
@@ -138,11 +184,9 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     device = torch.device(args.device)
-    settings = {"device": args.device,
-                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                "torch_threads": torch.get_num_threads(), "versions": versions(),
-                "measured_at": stamp, "timing_window_s": args.seconds,
-                "data": "embedded MNIST subset (grey 28×28, replicated to RGB 32×32 for the cifar10 presets)"}
+    settings = run_settings(device, stamp, timing_window_s=args.seconds,
+                            data="embedded MNIST subset (grey 28×28, replicated to RGB 32×32 for the cifar10 presets)")
+    settings["device"] = args.device
     tag = "cpu" if device.type == "cpu" else "cuda"
     out = Path(f"{args.out}-{tag}")
     # re-measuring some methods keeps the others' rows (each row says when it was measured)
@@ -160,17 +204,53 @@ def main() -> None:
     write_markdown(out, settings, rows, old_settings)
 
 
+def main_video(args: argparse.Namespace) -> None:
+    rows = []
+    for method, stride in (("alocc", None), ("oled", None), ("lsa", None), ("lsa", 16)):
+        if method not in args.methods.split(","):
+            continue
+        before = sharing(args.device)
+        row = {**bench_video(method, args.device, args.frames, stride), **before}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    device = torch.device(args.device)
+    tag = "cpu" if device.type == "cpu" else "cuda"
+    out = Path(f"{args.out}-video-{tag}")
+    settings = run_settings(device, time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            data=f"random grey 240×360 frames, {args.frames} per clip (Ped2's size)")
+    write_json(out.with_suffix(".json"), {"settings": settings, "results": rows})
+    head = ["method", "preset", "score frames/s", "real time (10 fps)", "samples/frame", "score samples/s",
+            "train samples/s", "batch", "measured", "device shared"]
+    cells = [[r["method"], r["preset"], r["score_frames_per_second"], "yes" if r["real_time_at_10_fps"] else "no",
+              r["samples_per_frame"], r["score_samples_per_second"], r["train_samples_per_second"], r["batch_size"],
+              r["measured_at"][:16], _shared(r, {})] for r in rows]
+    lines = markdown_table(f"Video scoring speed on {settings['device_name']} ({settings['torch_threads']} threads), "
+                           f"torch {settings['versions']['torch']}: the whole path from frames to frame scores. UCSD "
+                           f"Ped2 was filmed at 10 frames/s. Written by `scripts/bench.py --video` from "
+                           f"{out.name}.json.", head, cells)
+    write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def run_settings(device: torch.device, stamp: str, **extra: object) -> dict:
+    return {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "torch_threads": torch.get_num_threads(), "versions": versions(), "measured_at": stamp, **extra}
+
+
+def markdown_table(title: str, head: list[str], cells: list[list[object]]) -> list[str]:
+    return [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in cells)]
+
+
 def write_markdown(out: Path, settings: dict, rows: list[dict], old_settings: dict) -> None:
     head = ["method", "preset", "batch", "train img/s", "score img/s", "train GFLOP/img", "train GFLOP/s achieved",
             "measured", "device shared"]
-    lines = [f"Throughput on {settings['device_name']} ({settings['torch_threads']} threads), "
-             f"torch {settings['versions']['torch']}. Written by scripts/bench.py from {out.name}.json.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append(f"| {r['method']} | {r['preset']} | {r.get('batch_size', '')} | {r['train_images_per_second']} | "
-                     f"{r['score_images_per_second']} | {r.get('train_gflop_per_image', '')} | "
-                     f"{r.get('train_achieved_gflops', '')} | {r.get('measured_at', settings['measured_at'])[:16]} | "
-                     f"{_shared(r, old_settings)} |")
+    cells = [[r["method"], r["preset"], r.get("batch_size", ""), r["train_images_per_second"],
+              r["score_images_per_second"], r.get("train_gflop_per_image", ""), r.get("train_achieved_gflops", ""),
+              r.get("measured_at", settings["measured_at"])[:16], _shared(r, old_settings)] for r in rows]
+    lines = markdown_table(f"Throughput on {settings['device_name']} ({settings['torch_threads']} threads), "
+                           f"torch {settings['versions']['torch']}. Written by scripts/bench.py from {out.name}.json.",
+                           head, cells)
     if isinstance(old_settings.get("device_shared"), str):
         lines += ["", f"Rows without their own record: device shared {old_settings['device_shared']}."]
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")

@@ -115,6 +115,11 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
     from .registry import create, preset_for
     if (dataset is None) == (train_dir is None):
         raise OneClassError("give either --dataset (with --normal-class) or --train-dir")
+    from .data import is_video
+    if (dataset is not None and is_video(dataset)) or (preset is not None and train_dir is not None
+                                                       and "video" in create(method, preset, device="cpu").config):
+        return _fit_video(method, dataset, data_root, train_dir, preset, epochs, seed, device, options, quantile,
+                          out, resume, quiet)
     if dataset is not None:
         if normal_class is None:
             raise OneClassError("--dataset needs --normal-class")
@@ -143,6 +148,31 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
                f"threshold {det.threshold:.4g} (validation q{quantile:g}); saved {out}")
 
 
+def _fit_video(method: str, dataset: str | None, data_root: str | None, train_dir: str | None, preset: str | None,
+               epochs: int | None, seed: int, device: str, options: tuple[str, ...], quantile: float, out: str,
+               resume: bool, quiet: bool) -> None:
+    """`fit` on video: the training clips of a video dataset, or a folder of the user's normal footage."""
+    from . import video
+    from .data import load as load_dataset
+    from .data.video import load_footage
+    from .registry import create, preset_for
+    if dataset is not None:
+        train, _ = load_dataset(dataset, data_root)
+        preset = preset or preset_for(method, dataset)
+    else:
+        train = load_footage(train_dir)
+    det = create(method, preset, epochs=epochs, seed=seed, device=device, **_parse_options(options))
+    t0 = time.perf_counter()
+    info = video.fit_video(det, train, quantile=quantile, **_train_files(det, Path(out), resume, not quiet))
+    det.save(out)
+    ckpt = Path(str(out) + ".ckpt")
+    if ckpt.exists():
+        ckpt.unlink()
+    click.echo(f"fitted {method} ({preset}) on {info['train_samples']} samples of {len(train)} clips "
+               f"({train.n_frames} frames) in {time.perf_counter() - t0:.1f}s; frame threshold {det.threshold:.4g} "
+               f"(q{quantile:g} of held-out training frames); saved {out}")
+
+
 def _train_files(det: Any, out: Path, resume: bool, progress: bool) -> dict[str, Any]:
     from .neural import NeuralDetector
     if not isinstance(det, NeuralDetector):
@@ -156,11 +186,18 @@ def _train_files(det: Any, out: Path, resume: bool, progress: bool) -> dict[str,
 @click.option("--input", "input_path", type=click.Path(exists=True), required=True, help="Image file or folder.")
 @click.option("--output", type=click.Path(dir_okay=False), default="-", show_default=True, help="CSV file (- = stdout).")
 @click.option("--device", default="auto", show_default=True)
-def score(model: str, input_path: str, output: str, device: str) -> None:
-    """Score images with a saved model: one CSV row per image."""
+@click.option("--plots", type=click.Path(file_okay=False), default=None,
+              help="Video models: write a PNG of the score over time per clip into this folder.")
+def score(model: str, input_path: str, output: str, device: str, plots: str | None) -> None:
+    """Score images (one CSV row per image) or video footage (one row per frame) with a saved model."""
     from .data.folder import IMAGE_SUFFIXES, read_images
     from .detector import load
+    from .video import is_video
     det = load(model, device=device)
+    if is_video(det):
+        return _score_video(det, input_path, output, plots)
+    if plots is not None:
+        raise OneClassError("--plots is for video models; this model scores images")
     path = Path(input_path)
     files = [path] if path.is_file() else sorted(
         p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -185,12 +222,43 @@ def score(model: str, input_path: str, output: str, device: str) -> None:
         click.echo(f"scored {len(files)} images{flagged}; wrote {output}", err=True)
 
 
+def _score_video(det: Any, input_path: str, output: str, plots: str | None) -> None:
+    from . import video
+    from .data.video import load_footage
+    from .fileio import atomic_open, write_text
+    footage = load_footage(input_path)
+    scored = video.score_footage(det, footage)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    comps = list(scored[0][1])
+    label = det.threshold is not None
+    writer.writerow(["clip", "frame", "score", *comps, *(["label"] if label else [])])
+    flagged = 0
+    for clip, scores in scored:
+        head = scores[det.headline]
+        for t in range(len(clip)):
+            flag = int(head[t] > det.threshold) if label else None
+            flagged += flag or 0
+            writer.writerow([clip.name, t, f"{head[t]:.6g}", *(f"{scores[c][t]:.6g}" for c in comps),
+                             *([flag] if label else [])])
+        if plots is not None:
+            with atomic_open(Path(plots) / f"{clip.name}.png") as fh:
+                fh.write(video.clip_plot_png(clip.name, head, clip.labels, f"{det.name} {det.headline}"))
+    if output == "-":
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        write_text(output, buf.getvalue())
+    n = sum(len(c) for c, _ in scored)
+    click.echo(f"scored {n} frames of {len(scored)} clip(s)" + (f", {flagged} flagged novel" if label else "")
+               + ("" if output == "-" else f"; wrote {output}") + (f"; plots in {plots}" if plots else ""), err=True)
+
+
 @main.command()
 @click.option("--method", "method", required=True)
 @click.option("--dataset", required=True)
 @data_root_option
-@click.option("--protocol", type=click.Choice(["standard", "memae", "outlier-fraction", "coil"]), default="standard",
-              show_default=True)
+@click.option("--protocol", type=click.Choice(["standard", "memae", "outlier-fraction", "coil", "video"]),
+              default=None, help="Evaluation protocol [default: video for a video dataset, else standard].")
 @click.option("--classes", default="all", show_default=True, help="Comma-separated classes, or all.")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
 @click.option("--epochs", type=int, default=None, help="Training epochs (default: the preset's).")
@@ -201,11 +269,13 @@ def score(model: str, input_path: str, output: str, device: str) -> None:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def evaluate(method: str, dataset: str, data_root: str | None, protocol: str, classes: str, seeds: str,
+def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | None, classes: str, seeds: str,
              epochs: int | None, outlier_fractions: str, preset: str | None, options: tuple[str, ...], device: str,
              results: str, quiet: bool) -> None:
     """Run (or reuse) every (class, seed) run of a method on a protocol; print the table."""
+    from .data import is_video
     from .evaluation import EvalSpec, evaluate as run, iter_groups, parse_classes, parse_numbers
+    protocol = protocol or ("video" if is_video(dataset) else "standard")
     from .report import _markdown, _settings, fraction_table, group_table
     spec = EvalSpec(method=method, dataset=dataset, protocol=protocol, classes=parse_classes(classes),
                     seeds=parse_numbers(seeds, int, "--seeds"), epochs=epochs,

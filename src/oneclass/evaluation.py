@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from . import metrics, protocols
-from .data import load as load_dataset, source_of
+from .data import is_video as is_video_dataset, load as load_dataset, source_of
 from .detector import Detector, resolve_device, versions
 from .errors import OneClassError
 from .fileio import atomic_open, write_json
@@ -71,7 +72,8 @@ def run_key(identity: dict[str, Any]) -> str:
 
 
 def _variant_tag(options: dict[str, Any]) -> str:
-    return "".join(f"-p{v:g}" if k == "outlier_fraction" else f"-{k}{v}" for k, v in sorted(options.items()))
+    return "".join(f"-p{v:g}" if k == "outlier_fraction" else f"-{v}" if k == "normalisation" else f"-{k}{v}"
+                   for k, v in sorted(options.items()))
 
 
 def _options_tag(options: dict[str, Any]) -> str:
@@ -151,12 +153,19 @@ class RunOutcome:
     """What `execute` hands back: the records to store and the run's compressed epoch log."""
     records: list[dict[str, Any]]
     log_gz: bytes | None = None
+    # extra files of a record, beside its JSON: (record index, path in its group folder, bytes)
+    files: list[tuple[int, str, bytes]] = field(default_factory=list)
 
 
 def _protocol_variants(spec: EvalSpec) -> list[dict[str, Any]]:
     """Protocol options, one dict per variant that shares a trained model."""
     if spec.protocol == "outlier-fraction":
         return [{"outlier_fraction": float(p)} for p in spec.outlier_fractions]
+    if spec.protocol == "video":
+        # scores on a common scale from training data (label-free) and, where a method combines
+        # normalised components, also per test clip as LSA's video protocol does
+        per_clip = [{"normalisation": "per-clip"}] if getattr(detector_class(spec.method), "normalised", ()) else []
+        return [{"normalisation": "validation"}] + per_clip
     return [{}]
 
 
@@ -164,8 +173,12 @@ def plan(spec: EvalSpec, data_root: str | Path | None, results: str | Path,
          train: Any = None) -> list[RunTask]:
     """Every run of `spec`, each with its result paths and the records already finished.
     `train` (the dataset's training split) saves loading it again to resolve class names."""
-    if spec.protocol not in protocols.PROTOCOLS:
-        raise OneClassError(f"unknown protocol {spec.protocol!r}; known protocols: {', '.join(protocols.PROTOCOLS)}")
+    known = [*protocols.PROTOCOLS, "video"]
+    if spec.protocol not in known:
+        raise OneClassError(f"unknown protocol {spec.protocol!r}; known protocols: {', '.join(known)}")
+    if (spec.protocol == "video") != is_video_dataset(spec.dataset):
+        raise OneClassError(f"protocol {spec.protocol!r} does not apply to dataset {spec.dataset!r}: video "
+                            "datasets (ped2) take protocol 'video', image datasets the others")
     preset = spec.preset or preset_for(spec.method, spec.dataset)
     config = create(spec.method, preset, epochs=spec.epochs, device="cpu", **spec.options).config
     if train is None:
@@ -174,10 +187,15 @@ def plan(spec: EvalSpec, data_root: str | Path | None, results: str | Path,
     variants = _protocol_variants(spec)
     identities = [run_identity(spec.method, preset, config, spec.dataset, source, spec.protocol, v)
                   for v in variants]
-    classes = spec.classes if spec.classes is not None else list(range(len(train.classes)))
+    if spec.protocol == "video":  # one model per seed: the normal class is the training footage
+        if spec.classes not in (None, [0], ["0"], ["normal"]):
+            raise OneClassError("a video dataset has no classes to choose: leave --classes out")
+        classes: list[Any] = [0]
+    else:
+        classes = spec.classes if spec.classes is not None else list(range(len(train.classes)))
     tasks = []
     for normal in classes:
-        normal = train.class_index(normal)
+        normal = train.class_index(normal) if spec.protocol != "video" else 0
         for seed in spec.seeds:
             paths = [result_path(results, ident, spec.options, normal, seed) for ident in identities]
             done = [read_result(p, ident) for p, ident in zip(paths, identities)]
@@ -195,14 +213,15 @@ def execute(task: RunTask, data_root: str | Path | None, work_dir: str | Path | 
     train, test = data if data is not None else load_dataset(spec.dataset, data_root)
     device = resolve_device(spec.device)
     det = create(spec.method, task.preset, epochs=spec.epochs, seed=seed, device=str(device), **spec.options)
+    if spec.protocol == "video":
+        return _execute_video(task, det, train, test, work_dir, progress=progress, echo=echo)
     labelled = det.config.get("select") == "val_auroc"  # epoch picked on labelled outliers
     splits = [protocols.make(spec.protocol, train, test, normal, seed, **v,
                              **({"selection": SELECTION_SIZE} if labelled else {})) for v in variants]
     epochs = det.config.get("epochs", "na")
     echo(f"run {spec.method} on {spec.dataset}/{spec.protocol} class {normal} ({train.classes[normal]}) "
          f"seed {seed}, {epochs} epochs, {device}")
-    stem = (Path(work_dir) / task.paths[0].parent.name / "_work" / task.paths[0].stem
-            if work_dir is not None else None)
+    stem = _work_stem(task, work_dir)
     t0 = time.perf_counter()
     fit_options = _fit_options(det, stem, progress)
     if labelled:
@@ -215,19 +234,20 @@ def execute(task: RunTask, data_root: str | Path | None, work_dir: str | Path | 
         if previous is not None:
             continue
         records.append({
-            "method": spec.method, "preset": task.preset, "dataset": spec.dataset,
-            "data_source": ident["data_source"], "protocol": spec.protocol,
+            **_base_record(task, det, ident, device, train_seconds),
             "protocol_info": split.info, "normal_class": normal, "normal_class_name": train.classes[normal],
-            "seed": seed, "epochs": epochs, "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "torch_threads": torch.get_num_threads(), "versions": versions(), "config": det.config,
-            "options": spec.options, "run_identity": ident, "run_key": run_key(ident), "headline": det.headline,
-            "train_seconds": train_seconds,
-            "train_images_per_second": det.fit_info.get("train_images_per_second"),
-            "fit": {k: v for k, v in det.fit_info.items() if k != "history"},
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **_score_and_measure(det, split, val_scores),
         })
+    return RunOutcome(records, _finish_work(stem))
+
+
+def _work_stem(task: RunTask, work_dir: str | Path | None) -> Path | None:
+    return (Path(work_dir) / task.paths[0].parent.name / "_work" / task.paths[0].stem
+            if work_dir is not None else None)
+
+
+def _finish_work(stem: Path | None) -> bytes | None:
+    """The run is finished: its compressed epoch log is handed back, its checkpoint removed."""
     log_gz = None
     if stem is not None:
         log = stem.with_suffix(".log.jsonl")
@@ -237,7 +257,94 @@ def execute(task: RunTask, data_root: str | Path | None, work_dir: str | Path | 
         ckpt = stem.with_suffix(".ckpt")
         if ckpt.exists():
             ckpt.unlink()  # the run is finished; its JSON and log are what stay
-    return RunOutcome(records, log_gz)
+    return log_gz
+
+
+def _base_record(task: RunTask, det: Detector, ident: dict[str, Any], device: torch.device,
+                 train_seconds: float) -> dict[str, Any]:
+    spec = task.spec
+    return {
+        "method": spec.method, "preset": task.preset, "dataset": spec.dataset,
+        "data_source": ident["data_source"], "protocol": spec.protocol,
+        "seed": task.seed, "epochs": det.config.get("epochs", "na"), "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch_threads": torch.get_num_threads(), "versions": versions(), "config": det.config,
+        "options": spec.options, "run_identity": ident, "run_key": run_key(ident), "headline": det.headline,
+        "train_seconds": train_seconds,
+        "train_images_per_second": det.fit_info.get("train_images_per_second"),
+        "fit": {k: v for k, v in det.fit_info.items() if k != "history"},
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _execute_video(task: RunTask, det: Detector, train: Any, test: Any, work_dir: str | Path | None, *,
+                   progress: bool, echo: Callable[[str], None]) -> RunOutcome:
+    """The video protocol: fit on the training clips' samples, score every test frame, frame-level
+    metrics pooled over all test frames (and per clip), pixel-level AUROC where masks exist."""
+    from . import video
+    spec, seed = task.spec, task.seed
+    device = det.device
+    epochs = det.config.get("epochs", "na")
+    echo(f"run {spec.method} on {spec.dataset}/video seed {seed}, {epochs} epochs, {device}")
+    stem = _work_stem(task, work_dir)
+    t0 = time.perf_counter()
+    samples = video.fit_video(det, train, seed=seed, **_fit_options(det, stem, progress))
+    train_seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    scored, pixel_maps, masks = [], [], []
+    step = 4  # pixel AUROC on every 4th pixel: the maps are patch-coarse, the masks large
+    for clip in test.clips:
+        cs = video.score_clip(det, clip)
+        scored.append(cs)
+        if clip.masks is not None:
+            pixel_maps.append(video.pixel_map(cs, clip.frames.shape[1:])[:, ::step, ::step])
+            masks.append(clip.masks[:, ::step, ::step])
+        if progress:
+            echo(f"  scored clip {clip.name}: {len(clip)} frames, {cs.samples} samples, {cs.seconds:.1f} s")
+    score_seconds = time.perf_counter() - t1
+    labels = [clip.labels for clip in test.clips]
+    pixel = video.pixel_auroc(masks, pixel_maps, step=1) if masks else {"pixel_auroc": None, "note": "no masks"}
+    if masks:
+        pixel.update(pixel_grid_step=step, score=det.headline, scale="validation-normalised patch scores",
+                     note="no seed paper reports pixel-level AUROC on Ped2")
+    n_frames = sum(len(c) for c in test.clips)
+    records, files = [], []
+    for variant, ident, previous in zip(task.variants, task.identities, task.done):
+        if previous is not None:
+            continue
+        norm = variant["normalisation"]
+        per_clip = ([cs.final for cs in scored] if norm == "validation"
+                    else video.normalise_per_clip(det, [cs.raw for cs in scored]))
+        results = {k: video.frame_metrics(labels, [c[k] for c in per_clip]) for k in det.components}
+        n_abnormal = int(sum(l.sum() for l in labels))
+        info = {"protocol": "video", "normal_class": 0, "normal_class_name": "normal", "seed": seed,
+                "normalisation": norm, "auroc": "pooled over all test frames (micro)",
+                "auroc_macro": "mean over the test clips with both normal and abnormal frames",
+                "smoothing": "none", "aggregation": ("mean over the windows containing a frame, a window the "
+                                                     "mean of its patches" if det.config["video"] == "clip-patches"
+                                                     else "maximum over a frame's patches"),
+                "counts": {"train_clips": len(train.clips), "train_frames": train.n_frames,
+                           "test_clips": len(test.clips), "test_frames": n_frames,
+                           "test_normal": n_frames - n_abnormal, "test_novel": n_abnormal},
+                "samples": samples, "ground_truth": test.notes.get("ground_truth"),
+                "label_free": True}
+        record = {**_base_record(task, det, ident, device, train_seconds), "protocol_info": info,
+                  "normal_class": 0, "normal_class_name": "normal", "metrics": results, "pixel_level": pixel,
+                  "score_seconds": score_seconds, "score_frames_per_second": n_frames / max(score_seconds, 1e-9),
+                  "score_samples_per_second": sum(cs.samples for cs in scored) / max(score_seconds, 1e-9)}
+        index = len(records)
+        records.append(record)
+        name = task.paths[task.variants.index(variant)].stem
+        arrays = {f"{cs.name}/{k}": c[k].astype(np.float32) for cs, c in zip(scored, per_clip) for k in c}
+        arrays.update({f"{clip.name}/label": clip.labels.astype(np.int8) for clip in test.clips})
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        files.append((index, f"frames/{name}.npz", buf.getvalue()))
+        title = f"{spec.method} {det.headline} ({norm}), seed {seed}"
+        for cs, c, clip in zip(scored, per_clip, test.clips):
+            png = video.clip_plot_png(clip.name, c[det.headline], clip.labels, title)
+            files.append((index, f"plots/{name}/clip{clip.name}.png", png))
+    return RunOutcome(records, _finish_work(stem), files)
 
 
 def store(results: str | Path, outcome: RunOutcome, echo: Callable[[str], None] = print) -> list[Path]:
@@ -249,6 +356,9 @@ def store(results: str | Path, outcome: RunOutcome, echo: Callable[[str], None] 
         paths.append(path)
         head = record["metrics"][record["headline"]]["auroc"]
         echo(f"  -> {path.parent.name}/{path.name}: AUROC({record['headline']}) {head:.4f}")
+    for index, relative, data in outcome.files:
+        with atomic_open(paths[index].parent / relative, "wb") as fh:
+            fh.write(data)
     if outcome.log_gz and paths:
         with atomic_open(log_path(paths[0]), "wb") as fh:
             fh.write(outcome.log_gz)

@@ -16,7 +16,7 @@ from .registry import create
 from .fileio import write_text
 
 PAPER_FILE = Path(__file__).with_name("paper_values.json")
-_PAPER_DATASET = {"cifar10-jpeg": "cifar10", "cifar10": "cifar10", "mnist": "mnist"}
+_PAPER_DATASET = {"cifar10-jpeg": "cifar10", "cifar10": "cifar10", "mnist": "mnist", "ped2": "ped2"}
 
 
 @lru_cache(maxsize=1)
@@ -125,6 +125,73 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
     return header, rows, notes
 
 
+def video_budget(run: dict[str, Any]) -> str:
+    """A video run's budget in words: epochs, training samples, test window stride."""
+    cfg, samples = run["config"], run["protocol_info"].get("samples", {})
+    parts = [f"{run['epochs']} epochs", f"{samples.get('train_samples', '?')} training samples"]
+    if samples.get("max_train_samples") is None:
+        parts[-1] += " (all)"
+    if cfg.get("video") == "clip-patches":
+        parts.append(f"test windows every {cfg['test_stride']} frame{'s' if cfg['test_stride'] != 1 else ''}")
+    return ", ".join(parts)
+
+
+def video_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[str]]:
+    """One row per score component: frame-level AUROC pooled over all test frames (micro), the
+    mean over clips (macro), EER, mean ± std over seeds, the paper's AUROC and EER beside."""
+    first = runs[0]
+    method, options = first["method"], json.dumps(first.get("options", {}), sort_keys=True)
+    rs = sorted(runs, key=lambda r: r["seed"])
+    header = ["score", "AUROC (pooled)", "AUROC (clip mean)", "EER", "paper AUROC", "paper EER", "seeds"]
+    rows, notes = [], []
+    for c in first["metrics"]:
+        pv = paper_value(method, first["dataset"], "video", c, options) or {}
+        rows.append([c, _mean_std([r["metrics"][c]["auroc"] for r in rs]),
+                     _mean_std([r["metrics"][c]["auroc_macro"] for r in rs if r["metrics"][c].get("auroc_macro")]),
+                     _mean_std([r["metrics"][c]["eer"] for r in rs]),
+                     _fmt(pv["mean"], 4) if pv.get("mean") is not None else "–",
+                     _fmt(pv["eer"], 4) if pv.get("eer") is not None else "–",
+                     ",".join(str(r["seed"]) for r in rs)])
+        if pv:
+            notes.append(f"{c}: {pv['source']}")
+    pixel = [r["pixel_level"]["pixel_auroc"] for r in rs if r.get("pixel_level", {}).get("pixel_auroc") is not None]
+    if pixel:
+        notes.append(f"pixel-level AUROC of `{first['headline']}` maps on the {first['pixel_level']['clips']} clips "
+                     f"with masks: {_mean_std(pixel)} (no seed paper reports it)")
+    return header, rows, notes
+
+
+def video_summary(runs: list[dict[str, Any]]) -> str:
+    """Every video run group in one table: the headline's frame-level AUROC and EER, with the
+    normalisation, budget and device, beside the paper."""
+    rows = []
+    for group in iter_groups(r for r in runs if r["protocol"] == "video").values():
+        first = group[0]
+        head = first["headline"]
+        pv = paper_value(first["method"], first["dataset"], "video", head,
+                         json.dumps(first.get("options", {}), sort_keys=True)) or {}
+        pixel = [r["pixel_level"]["pixel_auroc"] for r in group
+                 if r.get("pixel_level", {}).get("pixel_auroc") is not None]
+        rows.append([first["method"], first.get("data_source", first["dataset"]),
+                     first["protocol_info"]["normalisation"], video_budget(first),
+                     ", ".join(sorted({r.get("device_name", r["device"]) for r in group})), head,
+                     _mean_std([r["metrics"][head]["auroc"] for r in group]),
+                     _mean_std([r["metrics"][head]["eer"] for r in group]),
+                     _mean_std(pixel) if pixel else "–", str(len(group)),
+                     _fmt(pv["mean"], 4) if pv.get("mean") is not None else "–",
+                     _fmt(pv["eer"], 4) if pv.get("eer") is not None else "–"])
+    if not rows:
+        return ""
+    rows.sort()
+    return ("Video (UCSD Ped2): frame-level AUROC pooled over all test frames (micro) and EER of the headline "
+            "score, mean ± std over seeds; no temporal smoothing; label-free (no test frame or label chooses an "
+            "epoch or setting). `validation`: scores scaled on held-out training samples; `per-clip`: scaled "
+            "within each test clip (LSA's protocol, transductive). Pixel AUROC: patch-score maps against the "
+            "dataset's masks (no seed paper reports it).\n\n"
+            + _markdown(["method", "data", "normalisation", "budget", "device", "score", "AUROC", "EER",
+                         "pixel AUROC", "seeds", "paper AUROC", "paper EER"], rows))
+
+
 def _settings(runs: list[dict[str, Any]]) -> str:
     r = runs[0]
     devices = sorted({x.get("device_name", x["device"]) for x in runs})
@@ -209,6 +276,8 @@ def summary(runs: list[dict[str, Any]]) -> str:
     rows, f1_groups = [], []
     for cell in cells:
         matching = [g for g in groups if _cell_of(g[0], [cell]) is cell]
+        if cell.protocol == "video":  # in the video table below
+            continue
         if cell.protocol == "outlier-fraction":
             if matching:
                 f1_groups.append((cell, [r for g in matching for r in g]))
@@ -251,6 +320,9 @@ def summary(runs: list[dict[str, Any]]) -> str:
                    "not say which class is positive; its values are read from its Figure 8.\n\n"
                    + _markdown(["outlier fraction", "F1 best", "F1 τ=0.5", "F1⁺ best", "F1⁺ τ=0.5",
                                 "all-novel F1", "all-normal F1⁺", "seeds", "paper"], f1_rows))
+    video = video_summary(runs)
+    if video:
+        out.append(video)
     return "\n\n".join(out) + "\n"
 
 
@@ -299,12 +371,18 @@ def report(results: str | Path, write: bool = True) -> str:
         if fraction is not None:
             fraction_runs += group
             continue
-        header, rows, notes = group_table(group)
-        budget = f", {epochs} epochs" if epochs != "na" else ""
-        title = f"## {method}{' ' + options if options != '{}' else ''} — {dataset}, {protocol} protocol{budget}"
+        if protocol == "video":
+            header, rows, notes = video_table(group)
+            info = group[0]["protocol_info"]
+            title = (f"## {method}{' ' + options if options != '{}' else ''} — {dataset}, video protocol, "
+                     f"{info['normalisation']} normalisation; {video_budget(group[0])}")
+        else:
+            header, rows, notes = group_table(group)
+            budget = f", {epochs} epochs" if epochs != "na" else ""
+            title = f"## {method}{' ' + options if options != '{}' else ''} — {dataset}, {protocol} protocol{budget}"
         text = f"{title}\n\n{_settings(group)}\n\n{_markdown(header, rows)}"
         if notes:
-            text += "\n\nPaper values: " + "; ".join(notes) + "."
+            text += ("\n\nNotes: " if protocol == "video" else "\n\nPaper values: ") + "; ".join(notes) + "."
         sections.append(text)
     if fraction_runs:
         sections.append("## outlier-fraction protocol\n\n" + fraction_table(fraction_runs))

@@ -169,7 +169,7 @@ def _finished(task: evaluation.RunTask) -> list[dict[str, Any]]:
 def suite_report(suite: str, chosen: list[Cell], tasks: dict[Cell, list[evaluation.RunTask]],
                  results: str | Path) -> str:
     """Markdown: for each cell, ours (mean ± std over seeds) beside the paper's value."""
-    from .report import _markdown, _settings, fraction_table, group_table
+    from .report import _markdown, _settings, fraction_table, group_table, video_budget, video_table
     title = suites().get(suite, suite)
     parts = [f"# Reproduction: {suite}\n\n{title}. AUROC per normal class, mean ± standard deviation over "
              f"seeds; the paper's value beside ours. Written by `oneclass reproduce {suite}`."]
@@ -183,6 +183,13 @@ def suite_report(suite: str, chosen: list[Cell], tasks: dict[Cell, list[evaluati
         note = f"\n\n{missing} run(s) of this cell are not finished; the table shows the others." if missing else ""
         if cell.protocol == "outlier-fraction":
             parts.append(f"{head}{note}\n\n{fraction_table(runs)}")
+            continue
+        if cell.protocol == "video":  # one table per normalisation of the frame scores
+            for group in evaluation.iter_groups(runs).values():
+                header, rows, notes = video_table(group)
+                text = (f"{head}{note}\n\nNormalisation: {group[0]['protocol_info']['normalisation']}; "
+                        f"{video_budget(group[0])}; {_settings(group)}\n\n{_markdown(header, rows)}")
+                parts.append(text + ("\n\nNotes: " + "; ".join(notes) + "." if notes else ""))
             continue
         header, rows, notes = group_table(runs)
         text = f"{head}{note}\n\n{_settings(runs)}\n\n{_markdown(header, rows)}"

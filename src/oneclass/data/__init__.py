@@ -10,7 +10,7 @@ import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from .folder import load_class_folder, load_flat_folder
 from .idx import load_idx_split
 from .images import ImageData, as_uint8_images, conform, to_float
 
-__all__ = ["ImageData", "names", "load", "describe", "default_data_root", "cache_dir",
+__all__ = ["ImageData", "names", "load", "describe", "default_data_root", "cache_dir", "is_video",
            "as_uint8_images", "conform", "to_float", "load_folder", "embedded"]
 
 EMBEDDED_FILE = Path(__file__).with_name("mnist_embedded.npz")
@@ -48,7 +48,8 @@ def cache_dir() -> Path:
 class DatasetInfo:
     name: str
     description: str
-    loader: Callable[[Path], tuple[ImageData, ImageData]]
+    loader: Callable[[Path], tuple[Any, Any]]
+    kind: str = "images"  # or "video": (train, test) are VideoData
 
 
 def _idx_folder(root: Path, sub: str) -> Path:
@@ -137,6 +138,17 @@ def _load_cifar100(root: Path) -> tuple[ImageData, ImageData]:
     return load_cifar100_split(folder, "train"), load_cifar100_split(folder, "test")
 
 
+def _load_ped2(root: Path) -> tuple[Any, Any]:
+    from .video import load_ped2
+    return load_ped2(root)
+
+
+def is_video(name: str) -> bool:
+    """Whether dataset `name` is video (its splits are VideoData)."""
+    key = name.lower().replace("_", "-")
+    return key in _DATASETS and _DATASETS[key].kind == "video"
+
+
 def embedded() -> tuple[ImageData, ImageData]:
     """The small MNIST subset shipped inside the package (see scripts/make_embedded.py)."""
     with np.load(EMBEDDED_FILE) as z:
@@ -153,6 +165,9 @@ _DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
                            "<root>/cifar10-jpeg[.tar.gz]", _load_cifar10),
     DatasetInfo("cifar10-jpeg", "CIFAR-10 JPEG copy only (<root>/cifar10-jpeg[.tar.gz])", _load_cifar10_jpeg_only),
     DatasetInfo("cifar100", "CIFAR-100 with 20 super-classes, <root>/cifar-100-python/", _load_cifar100),
+    DatasetInfo("ped2", "UCSD Ped2 video (16 training, 12 test clips): <root>/ped2/{training,testing}/frames/NN/ "
+                        "with ped2.mat or UCSDped2.m, or the original <root>/UCSDped2/{Train,Test}/",
+                _load_ped2, kind="video"),
     DatasetInfo("mnist-embedded", "small MNIST subset shipped with the package (500 train + "
                                   "200 test per digit); needs no data root", lambda root: embedded()),
 ]}
@@ -182,6 +197,10 @@ def source_of(name: str, data_root: str | os.PathLike | None) -> str:
     root = Path(data_root).expanduser() if data_root else default_data_root()
     if name == "cifar10" and not (root / "cifar-10-batches-py").is_dir():
         return "CIFAR-10 (JPEG copy)"
+    if name == "ped2":
+        from .video import find_ped2
+        layout, _ = find_ped2(root)
+        return "UCSD Ped2 (JPEG frames)" if layout == "frames" else "UCSD Ped2 (original TIFF frames)"
     return {"cifar10": "CIFAR-10 (python pickles)", "cifar10-jpeg": "CIFAR-10 (JPEG copy)"}.get(name, name)
 
 

@@ -92,7 +92,8 @@ class ALOCCDetector(NeuralDetector):
                     "d_widths": (64, 128, 256, 512)},
         # UCSD Ped2: 30×30 grey patches, paper widths
         "ped2": {"channels": 1, "size": 30, "r_widths": (64, 128, 256, 512), "r_dec_widths": (256, 128, 64),
-                 "d_widths": (64, 128, 256, 512)},
+                 "d_widths": (64, 128, 256, 512), "video": "frame-patches", "patch": 30, "patch_stride": 30,
+                 "train_stride": 1, "test_stride": 1, "max_train_samples": None},
     }
     choices = {"optimizer": ("adam", "rmsprop"), "rec_reduction": ("mean", "sum")}
     components = ("d_x", "d_rx", "rec")

@@ -179,9 +179,13 @@ class LSADetector(NeuralDetector):
                   "epochs": 30},
         "cifar10": {"arch": "cifar10", "channels": 3, "size": 32, "lam": 0.1, "lr": 1e-3, "batch_size": 256,
                     "epochs": 30},
-        # video: clips C×T×H×W; Ped2 trains on 8×32×32 patches of 16-frame clips, batch 2760 patches
+        # video: clips C×T×H×W; Ped2 trains on 8×32×32 patches of 16-frame windows of frames resized
+        # to 256×384 (patch grid stride 16), σ = 0.025 noise on training clips, batch 2760 patches;
+        # test windows slide by one frame (see oneclass.video)
         "ped2": {"arch": "ped2", "channels": 1, "frames": 8, "size": 32, "lam": 0.1, "lr": 1e-3,
-                 "batch_size": 2760, "epochs": 30},
+                 "batch_size": 2760, "epochs": 30, "noise_std": 0.025, "video": "clip-patches",
+                 "resize": [256, 384], "window": 16, "patch_stride": 16, "train_stride": 16, "test_stride": 1,
+                 "max_train_samples": None},
         # architecture only: the ShanghaiTech data is not available here
         "shanghaitech": {"arch": "shanghaitech", "channels": 3, "frames": 16, "size": [256, 512], "lam": 1.0,
                          "lr": 1e-3, "batch_size": 8, "epochs": 30},

@@ -124,7 +124,9 @@ class OLEDDetector(NeuralDetector):
     presets = {
         "mnist": {"channels": 1, "size": 28},
         "cifar10": {"channels": 3, "size": 32},
-        "ped2": {"channels": 1, "size": 32},  # 30×30 patches padded to 32 by the loader
+        # 30×30 patches of each frame, edge-padded to the network's 32×32 (see oneclass.video)
+        "ped2": {"channels": 1, "size": 32, "video": "frame-patches", "patch": 30, "patch_stride": 30,
+                 "train_stride": 1, "test_stride": 1, "max_train_samples": None},
     }
     components = ("rec", "mask", "cont", "avg")
     headline = "avg"

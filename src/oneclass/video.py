@@ -1,0 +1,418 @@
+"""Video novelty detection: how a detector's video preset turns clips into training samples,
+how its sample scores become one score per frame, and the frame-level protocol of the papers
+(../shared/specs/protocols.md, "UCSD Ped2 video").
+
+Two samplers, chosen by the preset's `video` option:
+- `clip-patches` (LSA, §4.2 and its code): frames resized to `resize` (Ped2 256×384), sliding
+  windows of `window` frames (16), each cut into `frames`×`size`×`size` patches (8×32×32) on a
+  grid of stride `patch_stride` (16); a window's score is the mean of its patches', a frame's
+  the mean of the windows that contain it.
+- `frame-patches` (ALOCC, OLED): each frame cut into `patch`×`patch` patches (30×30) with stride
+  `patch_stride` (30: non-overlapping; the last row/column is aligned to the frame's edge), padded
+  to the network's input size; a frame's score is the maximum over its patches ("a frame is
+  flagged if any of its patches is").
+
+Scores are put on a common scale in one of two ways, named in every result:
+- `validation`: the detector's own min-max normalisers, fitted on held-out *training* samples
+  (label-free, inductive: each frame's score depends on that frame's clip only through the model);
+- `per-clip`: each test clip's frame scores min-max scaled within that clip before they are
+  combined (LSA's video protocol; label-free but transductive: it sees the whole test clip).
+AUROC is `pooled` over all test frames (micro, as the papers report); `auroc_macro` is the mean
+over the test clips that have both normal and abnormal frames. `smooth` > 0 applies a centred
+moving average of that many frames to each clip's scores (0: none, the default)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import metrics
+from .data.video import Clip, VideoData
+from .errors import DataError, OneClassError
+from .metrics import MinMax
+
+NORMALISATIONS = ("validation", "per-clip")
+
+
+# ---- samplers ----------------------------------------------------------------------------------
+def is_video(det: Any) -> bool:
+    return bool(det.config.get("video"))
+
+
+def _grid(extent: int, patch: int, stride: int) -> list[int]:
+    """Patch origins along one axis: every `stride`, plus one flush with the far edge."""
+    if extent < patch:
+        return []
+    starts = list(range(0, extent - patch + 1, stride))
+    if starts[-1] != extent - patch:
+        starts.append(extent - patch)
+    return starts
+
+
+@dataclass
+class ClipLayout:
+    """Where a clip's samples come from: for each sample, its window (or frame) and its place."""
+    units: list[tuple[int, int]]        # per unit (window or frame): (first frame, frames covered)
+    n_frames: int
+    grid: tuple[list[int], list[int]]   # patch origins (rows, cols) in the sampled frame's pixels
+    patch: int
+    frame_shape: tuple[int, int]        # the sampled frame's size (after any resize)
+
+
+class Sampler:
+    """Cuts clips into the samples a detector's network takes (see the module docstring)."""
+
+    def __init__(self, det: Any) -> None:
+        c = det.config
+        self.kind = c["video"]
+        if self.kind not in ("clip-patches", "frame-patches"):
+            raise OneClassError(f"unknown video sampler {self.kind!r}")
+        self.patch_stride = int(c["patch_stride"])
+        self.train_stride = int(c.get("train_stride", 1))
+        self.test_stride = int(c.get("test_stride", 1))
+        if min(self.patch_stride, self.train_stride, self.test_stride) < 1:
+            raise OneClassError("patch_stride, train_stride and test_stride must be at least 1")
+        if self.kind == "clip-patches":
+            self.window = int(c["window"])
+            self.depth = int(c["frames"])
+            self.patch = int(c["size"])
+            self.resize = tuple(int(v) for v in c["resize"]) if c.get("resize") else None
+            if self.window % self.depth:
+                raise OneClassError(f"window {self.window} must be a multiple of the patch depth {self.depth}")
+        else:
+            self.window = 1
+            self.depth = 1
+            self.patch = int(c["patch"])
+            self.resize = None
+            self.input_size = int(c["size"])
+            if self.input_size < self.patch:
+                raise OneClassError(f"patch {self.patch} is larger than the network's input {self.input_size}")
+
+    # -- geometry
+    def frames_of(self, clip: Clip) -> torch.Tensor:
+        """The clip's frames as uint8 T×H×W, resized as the method's protocol asks."""
+        frames = torch.from_numpy(np.ascontiguousarray(clip.frames))
+        if self.resize is not None and tuple(frames.shape[1:]) != self.resize:
+            frames = F.interpolate(frames[:, None].float(), size=self.resize, mode="bilinear", align_corners=False,
+                                   antialias=True)[:, 0].round_().clamp_(0, 255).to(torch.uint8)
+        return frames
+
+    def layout(self, clip: Clip, stride: int) -> ClipLayout:
+        t = len(clip)
+        h, w = self.resize if self.resize is not None else clip.frames.shape[1:]
+        if t < self.window:
+            raise DataError(f"clip {clip.name} ({clip.source or 'no file'}) has {t} frames, fewer than the "
+                            f"model's temporal window of {self.window}")
+        grid = (_grid(h, self.patch, self.patch_stride), _grid(w, self.patch, self.patch_stride))
+        if not grid[0] or not grid[1]:
+            raise DataError(f"clip {clip.name}: frames of {w}×{h} are smaller than the model's "
+                            f"{self.patch}×{self.patch} patches")
+        starts = _grid(t, self.window, stride)
+        return ClipLayout([(s, self.window) for s in starts], t, grid, self.patch, (h, w))
+
+    def samples_per_unit(self, lay: ClipLayout) -> int:
+        return (self.window // self.depth) * len(lay.grid[0]) * len(lay.grid[1])
+
+    def cut(self, frames: torch.Tensor, lay: ClipLayout, units: list[int]) -> torch.Tensor:
+        """The samples of some units, in the order (unit, time chunk, row, col): uint8 in the
+        layout the detector's `prepare` takes."""
+        p = lay.patch
+        rows, cols = lay.grid
+        out = []
+        for u in units:
+            start, length = lay.units[u]
+            block = frames[start:start + length]                       # window × H × W
+            for k in range(0, length, self.depth):
+                chunk = block[k:k + self.depth]
+                tiles = torch.stack([chunk[:, r:r + p, c:c + p] for r in rows for c in cols])  # G × depth × p × p
+                out.append(tiles)
+        x = torch.cat(out).unsqueeze(1)                                # N × 1 × depth × p × p
+        if self.kind == "frame-patches":
+            x = x[:, :, 0]                                             # N × 1 × p × p
+            pad = self.input_size - p
+            if pad:  # edge-replicate to the network's size: no artificial border
+                x = F.pad(x.float(), (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2),
+                          mode="replicate").to(torch.uint8)
+        return x.contiguous()
+
+    def training_samples(self, video: VideoData, seed: int, val_fraction: float = 0.1,
+                         max_samples: int | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """(train, val) samples from normal clips. Whole windows (frames) are held out for
+        validation, so no validation sample shares frames with a training one; `max_samples`
+        keeps a seeded subset of the training units' samples (a stated, reduced budget)."""
+        rng = np.random.default_rng([seed, 1601])
+        units = []  # (clip index, unit index)
+        layouts = []
+        for ci, clip in enumerate(video.clips):
+            lay = self.layout(clip, self.train_stride)
+            layouts.append(lay)
+            units += [(ci, u) for u in range(len(lay.units))]
+        order = rng.permutation(len(units))
+        n_val = max(1, int(round(val_fraction * len(units))))
+        if len(units) - n_val < 1:
+            raise DataError(f"only {len(units)} training window(s): too few to hold out validation data")
+        per_unit = self.samples_per_unit(layouts[0])
+        val_units = sorted(units[i] for i in order[:n_val])
+        train_units = sorted(units[i] for i in order[n_val:])
+        cache: dict[int, torch.Tensor] = {}
+
+        def gather(chosen: list[tuple[int, int]], limit: int | None) -> torch.Tensor:
+            """The samples of the chosen units; with a limit, a seeded subset drawn from all of
+            them (patches from many frames, not every patch of a few)."""
+            picks = np.arange(len(chosen) * per_unit)
+            if limit is not None and len(picks) > limit:
+                picks = np.sort(rng.choice(len(picks), limit, replace=False))
+            parts = []
+            for ci in sorted({c for c, _ in chosen}):
+                in_clip = [k for k, (c, _) in enumerate(chosen) if c == ci]
+                wanted = picks[np.isin(picks // per_unit, in_clip)]
+                if not len(wanted):
+                    continue
+                if ci not in cache:
+                    cache[ci] = self.frames_of(video.clips[ci])
+                units_needed = sorted(set((wanted // per_unit).tolist()))
+                block = self.cut(cache[ci], layouts[ci], [chosen[k][1] for k in units_needed])
+                position = {k: j for j, k in enumerate(units_needed)}
+                rows = [position[k] * per_unit + o for k, o in zip((wanted // per_unit).tolist(),
+                                                                   (wanted % per_unit).tolist())]
+                parts.append(block[torch.tensor(rows)])
+                del cache[ci]  # clips are visited once per split
+            return torch.cat(parts)
+
+        train = gather(train_units, max_samples)
+        val = gather(val_units, None if max_samples is None else max(1, max_samples // 9))
+        self.val_units = [(video.clips[c].name, u) for c, u in val_units]  # for the frame threshold
+        info = {"sampler": self.kind, "train_units": len(train_units), "val_units": len(val_units),
+                "units_available": len(units), "train_samples": len(train), "val_samples": len(val),
+                "samples_per_unit": per_unit, "max_train_samples": max_samples}
+        return train, val, info
+
+    def iter_clip(self, clip: Clip, units_per_batch: int = 8
+                  ) -> Iterator[tuple[ClipLayout, list[int], torch.Tensor]]:
+        """A test clip's samples, a few units at a time (bounded memory)."""
+        lay = self.layout(clip, self.test_stride)
+        frames = self.frames_of(clip)
+        for first in range(0, len(lay.units), units_per_batch):
+            units = list(range(first, min(first + units_per_batch, len(lay.units))))
+            yield lay, units, self.cut(frames, lay, units)
+
+
+# ---- scoring ---------------------------------------------------------------------------------
+@dataclass
+class ClipScores:
+    """One clip's scores: per frame, each component raw (aggregated, not normalised) and final
+    (validation-normalised and combined, then aggregated); per frame a coarse anomaly map of the
+    headline score (cells of the patch grid, upsampled to the frame when asked)."""
+    name: str
+    raw: dict[str, np.ndarray]
+    final: dict[str, np.ndarray]
+    cell_maps: np.ndarray                # T × rows × cols, headline score per patch cell
+    grid: tuple[list[int], list[int]]
+    patch: int
+    frame_shape: tuple[int, int]
+    samples: int
+    seconds: float
+
+
+def score_clip(det: Any, clip: Clip, *, maps: bool = True) -> ClipScores:
+    """Score every sample of a clip and aggregate to frames (mean for clip-patches windows,
+    max over patches for frame-patches)."""
+    det._check_fitted()
+    sampler = Sampler(det)
+    t0 = time.perf_counter()
+    raw_parts: dict[str, list[np.ndarray]] = {}
+    final_parts: dict[str, list[np.ndarray]] = {}
+    lay = None
+    count = 0
+    for lay, units, x in sampler.iter_clip(clip):
+        raw = det._raw(det.prepare(x))
+        final = det.combine({k: det.normalisers[k](v) if k in det.normalisers else v
+                             for k, v in {k: v.copy() for k, v in raw.items()}.items()})
+        count += len(x)
+        for k, v in raw.items():
+            raw_parts.setdefault(k, []).append(v)
+        for k in det.components:
+            final_parts.setdefault(k, []).append(np.asarray(final[k], dtype=np.float64))
+    assert lay is not None
+    rows, cols = len(lay.grid[0]), len(lay.grid[1])
+    chunks = sampler.window // sampler.depth
+    shape = (len(lay.units), chunks, rows, cols)  # per-sample scores in cut order
+    raw_s = {k: np.concatenate(v).reshape(shape) for k, v in raw_parts.items()}
+    fin_s = {k: np.concatenate(v).reshape(shape) for k, v in final_parts.items()}
+    if sampler.kind == "frame-patches":
+        to_frames = lambda s: s.reshape(len(lay.units), -1).max(1)  # noqa: E731  (unit = frame)
+    else:
+        to_frames = lambda s: _windows_to_frames(s.reshape(len(lay.units), -1).mean(1), lay)  # noqa: E731
+    raw_f = {k: to_frames(v) for k, v in raw_s.items()}
+    fin_f = {k: to_frames(v) for k, v in fin_s.items()}
+    cell = _cell_maps(fin_s[det.headline], lay, sampler) if maps else np.zeros((0, rows, cols))
+    return ClipScores(clip.name, raw_f, fin_f, cell, lay.grid, lay.patch, lay.frame_shape, count,
+                      time.perf_counter() - t0)
+
+
+def _windows_to_frames(window_scores: np.ndarray, lay: ClipLayout) -> np.ndarray:
+    """A frame's score: the mean over the windows that contain it (LSA §4.2)."""
+    sums, counts = np.zeros(lay.n_frames), np.zeros(lay.n_frames)
+    for s, (start, length) in zip(window_scores, lay.units):
+        sums[start:start + length] += s
+        counts[start:start + length] += 1
+    return sums / np.maximum(counts, 1)
+
+
+def _cell_maps(scores: np.ndarray, lay: ClipLayout, sampler: Sampler) -> np.ndarray:
+    """Per frame and patch, the headline score of the sample that covers that patch; for windows,
+    each chunk's score goes to its frames, averaged over the windows that cover a frame."""
+    n_units, chunks, rows, cols = scores.shape
+    if sampler.kind == "frame-patches":
+        return scores[:, 0]
+    sums = np.zeros((lay.n_frames, rows, cols))
+    counts = np.zeros(lay.n_frames)
+    for u, (start, _) in enumerate(lay.units):
+        for k in range(chunks):
+            a = start + k * sampler.depth
+            sums[a:a + sampler.depth] += scores[u, k]
+            counts[a:a + sampler.depth] += 1
+    return sums / np.maximum(counts, 1)[:, None, None]
+
+
+def pixel_map(cs: ClipScores, frame_shape: tuple[int, int]) -> np.ndarray:
+    """The cell maps painted onto frames of `frame_shape` (T×H×W): each pixel takes the mean
+    score of the patches that cover it (the maximum would let one patch dominate its neighbours)."""
+    h, w = cs.frame_shape
+    sums = np.zeros((len(cs.cell_maps), h, w), np.float32)
+    counts = np.zeros((h, w), np.float32)
+    p = cs.patch
+    for i, r in enumerate(cs.grid[0]):
+        for j, c in enumerate(cs.grid[1]):
+            sums[:, r:r + p, c:c + p] += cs.cell_maps[:, i, j, None, None]
+            counts[r:r + p, c:c + p] += 1
+    out = sums / np.maximum(counts, 1)
+    if (h, w) != tuple(frame_shape):
+        out = F.interpolate(torch.from_numpy(out)[:, None], size=tuple(frame_shape), mode="bilinear",
+                            align_corners=False)[:, 0].numpy()
+    return out
+
+
+def normalise_per_clip(det: Any, per_clip_raw: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """LSA's video normalisation: each component min-max scaled within each test clip, then the
+    method's combination."""
+    out = []
+    for raw in per_clip_raw:
+        scaled = {k: MinMax.fit(v)(v) if k in getattr(det, "normalised", ()) else v.copy() for k, v in raw.items()}
+        combined = det.combine(scaled)
+        out.append({k: np.asarray(combined[k], dtype=np.float64) for k in det.components})
+    return out
+
+
+def smooth(scores: np.ndarray, frames: int) -> np.ndarray:
+    """Centred moving average over `frames` frames (edges averaged over what exists)."""
+    if frames <= 1:
+        return scores
+    kernel = np.ones(frames)
+    num = np.convolve(scores, kernel, mode="same")
+    den = np.convolve(np.ones_like(scores), kernel, mode="same")
+    return num / den
+
+
+# ---- metrics ---------------------------------------------------------------------------------
+def frame_metrics(labels: list[np.ndarray], scores: list[np.ndarray]) -> dict[str, Any]:
+    """Pooled (micro) metrics over all test frames, plus the macro AUROC over clips that have
+    both normal and abnormal frames."""
+    y, s = np.concatenate(labels), np.concatenate(scores)
+    out = metrics.evaluate(y, s)
+    per_clip = [metrics.auroc(l, c) for l, c in zip(labels, scores) if 0 < l.sum() < len(l)]
+    out["auroc_macro"] = float(np.mean(per_clip)) if per_clip else None
+    out["auroc_macro_clips"] = len(per_clip)
+    return out
+
+
+def pixel_auroc(masks: list[np.ndarray], maps: list[np.ndarray], step: int = 4) -> dict[str, Any]:
+    """Pixel-level AUROC of anomaly maps against the dataset's masks, pooled over every frame of
+    the clips that have masks, on a grid of every `step`-th pixel (memory; the maps are patch-
+    coarse anyway)."""
+    y = np.concatenate([m[:, ::step, ::step].ravel() for m in masks]).astype(np.int64)
+    s = np.concatenate([p[:, ::step, ::step].ravel() for p in maps]).astype(np.float64)
+    if not 0 < y.sum() < len(y):
+        return {"pixel_auroc": None, "note": "the masks have no abnormal (or no normal) pixels"}
+    return {"pixel_auroc": metrics.auroc(y, s), "pixel_grid_step": step, "pixels": int(len(y)),
+            "abnormal_pixels": int(y.sum()), "clips": len(masks)}
+
+
+# ---- fitting ------------------------------------------------------------------------------------
+def fit_video(det: Any, video: VideoData, seed: int | None = None, quantile: float | None = None,
+              **fit_options: Any) -> dict[str, Any]:
+    """Fit a video preset's detector on normal clips; returns how its samples were drawn. With
+    `quantile`, also set the frame-score threshold that `predict` uses."""
+    if not is_video(det):
+        raise OneClassError(f"{det.name} preset {det.preset!r} is not a video preset; video presets: ped2")
+    if not isinstance(video, VideoData):
+        raise DataError(f"fit_video takes VideoData (see oneclass.data.video), got {type(video).__name__}")
+    sampler = Sampler(det)
+    train, val, info = sampler.training_samples(video, det.seed if seed is None else seed,
+                                                max_samples=det.config.get("max_train_samples"))
+    det.fit(train, val, **fit_options)
+    det.fit_info["video_samples"] = info
+    if quantile is not None:
+        set_frame_threshold(det, video, sampler.val_units, quantile)
+    return info
+
+
+def set_frame_threshold(det: Any, video: VideoData, units: list[tuple[str, int]], quantile: float,
+                        max_units: int = 200) -> float:
+    """`predict`'s threshold in frame-score units: the `quantile` of the scores of held-out
+    training frames (frame-patches) or windows (clip-patches; a frame's score is a mean of them)."""
+    sampler = Sampler(det)
+    rng = np.random.default_rng(det.seed)
+    if len(units) > max_units:
+        units = [units[i] for i in np.sort(rng.choice(len(units), max_units, replace=False))]
+    by_clip = {c.name: c for c in video.clips}
+    scores = []
+    for name in sorted({n for n, _ in units}):
+        clip = by_clip[name]
+        lay = sampler.layout(clip, sampler.train_stride)
+        x = sampler.cut(sampler.frames_of(clip), lay, [u for n, u in units if n == name])
+        raw = det._raw(det.prepare(x))
+        final = det.combine({k: det.normalisers[k](v) if k in det.normalisers else v for k, v in raw.items()})
+        per_unit = np.asarray(final[det.headline]).reshape(-1, sampler.samples_per_unit(lay))
+        scores.append(per_unit.max(1) if sampler.kind == "frame-patches" else per_unit.mean(1))
+    det.threshold = float(np.quantile(np.concatenate(scores), quantile))
+    det.threshold_rule = {"quantile": quantile, "of": "held-out training frame (window) scores"}
+    return det.threshold
+
+
+def clip_plot_png(name: str, scores: np.ndarray, labels: np.ndarray | None, title: str) -> bytes:
+    """A PNG of one clip's score over time, abnormal frames shaded (OLED's Fig. 4 is the idea)."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.0), dpi=100)
+    t = np.arange(len(scores))
+    if labels is not None and labels.any():
+        ax.fill_between(t, 0, 1, where=labels.astype(bool), transform=ax.get_xaxis_transform(),
+                        color="tab:red", alpha=0.18, linewidth=0, label="abnormal (ground truth)")
+        ax.legend(loc="upper left", fontsize=7, frameon=False)
+    ax.plot(t, scores, color="tab:blue", linewidth=1.2)
+    ax.set_xlim(0, max(len(scores) - 1, 1))
+    ax.set_xlabel("frame", fontsize=8)
+    ax.set_ylabel("novelty", fontsize=8)
+    ax.set_title(f"{title} — clip {name}", fontsize=8)
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def score_footage(det: Any, footage: VideoData) -> list[tuple[Clip, dict[str, np.ndarray]]]:
+    """Per clip of a user's footage, every component's score per frame (validation-normalised)."""
+    if not is_video(det):
+        raise OneClassError(f"this {det.name} model (preset {det.preset!r}) scores images, not video")
+    return [(clip, score_clip(det, clip, maps=False).final) for clip in footage.clips]

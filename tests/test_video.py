@@ -1,0 +1,245 @@
+"""Video: readers of both Ped2 layouts and of video files, the samplers' geometry, frame scores
+and their normalisation, the video protocol end to end, and its bad-input errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from sklearn.metrics import roc_auc_score
+
+import oneclass
+from oneclass import video
+from oneclass.cli import main
+from oneclass.data.video import (Clip, VideoData, frame_labels, load_footage, load_ped2, parse_ucsd_ground_truth,
+                                 read_frame_folder)
+from oneclass.errors import DataError, OneClassError
+from oneclass.evaluation import EvalSpec, evaluate
+
+from conftest import synthetic_frames, write_ped2
+
+TINY_LSA = {"resize": [48, 64], "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def ped2_original(tmp_path_factory):
+    return write_ped2(tmp_path_factory.mktemp("ucsd"), "original")
+
+
+@pytest.fixture(scope="module")
+def ped2_frames(tmp_path_factory):
+    return write_ped2(tmp_path_factory.mktemp("frames"), "frames")
+
+
+# ---- readers ---------------------------------------------------------------------------------
+def test_both_ped2_layouts_read_the_same_clips_labels_and_masks(ped2_original, ped2_frames):
+    tr_o, te_o = load_ped2(ped2_original)
+    tr_f, te_f = load_ped2(ped2_frames)
+    assert te_o.source == "UCSD Ped2 (original TIFF frames)" and te_f.source == "UCSD Ped2 (JPEG frames)"
+    assert [len(c) for c in tr_o.clips] == [len(c) for c in tr_f.clips] == [24, 24]
+    for a, b in zip(te_o.clips, te_f.clips):
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.masks, b.masks)
+        assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 3  # TIFF exact, JPEG lossy
+    # UCSDped2.m counts frames from 1, inclusive: test clip 1 is abnormal from its 9th frame
+    assert te_o.clips[0].labels[:8].sum() == 0 and te_o.clips[0].labels[8:].all()
+    # the masks agree with the frame labels, as the dataset's own do
+    for c in te_o.clips:
+        np.testing.assert_array_equal(c.masks.any(axis=(1, 2)).astype(int), c.labels)
+
+
+def test_ucsd_ground_truth_ranges():
+    text = "TestVideoFile = {};\nTestVideoFile{end+1}.gt_frame = [61:180];\n" \
+           "TestVideoFile{end+1}.gt_frame = [5:10, 20:22];\n"
+    assert parse_ucsd_ground_truth(text) == [[(61, 180)], [(5, 10), (20, 22)]]
+    labels = frame_labels([(5, 10), (20, 22)], 25, "02", "t.m")
+    assert labels.sum() == 6 + 3 and labels[4] == 1 and labels[3] == 0 and labels[21] == 1 and labels[22] == 0
+    with pytest.raises(DataError, match="clip 02.*beyond its 21 frames"):
+        frame_labels([(20, 22)], 21, "02", "t.m")
+    with pytest.raises(DataError, match="no `gt_frame"):
+        parse_ucsd_ground_truth("x = 1;\n")
+
+
+def test_frame_folders_sort_naturally_and_bad_frames_are_named(tmp_path):
+    from PIL import Image
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i in (1, 2, 10):  # 10 after 2, though "10.png" < "2.png" as text
+        Image.fromarray(np.full((8, 8), i, np.uint8)).save(folder / f"{i}.png")
+    assert read_frame_folder(folder)[:, 0, 0].tolist() == [1, 2, 10]
+    (folder / "11.png").write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match="11.png"):
+        read_frame_folder(folder)
+    (folder / "11.png").unlink()
+    Image.fromarray(np.zeros((9, 8), np.uint8)).save(folder / "12.png")
+    with pytest.raises(DataError, match="12.png.*share one size"):
+        read_frame_folder(folder)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no frame images.*empty"):
+        read_frame_folder(empty)
+
+
+def test_ped2_errors_name_the_problem(tmp_path, ped2_original):
+    with pytest.raises(DataError, match="UCSD Ped2 not found"):
+        load_ped2(tmp_path)
+    import shutil
+    root = tmp_path / "copy"
+    shutil.copytree(ped2_original, root)
+    m = root / "UCSDped2" / "UCSDped2.m"
+    m.write_text(m.read_text().replace(":24]", ":30]", 1))
+    with pytest.raises(DataError, match="Test001: abnormal range 9:30 goes beyond its 24 frames"):
+        load_ped2(root)
+    m.write_text("TestVideoFile = {};\nTestVideoFile{end+1}.gt_frame = [1:3];\n")
+    with pytest.raises(DataError, match="ground truth for 1 test clips, but 2 test clip folders"):
+        load_ped2(root)
+
+
+def _write_video(path, frames, codec="mpeg4", fps=10):
+    import av
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for f in frames:
+            img = av.VideoFrame.from_ndarray(np.repeat(f[:, :, None], 3, axis=2), format="rgb24")
+            for packet in stream.encode(img):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def test_video_files_are_decoded_and_broken_ones_named(tmp_path):
+    pytest.importorskip("av")
+    frames, _ = synthetic_frames(12, seed=3)
+    _write_video(tmp_path / "cam1.avi", frames)
+    _write_video(tmp_path / "cam2.mp4", frames[:9], codec="libx264")
+    footage = load_footage(tmp_path)
+    assert [c.name for c in footage.clips] == ["cam1", "cam2"] and [len(c) for c in footage.clips] == [12, 9]
+    assert footage.fps == 10
+    assert np.abs(footage.clips[0].frames.astype(int) - frames.astype(int)).mean() < 8  # lossy codec
+    bad = tmp_path / "bad" / "broken.mp4"
+    bad.parent.mkdir()
+    bad.write_bytes((tmp_path / "cam2.mp4").read_bytes()[:300])
+    with pytest.raises(DataError, match="broken.mp4"):
+        load_footage(bad)
+
+
+# ---- samplers and scores -------------------------------------------------------------------------
+def test_lsa_ped2_geometry_matches_the_paper():
+    """256×384 frames, 16-frame windows, 8×32×32 patches every 16 pixels: 2 × 15 × 23 = 690
+    patches per window (the paper's batch of 2760 patches is four windows)."""
+    det = oneclass.create("lsa", preset="ped2", device="cpu")
+    s = video.Sampler(det)
+    clip = Clip("c", np.zeros((40, 240, 360), np.uint8))
+    lay = s.layout(clip, 1)
+    assert s.samples_per_unit(lay) == 690 and lay.frame_shape == (256, 384) and len(lay.units) == 25
+    assert det.config["batch_size"] == 4 * 690
+
+
+def test_frame_patches_cover_the_frame_and_cut_in_grid_order():
+    det = oneclass.create("oled", preset="ped2", device="cpu")
+    s = video.Sampler(det)
+    frames = np.random.default_rng(0).integers(0, 256, (2, 70, 95), dtype=np.uint8)
+    lay = s.layout(Clip("c", frames), 1)
+    assert lay.grid == ([0, 30, 40], [0, 30, 60, 65])  # last row/col flush with the edge
+    x = s.cut(torch.from_numpy(frames), lay, [1])
+    assert x.shape == (12, 1, 32, 32)  # 30×30 patches edge-padded to the network's 32
+    # patch (row 1, col 2) of frame 1 is frames[1, 30:60, 60:90], padded by one pixel each side
+    np.testing.assert_array_equal(x[1 * 4 + 2, 0, 1:31, 1:31].numpy(), frames[1, 30:60, 60:90])
+    np.testing.assert_array_equal(x[1 * 4 + 2, 0, 0, 1:31].numpy(), frames[1, 30, 60:90])
+
+
+def test_window_scores_become_frame_means_and_patch_scores_frame_maxima():
+    lay = video.ClipLayout([(0, 4), (2, 4), (4, 4)], 8, ([0], [0]), 1, (1, 1))
+    np.testing.assert_allclose(video._windows_to_frames(np.array([1.0, 3.0, 5.0]), lay),
+                               [1, 1, 2, 2, 4, 4, 5, 5])
+
+
+def test_per_clip_normalisation_scales_each_clip_before_combining():
+    det = oneclass.create("lsa", preset="ped2", device="cpu")
+    raw = [{"rec": np.array([1.0, 3.0, 2.0]), "llk": np.array([10.0, 10.0, 30.0])},
+           {"rec": np.array([100.0, 200.0]), "llk": np.array([0.0, 1.0])}]
+    out = video.normalise_per_clip(det, raw)
+    np.testing.assert_allclose(out[0]["ns"], [0.0, 1.0, 1.5])   # (0, 1, .5) + (0, 0, 1)
+    np.testing.assert_allclose(out[1]["ns"], [0.0, 2.0])
+
+
+def test_frame_metrics_pool_micro_and_average_macro():
+    rng = np.random.default_rng(0)
+    labels = [np.array([0, 0, 1, 1, 1]), np.array([0, 1, 0, 1]), np.array([1, 1, 1])]
+    scores = [rng.normal(size=len(l)) + l for l in labels]
+    m = video.frame_metrics(labels, scores)
+    assert m["auroc"] == pytest.approx(roc_auc_score(np.concatenate(labels), np.concatenate(scores)))
+    per = [roc_auc_score(l, s) for l, s in zip(labels[:2], scores[:2])]  # the all-abnormal clip has none
+    assert m["auroc_macro"] == pytest.approx(np.mean(per)) and m["auroc_macro_clips"] == 2
+
+
+def test_short_clip_and_small_frames_are_refused_by_name():
+    det = oneclass.create("lsa", preset="ped2", device="cpu")
+    with pytest.raises(DataError, match="clip short .* 10 frames, fewer than the model's temporal window of 16"):
+        video.Sampler(det).layout(Clip("short", np.zeros((10, 240, 360), np.uint8)), 1)
+    det = oneclass.create("alocc", preset="ped2", device="cpu")
+    with pytest.raises(DataError, match="clip tiny: frames of 20×20 are smaller"):
+        video.Sampler(det).layout(Clip("tiny", np.zeros((3, 20, 20), np.uint8)), 1)
+
+
+# ---- end to end -----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_video_protocol_end_to_end_and_resumable(ped2_frames, tmp_path):
+    spec = EvalSpec(method="lsa", dataset="ped2", protocol="video", epochs=3, device="cpu", options=TINY_LSA)
+    runs = evaluate(spec, ped2_frames, tmp_path, progress=False, echo=lambda s: None)
+    assert sorted(r["protocol_info"]["normalisation"] for r in runs) == ["per-clip", "validation"]
+    for r in runs:
+        info = r["protocol_info"]
+        assert info["counts"]["test_frames"] == 48 and info["counts"]["test_novel"] == 16 + 15
+        assert info["label_free"] and info["smoothing"] == "none"
+        # the synthetic anomaly (a large, fast square) is plain to the reconstruction error
+        assert r["metrics"]["rec"]["auroc"] > 0.8
+        assert r["pixel_level"]["pixel_auroc"] is not None and r["pixel_level"]["clips"] == 2
+        folder = (tmp_path / next(p.parent.name for p in tmp_path.rglob("class0_seed0.json")
+                                  if json.loads(p.read_text())["run_key"] == r["run_key"]))
+        scores = np.load(folder / "frames" / "class0_seed0.npz")
+        assert scores["01/ns"].shape == (24,) and scores["01/label"].sum() == 16
+        assert sorted(p.name for p in (folder / "plots" / "class0_seed0").iterdir()) == ["clip01.png", "clip02.png"]
+    # one model, two named results: each normalisation is its own run identity
+    assert len({r["run_key"] for r in runs}) == 2
+    messages = []
+    again = evaluate(spec, ped2_frames, tmp_path, progress=False, echo=messages.append)
+    assert [r["run_key"] for r in again] == [r["run_key"] for r in runs]
+    assert any("already finished" in m for m in messages) and not any(m.startswith("run ") for m in messages)
+
+
+def test_video_protocol_only_for_video_datasets(ped2_frames, tmp_path):
+    with pytest.raises(OneClassError, match="protocol 'standard' does not apply to dataset 'ped2'"):
+        evaluate(EvalSpec(method="lsa", dataset="ped2", protocol="standard"), ped2_frames, tmp_path,
+                 echo=lambda s: None)
+
+
+@pytest.mark.slow
+def test_cli_fit_and_score_footage(ped2_original, tmp_path):
+    runner = CliRunner()
+    model = tmp_path / "m.oneclass"
+    small = ["--option", "r_widths=[8,16,32,64]", "--option", "r_dec_widths=[32,16,8]",
+             "--option", "d_widths=[8,16,32,64]"]
+    r = runner.invoke(main, ["fit", "--method", "alocc", "--dataset", "ped2", "--data-root", str(ped2_original),
+                             "--epochs", "1", "--device", "cpu", "--quiet", "--out", str(model), *small])
+    assert r.exit_code == 0, r.output
+    assert "frame threshold" in r.output
+    out = tmp_path / "s.csv"
+    test_dir = ped2_original / "UCSDped2" / "Test"
+    r = runner.invoke(main, ["score", "--model", str(model), "--input", str(test_dir), "--output", str(out),
+                             "--plots", str(tmp_path / "plots"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == "clip,frame,score,d_x,d_rx,rec,label" and len(lines) == 1 + 48  # the _gt folders skipped
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["Test001.png", "Test002.png"]
+    # the saved model scores as the fitted one: same config, same frame scores
+    det = oneclass.load(model, device="cpu")
+    footage = load_footage(test_dir)
+    first = video.score_footage(det, footage)[0][1]["d_rx"]
+    assert [f"{v:.6g}" for v in first[:5]] == [l.split(",")[2] for l in lines[1:6]]
+    # an image model refuses footage plots; a missing input is one line
+    r = runner.invoke(main, ["score", "--model", str(model), "--input", str(tmp_path / "nope")])
+    assert r.exit_code != 0 and "Traceback" not in r.output
