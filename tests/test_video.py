@@ -243,3 +243,26 @@ def test_cli_fit_and_score_footage(ped2_original, tmp_path):
     # an image model refuses footage plots; a missing input is one line
     r = runner.invoke(main, ["score", "--model", str(model), "--input", str(tmp_path / "nope")])
     assert r.exit_code != 0 and "Traceback" not in r.output
+
+
+def test_paper_style_selection_uses_anomalous_test_patches_and_says_so(ped2_frames):
+    train, test = load_ped2(ped2_frames)
+    det = oneclass.create("oled", preset="ped2", device="cpu", select="val_auroc")
+    images, labels, info = video.labelled_selection(det, train, test, seed=0, n=4, min_abnormal=0.1)
+    assert images.shape == (8, 1, 32, 32) and labels.tolist() == [0] * 4 + [1] * 4
+    assert info["label_free"] is False and "test frames" in info["selection"]
+    # every chosen outlier patch holds the synthetic anomaly (bright pixels), no normal one does
+    assert all((x[0, 1:31, 1:31] >= 240).float().mean() >= 0.1 for x in images[4:])
+    assert all((x[0, 1:31, 1:31] >= 240).float().mean() == 0 for x in images[:4])
+    with pytest.raises(DataError, match="only .* anomalous patches"):
+        video.labelled_selection(det, train, test, seed=0, n=10_000)
+
+
+def test_a_reduced_video_budget_still_sits_beside_the_paper_but_an_ablation_does_not():
+    from oneclass.report import paper_value
+    budget = json.dumps({"batch_size": 64, "max_train_samples": 5520, "test_stride": 16}, sort_keys=True)
+    assert paper_value("lsa", "ped2", "video", "ns", budget)["mean"] == 0.954
+    assert paper_value("oled", "ped2", "video", "avg", '{"select": "val_auroc"}')["eer"] == 0.054
+    assert paper_value("oled", "ped2", "video", "avg", '{"keep": 0.5}') is None
+    # on images a batch size is a setting of its own, not a budget
+    assert paper_value("lsa", "mnist", "standard", "ns", '{"batch_size": 64}') is None

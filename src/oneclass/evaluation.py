@@ -287,8 +287,13 @@ def _execute_video(task: RunTask, det: Detector, train: Any, test: Any, work_dir
     epochs = det.config.get("epochs", "na")
     echo(f"run {spec.method} on {spec.dataset}/video seed {seed}, {epochs} epochs, {device}")
     stem = _work_stem(task, work_dir)
+    fit_options = _fit_options(det, stem, progress)
+    selection_info: dict[str, Any] = {"label_free": True}
+    if det.config.get("select") == "val_auroc":  # paper-style: the epoch is picked on test patches
+        images, labels, selection_info = video.labelled_selection(det, train, test, seed)
+        fit_options["selection"] = (images, labels)
     t0 = time.perf_counter()
-    samples = video.fit_video(det, train, seed=seed, **_fit_options(det, stem, progress))
+    samples = video.fit_video(det, train, seed=seed, **fit_options)
     train_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     scored, pixel_maps, masks = [], [], []
@@ -326,8 +331,7 @@ def _execute_video(task: RunTask, det: Detector, train: Any, test: Any, work_dir
                 "counts": {"train_clips": len(train.clips), "train_frames": train.n_frames,
                            "test_clips": len(test.clips), "test_frames": n_frames,
                            "test_normal": n_frames - n_abnormal, "test_novel": n_abnormal},
-                "samples": samples, "ground_truth": test.notes.get("ground_truth"),
-                "label_free": True}
+                "samples": samples, "ground_truth": test.notes.get("ground_truth"), **selection_info}
         record = {**_base_record(task, det, ident, device, train_seconds), "protocol_info": info,
                   "normal_class": 0, "normal_class_name": "normal", "metrics": results, "pixel_level": pixel,
                   "score_seconds": score_seconds, "score_frames_per_second": n_frames / max(score_seconds, 1e-9),

@@ -361,6 +361,46 @@ def fit_video(det: Any, video: VideoData, seed: int | None = None, quantile: flo
     return info
 
 
+def labelled_selection(det: Any, train: VideoData, test: VideoData, seed: int, n: int = 150,
+                       min_abnormal: float = 0.25) -> tuple[torch.Tensor, np.ndarray, dict[str, Any]]:
+    """The paper-style epoch choice's labelled set, as OLED's code builds it for Ped2: `n` normal
+    patches from the training clips and `n` anomalous patches, which only the test clips have
+    (patches of masked test frames with at least `min_abnormal` of their pixels abnormal). A
+    result chosen with it is not label-free, and says so."""
+    sampler = Sampler(det)
+    if sampler.kind != "frame-patches":
+        raise OneClassError("a labelled selection set of video patches is built for patch methods (ALOCC, OLED)")
+    rng = np.random.default_rng([seed, 4099])
+    # normal patches from the training clips' held-out frames (the same ones `fit_video` holds
+    # out with this seed): never trained on
+    _, normal, _ = sampler.training_samples(train, seed, max_samples=9 * n)
+    outliers = []
+    for clip in test.clips:
+        if clip.masks is None:
+            continue
+        lay = sampler.layout(clip, 1)
+        abnormal = [u for u in range(len(lay.units)) if clip.labels[u]]
+        if not abnormal:
+            continue
+        x = sampler.cut(torch.from_numpy(clip.frames), lay, abnormal)
+        m = sampler.cut(torch.from_numpy(clip.masks.astype(np.uint8)), lay, abnormal)
+        # the mask patch is padded like the image one: count abnormal pixels inside the 30×30 part
+        p = sampler.patch
+        pad = (sampler.input_size - p) // 2
+        fraction = m[:, 0, pad:pad + p, pad:pad + p].float().mean((1, 2)).numpy()
+        outliers.append(x[torch.from_numpy(fraction >= min_abnormal)])
+    pool = torch.cat(outliers) if outliers else torch.empty(0)
+    if len(pool) < n:
+        raise DataError(f"only {len(pool)} anomalous patches in the masked test clips; the selection needs {n}")
+    chosen = pool[torch.from_numpy(np.sort(rng.choice(len(pool), n, replace=False)))]
+    images = torch.cat([normal[:n], chosen])
+    labels = np.concatenate([np.zeros(min(n, len(normal)), np.int64), np.ones(n, np.int64)])
+    info = {"selection": f"{min(n, len(normal))} normal patches of held-out training frames + {n} anomalous patches of masked "
+                         f"test frames (≥ {min_abnormal:.0%} abnormal pixels), as OLED's code picks its Ped2 epoch",
+            "label_free": False}
+    return images, labels, info
+
+
 def set_frame_threshold(det: Any, video: VideoData, units: list[tuple[str, int]], quantile: float,
                         max_units: int = 200) -> float:
     """`predict`'s threshold in frame-score units: the `quantile` of the scores of held-out
