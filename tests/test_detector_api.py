@@ -33,7 +33,7 @@ def test_methods_registry_lists_descriptions():
     (lambda: oneclass.create("nope"), "known methods: "),
     (lambda: oneclass.create("dae", "imagenet"), "presets: mnist"),
     (lambda: oneclass.create("dae", "mnist", colour="red"), "unknown option"),
-    (lambda: oneclass.create("dae", "mnist", epochs=0), "at least 1"),
+    (lambda: oneclass.create("dae", "mnist", epochs=0), "epochs=0 .* must be greater than 0"),
     (lambda: oneclass.create("dae", "mnist", device="tpu"), "unknown device"),
 ])
 def test_bad_construction_names_the_problem(call, message):

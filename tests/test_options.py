@@ -55,3 +55,63 @@ def test_lsa_without_estimator_is_refused_with_the_method_to_use():
         oneclass.create("lsa", estimator="none")
     with pytest.raises(OneClassError, match="arch='cifar10'.*preset 'mnist'"):
         oneclass.create("lsa", "mnist", arch="cifar10")
+
+
+OPTION_CASES = [(m, p, k) for m in methods() for p in list(detector_class(m).presets)[:1]
+                for k in detector_class(m)(p, device="cpu").config]
+
+
+@pytest.mark.parametrize("method, preset, key", OPTION_CASES, ids=[f"{m}-{k}" for m, _, k in OPTION_CASES])
+def test_every_option_refuses_a_value_of_the_wrong_type_by_name(method, preset, key):
+    """`--option lr=fast` once reached the optimiser as a string: every option of every method
+    now refuses a value of the wrong type at creation, in one line naming the option."""
+    default = detector_class(method)(preset, device="cpu").config[key]
+    # a value no option takes: a dict; and a text where the default is not text
+    bad = [{"x": 1}] + (["fast"] if not isinstance(default, str) and key != "gamma" else [])
+    for value in bad:
+        with pytest.raises(OneClassError, match=f"option {key}=.* of method '{method}'"):
+            oneclass.create(method, preset, device="cpu", **{key: value})
+    # the default itself is always accepted
+    oneclass.create(method, preset, device="cpu", **{key: default})
+
+
+@pytest.mark.parametrize("method, key, value, message", [
+    ("lsa", "lr", "fast", "must be a finite number"),
+    ("lsa", "lr", -0.001, "must be greater than 0"),
+    ("lsa", "lr", float("nan"), "must be a finite number"),
+    ("lsa", "batch_size", 2.5, "must be a whole number"),
+    ("lsa", "batch_size", 0, "must be greater than 0"),
+    ("lsa", "batch_size", True, "must be a whole number"),
+    ("lsa", "noise_std", -0.1, "must not be negative"),
+    ("dae", "patience", "3", "must be a whole number or null"),
+    ("oled", "keep", 1.5, r"must lie in \(0, 1\]"),
+    ("oled", "keep", 0.0, r"must lie in \(0, 1\]"),
+    ("alocc", "betas", [0.5], "must have 2 values"),
+    ("alocc", "betas", [0.5, 1.0], r"must lie in \[0, 1\)"),
+    ("alocc", "r_widths", [32, -64, 128], "must be greater than 0"),
+    ("attn-entropy", "attention", "yes", "must be true or false"),
+    ("ocsvm", "gamma", [1], "must be a name or a number"),
+    ("ocsvm", "nu", 0, r"must lie in \(0, 1\]"),
+])
+def test_option_values_out_of_range_are_refused_with_what_is_allowed(method, key, value, message):
+    with pytest.raises(OneClassError, match=f"option {key}=.*{message}"):
+        oneclass.create(method, device="cpu", **{key: value})
+
+
+def test_accepted_values_of_other_types_still_work():
+    assert oneclass.create("lsa", device="cpu", lr=1).config["lr"] == 1          # an int for a float
+    assert oneclass.create("ocsvm", device="cpu", gamma=0.5).config["gamma"] == 0.5
+    assert oneclass.create("dae", device="cpu", patience=None).config["patience"] is None
+    assert oneclass.create("dae", device="cpu", patience=3).config["patience"] == 3
+    assert oneclass.create("alocc", "ped2", device="cpu", max_train_samples=100).config["max_train_samples"] == 100
+
+
+def test_cli_option_of_the_wrong_type_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from oneclass.cli import main
+    r = CliRunner().invoke(main, ["fit", "--method", "dae", "--dataset", "mnist-embedded", "--normal-class", "0",
+                                  "--option", "lr=fast", "--out", str(tmp_path / "m.oneclass")])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert "option lr='fast' of method 'dae': must be a finite number" in r.output
+    assert not (tmp_path / "m.oneclass").exists()

@@ -41,6 +41,65 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
+# what a numeric option may be, beyond its default's type: > 0, or a fraction
+POSITIVE_OPTIONS = {"lr", "batch_size", "epochs", "score_batch_size", "checkpoint_every_s", "code", "code_length",
+                    "bins", "channels", "frames", "size", "patch", "patch_stride", "window", "train_stride",
+                    "test_stride", "max_train_samples", "patience", "r_steps", "mm_every_epochs", "square", "ratio",
+                    "resize", "r_widths", "r_dec_widths", "d_widths", "bandwidths"}
+FRACTION_OPTIONS = {"keep": "(0, 1]", "nu": "(0, 1]", "pca_variance": "(0, 1]", "score_lambda": "[0, 1]",
+                    "betas": "[0, 1)"}
+
+
+def check_option(method: str, key: str, value: Any, default: Any, declared: str | None = None) -> None:
+    """Refuse an option value of the wrong type or range, naming the option, the value and what
+    is allowed (`--option lr=fast` once ended in a TypeError deep inside the optimiser)."""
+    def fail(allowed: str) -> None:
+        raise OneClassError(f"option {key}={value!r} of method {method!r}: {allowed}")
+
+    def number(v: Any, integer: bool) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)):
+            return False
+        return bool(np.isfinite(v))
+
+    kind = declared or ("bool" if isinstance(default, bool) else "int" if isinstance(default, int)
+                        else "float" if isinstance(default, float) else "str" if isinstance(default, str)
+                        else "list" if isinstance(default, (list, tuple)) else "any")
+    optional = kind.endswith("|None")
+    kind = kind.removesuffix("|None")
+    if value is None and optional:
+        return
+    if kind == "bool" and not isinstance(value, bool):
+        fail("must be true or false")
+    if kind in ("int", "float") and not number(value, kind == "int"):
+        fail(f"must be {'a whole number' if kind == 'int' else 'a finite number'}"
+             + (" or null" if optional else ""))
+    if kind == "str|float" and not (isinstance(value, str) or number(value, False)):
+        fail("must be a name or a number")
+    if kind == "int|list":
+        kind = "int" if not isinstance(value, (list, tuple)) else "list"
+        if kind == "int" and not number(value, True):
+            fail("must be a whole number or a list of them")
+    if kind == "str" and not isinstance(value, str):
+        fail("must be a name (text)")
+    if kind == "list":
+        if not isinstance(value, (list, tuple)) or not all(number(v, False) for v in value):
+            fail(f"must be a list of numbers like {json.dumps(default, default=_json_default)}")
+        if isinstance(default, (list, tuple)) and key not in ("bandwidths", "r_widths", "r_dec_widths", "d_widths") \
+                and len(value) != len(default):
+            fail(f"must have {len(default)} values like {json.dumps(default, default=_json_default)}")
+    values = value if isinstance(value, (list, tuple)) else [value]
+    numeric = [v for v in values if number(v, False)]
+    if key in POSITIVE_OPTIONS and any(v <= 0 for v in numeric):
+        fail("must be greater than 0")
+    if key in FRACTION_OPTIONS:
+        span = FRACTION_OPTIONS[key]
+        lo_open, hi_open = span[0] == "(", span[-1] == ")"
+        if any((v <= 0 if lo_open else v < 0) or (v >= 1 if hi_open else v > 1) for v in numeric):
+            fail(f"must lie in {span}")
+    elif key not in ("value_range",) and any(v < 0 for v in numeric):
+        fail("must not be negative")
+
+
 def versions() -> dict[str, str]:
     import sklearn
     return {"oneclass": __version__, "torch": str(torch.__version__), "numpy": np.__version__,
@@ -61,6 +120,8 @@ class Detector:
     choices: ClassVar[dict[str, tuple[Any, ...]]] = {}  # options that take one of a fixed set of values
     components: ClassVar[tuple[str, ...]] = ()
     headline: ClassVar[str] = ""
+    # options whose default does not show their type (None, or a string that may also be a number)
+    option_types: ClassVar[dict[str, str]] = {}
 
     def __init__(self, preset: str = "mnist", *, epochs: int | None = None, seed: int = 0,
                  device: str | None = "auto", **overrides: Any) -> None:
@@ -70,6 +131,8 @@ class Detector:
         unknown = sorted(set(overrides) - set(config))
         if unknown:
             raise OneClassError(f"unknown option(s) {unknown} for method {self.name!r}; options: {sorted(config)}")
+        for key, value in overrides.items():
+            check_option(self.name, key, value, config[key], self.option_types.get(key))
         config.update(overrides)
         # plain JSON types (tuples become lists), so a loaded model's config equals the fitted one's
         config = json.loads(json.dumps(config, default=_json_default))
@@ -80,8 +143,7 @@ class Detector:
         if epochs is not None:
             if "epochs" not in config:
                 raise OneClassError(f"method {self.name!r} does not train in epochs")
-            if int(epochs) < 1:
-                raise OneClassError(f"epochs must be at least 1, got {epochs}")
+            check_option(self.name, "epochs", epochs, config["epochs"])
             config["epochs"] = int(epochs)
         self.preset = preset
         self.config: dict[str, Any] = config

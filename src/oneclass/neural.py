@@ -32,6 +32,7 @@ NEURAL_DEFAULTS: dict[str, Any] = {
 
 
 class NeuralDetector(Detector):
+    option_types = {"patience": "int|None", "max_train_samples": "int|None", "stop_rec": "float|None"}
     networks: nn.ModuleDict
     optimizers: dict[str, torch.optim.Optimizer]
     normalised: ClassVar[tuple[str, ...]] = ()  # components min-max scaled on the validation set

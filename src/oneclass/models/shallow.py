@@ -66,6 +66,7 @@ class OCSVMDetector(_PCADetector):
     name = "ocsvm"
     description = "One-class SVM (RBF) on PCA-whitened pixels (LSA Table 1 baseline)"
     defaults = {**_PCADetector.defaults, "nu": 0.1, "gamma": "scale"}
+    option_types = {"gamma": "str|float"}  # scikit-learn's "scale", "auto" or a number
 
     def make_estimator(self):
         return OneClassSVM(kernel="rbf", nu=self.config["nu"], gamma=self.config["gamma"])
