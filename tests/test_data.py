@@ -307,3 +307,47 @@ def test_download_dataset_from_mirror_then_load(tmp_path, local_server, monkeypa
     dl.download("mnist", tmp_path / "root", base_url=url, quiet=True)
     train, _ = load("mnist", tmp_path / "root")
     assert len(train) == 20
+
+
+@pytest.mark.parametrize("mode, make, expected", [
+    ("1", lambda: np.eye(8, dtype=bool), 255),                    # bilevel: a set pixel is white
+    ("L", lambda: np.full((8, 8), 77, np.uint8), 77),
+    ("I;16", lambda: np.full((8, 8), 65535, np.uint16), 255),       # 16-bit grey scaled, not clipped…
+    ("I;16", lambda: np.full((8, 8), 514, np.uint16), 2),           # …so 514/65535 is 2/255, not 255
+    ("P", None, 77), ("RGB", None, 77), ("RGBA", None, 77), ("CMYK", None, None), ("LA", None, 77),
+])
+def test_every_common_image_mode_is_converted(tmp_path, mode, make, expected):
+    from PIL import Image
+
+    from oneclass.data.folder import read_image
+    if make is not None:
+        img = Image.fromarray(make())
+        assert img.mode == mode
+    else:
+        img = Image.fromarray(np.full((8, 8), 77, np.uint8)).convert(mode)
+    path = tmp_path / ("x.tif" if mode in ("I;16", "CMYK") else "x.png")
+    img.save(path)
+    grey = read_image(path, 1, None)
+    rgb = read_image(path, 3, (4, 4))
+    assert grey.shape == (1, 8, 8) and grey.dtype == np.uint8 and rgb.shape == (3, 4, 4)
+    if expected is not None:
+        assert int(grey.max()) == expected
+
+
+def test_float_images_and_decompression_bombs_are_refused_by_name(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from oneclass.data.folder import read_image
+    Image.fromarray(np.zeros((8, 8), np.float32), mode="F").save(tmp_path / "f.tif")
+    with pytest.raises(DataError, match=r"f.tif has 32-bit float pixels"):
+        read_image(tmp_path / "f.tif", 1, None)
+    noise = np.random.default_rng(0).integers(0, 256, (40, 50), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "big.png")
+    monkeypatch.setenv("ONECLASS_MAX_IMAGE_PIXELS", "1999")
+    with pytest.raises(DataError, match=r"big.png is 50×40 = 2,000 pixels, over the limit of 1,999"):
+        read_image(tmp_path / "big.png", 1, None)
+    monkeypatch.setenv("ONECLASS_MAX_IMAGE_PIXELS", "2000")
+    assert read_image(tmp_path / "big.png", 1, None).shape == (1, 40, 50)
+    (tmp_path / "cut.png").write_bytes((tmp_path / "big.png").read_bytes()[:600])
+    with pytest.raises(DataError, match="cannot read image .*cut.png"):
+        read_image(tmp_path / "cut.png", 1, None)

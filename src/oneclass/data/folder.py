@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,16 +25,49 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def read_image(path: Path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
-    """One image file → uint8 C×H×W, converted to grey or RGB and resized (bilinear) if asked."""
+def max_image_pixels() -> int:
+    """The largest image (width × height) a file may declare before it is decoded:
+    `$ONECLASS_MAX_IMAGE_PIXELS`, default 50 million (a decompression bomb is refused, not decoded)."""
+    try:
+        return int(os.environ.get("ONECLASS_MAX_IMAGE_PIXELS", 50_000_000))
+    except ValueError as e:
+        raise DataError(f"ONECLASS_MAX_IMAGE_PIXELS must be a whole number, got "
+                        f"{os.environ['ONECLASS_MAX_IMAGE_PIXELS']!r}") from e
+
+
+def open_image(path: Path, mode: str) -> Image.Image:
+    """An image file decoded into PIL mode "L" or "RGB". Every common mode is converted (1, L, P,
+    RGB, RGBA without its alpha, CMYK, LA); 16-bit grey (I;16) is scaled to 8 bits rather than
+    clipped; 32-bit integer and float images are refused, as is a file declaring more pixels than
+    `max_image_pixels()`. Errors name the file."""
+    limit = max_image_pixels()
     try:
         with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            if size is not None and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+            w, h = im.size
+            if w * h > limit:
+                raise DataError(f"image {path} is {w}×{h} = {w * h:,} pixels, over the limit of {limit:,} "
+                                "(set ONECLASS_MAX_IMAGE_PIXELS to allow larger images)")
+            if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+                grey = Image.fromarray((np.asarray(im, dtype=np.float64) / 257.0).round().astype(np.uint8))
+                return grey if mode == "L" else grey.convert("RGB")
+            if im.mode in ("I", "F"):
+                raise DataError(f"image {path} has 32-bit {'integer' if im.mode == 'I' else 'float'} pixels "
+                                "(PIL mode " + im.mode + "); save it as 8- or 16-bit")
+            out = im.convert(mode)
+            out.load()
+            return out
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
         raise DataError(f"cannot read image {path}: {e}") from e
+
+
+def read_image(path: Path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+    """One image file → uint8 C×H×W, converted to grey or RGB and resized (bilinear) if asked."""
+    im = open_image(path, "L" if channels == 1 else "RGB")
+    if size is not None and im.size != (size[1], size[0]):
+        im = im.resize((size[1], size[0]), Image.BILINEAR)
+    arr = np.asarray(im, dtype=np.uint8)
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
-from .folder import IMAGE_SUFFIXES
+from .folder import IMAGE_SUFFIXES, open_image
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv"}
 
@@ -93,11 +92,7 @@ def list_frames(folder: Path) -> list[Path]:
 
 
 def _read_grey(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("L"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"cannot read frame {path}: {e}") from e
+    return np.asarray(open_image(path, "L"), dtype=np.uint8)
 
 
 def read_frame_folder(folder: str | Path) -> np.ndarray:
