@@ -276,3 +276,23 @@ def test_evaluate_interrupted_between_runs_keeps_the_first_and_resumes(tmp_path,
     runs = evaluate(spec, None, tmp_path, progress=False, echo=lines.append)
     assert lines[0].startswith("skip") and lines[1].startswith("run")
     assert [r["normal_class"] for r in runs] == [4, 5]
+
+
+def test_output_paths_under_a_regular_file_are_one_line(tmp_path):
+    """`score --output some_file/s.csv` once ended in a FileExistsError traceback."""
+    from PIL import Image
+    runner = CliRunner()
+    (tmp_path / "some_file").write_text("x")
+    r = runner.invoke(main, ["fit", "--method", "ocsvm", "--dataset", "mnist-embedded", "--normal-class", "0",
+                             "--out", str(tmp_path / "some_file" / "m.oneclass")])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "some_file: already exists and is not a folder" in r.output
+    model = tmp_path / "m.oneclass"
+    assert runner.invoke(main, ["fit", "--method", "ocsvm", "--dataset", "mnist-embedded", "--normal-class", "0",
+                                "--out", str(model)]).exit_code == 0
+    images = tmp_path / "imgs"
+    images.mkdir()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(images / "a.png")
+    r = runner.invoke(main, ["score", "--model", str(model), "--input", str(images),
+                             "--output", str(tmp_path / "some_file" / "s.csv")])
+    assert r.exit_code == 1 and "Traceback" not in r.output and "some_file: already exists" in r.output

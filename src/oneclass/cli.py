@@ -36,15 +36,29 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (OneClassError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        except (OneClassError, OSError) as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_os_error_line(e) if isinstance(e, OSError) else e}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted; finished runs and the last epoch checkpoint are kept "
                        "(run again, with --resume for `fit`, to continue)", err=True)
             ctx.exit(130)
+
+
+def _os_error_line(e: OSError) -> str:
+    """A file-system error as one line naming the path and, for the common cases, the cause."""
+    import errno
+    path = e.filename if e.filename is not None else ""
+    why = {errno.ENOTDIR: "a part of this path is a regular file, not a folder",
+           errno.EEXIST: "already exists and is not a folder",
+           errno.EISDIR: "is a folder where a file is meant",
+           errno.EACCES: "permission denied",
+           errno.EROFS: "the file system is read-only",
+           errno.ENOSPC: "no space left on the device",
+           errno.ENOENT: "no such file or folder"}.get(e.errno or -1, e.strerror or str(e))
+    return f"{path}: {why}" if path else why
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
