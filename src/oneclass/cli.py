@@ -126,7 +126,9 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
     """Fit a detector on normal images and save it (one file)."""
     from . import protocols
     from .data import load as load_dataset, load_folder
+    from .fileio import check_output_file
     from .registry import create, preset_for
+    check_output_file(out, "--out")
     if (dataset is None) == (train_dir is None):
         raise OneClassError("give either --dataset (with --normal-class) or --train-dir")
     from .data import is_video
@@ -207,6 +209,9 @@ def score(model: str, input_path: str, output: str, device: str, plots: str | No
     from .data.folder import IMAGE_SUFFIXES, read_images
     from .detector import load
     from .video import is_video
+    if output != "-":
+        from .fileio import check_output_file
+        check_output_file(output, "--output")
     det = load(model, device=device)
     if is_video(det):
         return _score_video(det, input_path, output, plots)

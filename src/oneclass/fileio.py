@@ -30,6 +30,24 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
+def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
+    """Before any work is done: `path` can be written as a file (its missing parent folders will
+    be created). Refuses a folder, a path under a regular file and an unwritable location, naming
+    the path, so a long fit never ends in an error at its last step."""
+    from .errors import OneClassError
+    path = Path(path)
+    if path.is_dir():
+        raise OneClassError(f"{what} {path} is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OneClassError(f"{what} {path}: {parent} is a regular file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OneClassError(f"{what} {path}: {parent} cannot be written")
+    return path
+
+
 def write_json(path: str | os.PathLike, obj: Any, compact: bool = False) -> None:
     """Standard JSON (no NaN or Infinity, which other readers reject): a non-finite number is
     written as null; whoever produces one should also say why beside it. `compact`: one line per
