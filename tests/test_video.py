@@ -110,7 +110,7 @@ def _write_video(path, frames, codec="mpeg4", fps=10):
             out.mux(packet)
 
 
-def test_video_files_are_decoded_and_broken_ones_named(tmp_path):
+def test_video_files_are_decoded_and_broken_ones_named(tmp_path, monkeypatch):
     pytest.importorskip("av")
     frames, _ = synthetic_frames(12, seed=3)
     _write_video(tmp_path / "cam1.avi", frames)
@@ -119,6 +119,10 @@ def test_video_files_are_decoded_and_broken_ones_named(tmp_path):
     assert [c.name for c in footage.clips] == ["cam1", "cam2"] and [len(c) for c in footage.clips] == [12, 9]
     assert footage.fps == 10
     assert np.abs(footage.clips[0].frames.astype(int) - frames.astype(int)).mean() < 8  # lossy codec
+    monkeypatch.setenv("ONECLASS_MAX_IMAGE_PIXELS", str(48 * 64 - 1))
+    with pytest.raises(DataError, match=r"cam1.avi has 64×48 frames, over the limit"):
+        load_footage(tmp_path / "cam1.avi")
+    monkeypatch.delenv("ONECLASS_MAX_IMAGE_PIXELS")
     bad = tmp_path / "bad" / "broken.mp4"
     bad.parent.mkdir()
     bad.write_bytes((tmp_path / "cam2.mp4").read_bytes()[:300])

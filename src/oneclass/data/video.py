@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError
-from .folder import IMAGE_SUFFIXES, open_image
+from .folder import IMAGE_SUFFIXES, max_image_pixels, open_image
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv"}
 
@@ -127,6 +127,10 @@ def read_video_file(path: str | Path) -> tuple[np.ndarray, float | None]:
             if not container.streams.video:
                 raise DataError(f"{path}: no video stream")
             stream = container.streams.video[0]
+            w, h = stream.codec_context.width, stream.codec_context.height
+            if w * h > max_image_pixels():
+                raise DataError(f"video {path} has {w}×{h} frames, over the limit of {max_image_pixels():,} "
+                                "pixels (set ONECLASS_MAX_IMAGE_PIXELS to allow larger frames)")
             fps = float(stream.average_rate) if stream.average_rate else None
             frames = [frame.to_ndarray(format="gray") for frame in container.decode(stream)]
     except DataError:
