@@ -305,6 +305,14 @@ def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | N
         click.echo(fraction_table(runs))
         return
     for group in iter_groups(runs).values():
+        if protocol == "video":
+            header, rows, notes = video_table(group)
+            click.echo(f"\n{method} on {dataset} (video, {group[0]['protocol_info']['normalisation']} "
+                       f"normalisation; {video_budget(group[0])}); {_settings(group)}\n")
+            click.echo(_markdown(header, rows))
+            if notes:
+                click.echo("notes: " + "; ".join(notes))
+            continue
         header, rows, notes = group_table(group)
         click.echo(f"\n{method} on {dataset} ({protocol}); {_settings(group)}\n")
         click.echo(_markdown(header, rows))
