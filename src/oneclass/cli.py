@@ -295,7 +295,7 @@ def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | N
     from .data import is_video
     from .evaluation import EvalSpec, evaluate as run, iter_groups, parse_classes, parse_numbers
     protocol = protocol or ("video" if is_video(dataset) else "standard")
-    from .report import _markdown, _settings, fraction_table, group_table
+    from .report import _markdown, _settings, fraction_table, group_table, video_budget, video_table
     spec = EvalSpec(method=method, dataset=dataset, protocol=protocol, classes=parse_classes(classes),
                     seeds=parse_numbers(seeds, int, "--seeds"), epochs=epochs,
                     outlier_fractions=parse_numbers(outlier_fractions, float, "--outlier-fractions"),
