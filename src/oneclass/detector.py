@@ -42,7 +42,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 # what a numeric option may be, beyond its default's type: > 0, or a fraction
-POSITIVE_OPTIONS = {"lr", "batch_size", "epochs", "score_batch_size", "checkpoint_every_s", "code", "code_length",
+POSITIVE_OPTIONS = {"lr", "batch_size", "epochs", "score_batch_size", "code", "code_length",
                     "bins", "channels", "frames", "size", "patch", "patch_stride", "window", "train_stride",
                     "test_stride", "max_train_samples", "patience", "r_steps", "mm_every_epochs", "square", "ratio",
                     "resize", "r_widths", "r_dec_widths", "d_widths", "bandwidths"}
