@@ -27,24 +27,55 @@ NEURAL = ["dae", "lsa", "alocc", "oled", "cae", "attn-entropy"]
 SHALLOW = ["ocsvm", "kde"]
 
 
-def sharing(device: str) -> dict:
-    """Whether other work ran on the device when a row was measured: the CPU's 1-minute load
-    average before the row, and on a GPU the compute processes other than this one."""
+def _cpu_busy_s() -> tuple[float, float] | None:
+    """(busy CPU-seconds of the whole machine, CPU-seconds of this process) so far, from
+    /proc/stat; None where there is no /proc (then only the load average is recorded)."""
     import os
-    import subprocess
-    out = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_load_1min": round(os.getloadavg()[0], 2),
-           "cpus": os.cpu_count()}
-    if device.startswith("cuda"):
-        try:
-            pids = subprocess.run(["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"],
-                                  capture_output=True, text=True, timeout=20).stdout.split()
-            out["other_gpu_processes"] = len([p for p in pids if p.strip() != str(os.getpid())])
-        except (OSError, subprocess.SubprocessError):
-            out["other_gpu_processes"] = None
-        out["device_shared"] = bool(out["other_gpu_processes"])
-    else:  # this process adds about one to the load as it starts; more means other work
-        out["device_shared"] = out["cpu_load_1min"] > 1.0
-    return out
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(v) for v in fields]
+    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # all but idle and iowait
+    own = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
+class Sharing:
+    """Whether other work ran on the device while a row was measured. On a CPU: the cores other
+    processes kept busy during the row (the machine's busy time from /proc/stat minus this
+    process's own), since the load average also counts this process and the row before it; on
+    a GPU: the compute processes other than this one."""
+
+    def __init__(self, device: str) -> None:
+        import os
+        self.device = device
+        self.record: dict = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                             "cpu_load_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
+        self._start = (time.perf_counter(), _cpu_busy_s())
+
+    def finish(self) -> dict:
+        import os
+        import subprocess
+        out = dict(self.record)
+        wall, busy0 = self._start
+        busy1 = _cpu_busy_s()
+        if busy0 is not None and busy1 is not None:
+            others = ((busy1[0] - busy0[0]) - (busy1[1] - busy0[1])) / max(time.perf_counter() - wall, 1e-9)
+            out["other_cpu_cores_busy"] = round(max(others, 0.0), 2)
+        if self.device.startswith("cuda"):
+            try:
+                pids = subprocess.run(["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"],
+                                      capture_output=True, text=True, timeout=20).stdout.split()
+                out["other_gpu_processes"] = len([p for p in pids if p.strip() != str(os.getpid())])
+            except (OSError, subprocess.SubprocessError):
+                out["other_gpu_processes"] = None
+            out["device_shared"] = bool(out["other_gpu_processes"])
+        elif "other_cpu_cores_busy" in out:  # background daemons stay well under a quarter of a core
+            out["device_shared"] = out["other_cpu_cores_busy"] > 0.25
+        else:  # this process adds about one to the load as it starts; more means other work
+            out["device_shared"] = out["cpu_load_1min"] > 1.0
+        return out
 
 
 def _sync(device: torch.device) -> None:
@@ -171,13 +202,13 @@ def main() -> None:
     rows = []
     for method in args.methods.split(","):
         if method in SHALLOW:
-            before = sharing(args.device)
-            row = {**bench_shallow(method, train.images[:2000], test.images), **before}
+            watch = Sharing(args.device)
+            row = {**bench_shallow(method, train.images[:2000], test.images), **watch.finish()}
         else:
             presets = ["mnist", "cifar10"] if method in ("lsa", "dae", "oled", "attn-entropy", "alocc") else ["mnist"]
             for preset in presets:
-                before = sharing(args.device)
-                row = {**bench_neural(method, preset, train.images, args.device, args.seconds), **before}
+                watch = Sharing(args.device)
+                row = {**bench_neural(method, preset, train.images, args.device, args.seconds), **watch.finish()}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
             continue
@@ -189,17 +220,8 @@ def main() -> None:
     settings["device"] = args.device
     tag = "cpu" if device.type == "cpu" else "cuda"
     out = Path(f"{args.out}-{tag}")
-    # re-measuring some methods keeps the others' rows (each row says when it was measured)
-    old_settings: dict = {}
-    if out.with_suffix(".json").exists():
-        old = json.loads(out.with_suffix(".json").read_text())
-        old_settings = old["settings"]
-        fresh = {(r["method"], r.get("preset")) for r in rows}
-        kept = [{"measured_at": old["settings"]["measured_at"], **r} for r in old["results"]
-                if (r["method"], r.get("preset")) not in fresh]
-        order = NEURAL + SHALLOW
-        rows = sorted(kept + rows, key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order),
-                                                  r.get("preset") or ""))
+    old_settings = json.loads(out.with_suffix(".json").read_text())["settings"] if out.with_suffix(".json").exists() else {}
+    rows = _merge_rows(out, rows, NEURAL + SHALLOW)
     write_json(out.with_suffix(".json"), {"settings": settings, "results": rows})
     write_markdown(out, settings, rows, old_settings)
 
@@ -209,8 +231,8 @@ def main_video(args: argparse.Namespace) -> None:
     for method, stride in (("alocc", None), ("oled", None), ("lsa", None), ("lsa", 16)):
         if method not in args.methods.split(","):
             continue
-        before = sharing(args.device)
-        row = {**bench_video(method, args.device, args.frames, stride), **before}
+        watch = Sharing(args.device)
+        row = {**bench_video(method, args.device, args.frames, stride), **watch.finish()}
         rows.append(row)
         print(json.dumps(row), flush=True)
     device = torch.device(args.device)
@@ -218,6 +240,7 @@ def main_video(args: argparse.Namespace) -> None:
     out = Path(f"{args.out}-video-{tag}")
     settings = run_settings(device, time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                             data=f"random grey 240×360 frames, {args.frames} per clip (Ped2's size)")
+    rows = _merge_rows(out, rows, VIDEO_ORDER)
     write_json(out.with_suffix(".json"), {"settings": settings, "results": rows})
     head = ["method", "preset", "score frames/s", "real time (10 fps)", "samples/frame", "score samples/s",
             "train samples/s", "batch", "measured", "device shared"]
@@ -230,6 +253,22 @@ def main_video(args: argparse.Namespace) -> None:
                            f"{out.name}.json.", head, cells)
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+VIDEO_ORDER = ["alocc", "oled", "lsa"]
+
+
+def _merge_rows(out: Path, rows: list[dict], order: list[str]) -> list[dict]:
+    """Re-measuring some methods keeps the other rows already in `out`.json (each row says when
+    it was measured), in a fixed order of methods, then presets."""
+    if not out.with_suffix(".json").exists():
+        return rows
+    old = json.loads(out.with_suffix(".json").read_text())
+    fresh = {(r["method"], r.get("preset")) for r in rows}
+    kept = [{"measured_at": old["settings"]["measured_at"], **r} for r in old["results"]
+            if (r["method"], r.get("preset")) not in fresh]
+    return sorted(kept + rows, key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order),
+                                              r.get("preset") or ""))
 
 
 def run_settings(device: torch.device, stamp: str, **extra: object) -> dict:
@@ -261,6 +300,7 @@ def _shared(row: dict, old_settings: dict) -> str:
     """Yes / no from the row's own record; rows measured before that was recorded say what is known."""
     if "device_shared" in row:
         extra = (f", {row['other_gpu_processes']} other GPU processes" if row.get("other_gpu_processes")
+                 else f", others kept {row['other_cpu_cores_busy']} cores busy" if "other_cpu_cores_busy" in row
                  else f", load {row['cpu_load_1min']}" if "cpu_load_1min" in row else "")
         return ("yes" if row["device_shared"] else "no") + extra
     shared = old_settings.get("device_shared", "not recorded")

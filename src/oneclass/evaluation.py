@@ -257,6 +257,7 @@ def _finish_work(stem: Path | None) -> bytes | None:
         ckpt = stem.with_suffix(".ckpt")
         if ckpt.exists():
             ckpt.unlink()  # the run is finished; its JSON and log are what stay
+        _remove_if_empty(stem.parent)
     return log_gz
 
 
@@ -548,5 +549,10 @@ def rekey(results: str | Path, echo: Callable[[str], None] = print, dry_run: boo
 
 
 def _remove_if_empty(folder: Path) -> None:
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
+    """Tidy an emptied work folder; a parallel run that has just written into it keeps it
+    (writers create the folder again before each write)."""
+    try:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    except OSError:
+        pass

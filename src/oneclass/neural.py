@@ -134,11 +134,13 @@ class NeuralDetector(Detector):
                 parts.setdefault(k, []).append(v.float().cpu().numpy())
         return {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
 
+    def finalise(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Raw components → final ones: each scaled by its fitted normaliser, then combined."""
+        return self.combine({k: self.normalisers[k](v) if k in self.normalisers else v.copy() for k, v in raw.items()})
+
     def _score(self, images: torch.Tensor) -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
-        raw = self._raw(images)
-        scores = {k: self.normalisers[k](v) if k in self.normalisers else v for k, v in raw.items()}
-        out = self.combine(scores)
+        out = self.finalise(self._raw(images))
         self.last_score_images_per_second = len(images) / max(time.perf_counter() - t0, 1e-9)
         return {k: out[k] for k in self.components}
 

@@ -230,8 +230,7 @@ def score_clip(det: Any, clip: Clip, *, maps: bool = True) -> ClipScores:
     count = 0
     for lay, units, x in sampler.iter_clip(clip):
         raw = det._raw(det.prepare(x))
-        final = det.combine({k: det.normalisers[k](v) if k in det.normalisers else v
-                             for k, v in {k: v.copy() for k, v in raw.items()}.items()})
+        final = det.finalise(raw)
         count += len(x)
         for k, v in raw.items():
             raw_parts.setdefault(k, []).append(v)
@@ -416,7 +415,7 @@ def set_frame_threshold(det: Any, video: VideoData, units: list[tuple[str, int]]
         lay = sampler.layout(clip, sampler.train_stride)
         x = sampler.cut(sampler.frames_of(clip), lay, [u for n, u in units if n == name])
         raw = det._raw(det.prepare(x))
-        final = det.combine({k: det.normalisers[k](v) if k in det.normalisers else v for k, v in raw.items()})
+        final = det.finalise(raw)
         per_unit = np.asarray(final[det.headline]).reshape(-1, sampler.samples_per_unit(lay))
         scores.append(per_unit.max(1) if sampler.kind == "frame-patches" else per_unit.mean(1))
     det.threshold = float(np.quantile(np.concatenate(scores), quantile))
