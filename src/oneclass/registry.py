@@ -7,12 +7,16 @@ from .detector import Detector
 from .errors import OneClassError
 from .models.alocc import ALOCCDetector
 from .models.attn_entropy import AttnEntropyDetector
+from .models.deep_svdd import DeepSVDDDetector
 from .models.lsa import DAEDetector, LSADetector
+from .models.memae import MemAEDetector
 from .models.oled import CAEDetector, OLEDDetector
 from .models.shallow import KDEDetector, OCSVMDetector
+from .models.vae import VAEDetector
 
 _METHODS: dict[str, type[Detector]] = {cls.name: cls for cls in (
     LSADetector, DAEDetector, ALOCCDetector, OLEDDetector, CAEDetector, AttnEntropyDetector, OCSVMDetector, KDEDetector,
+    VAEDetector, MemAEDetector, DeepSVDDDetector,
 )}
 
 

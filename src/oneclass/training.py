@@ -113,6 +113,8 @@ class Trainer:
             if stop:
                 break
             t0 = time.perf_counter()
+            if hasattr(method, "on_epoch_start"):  # e.g. Deep SVDD fixes its centre when pretraining ends
+                method.on_epoch_start(epoch, train)
             method.train_mode(True)
             g = epoch_generator(self.seed, epoch, self.device)
             perm = torch.randperm(n, generator=g, device=self.device)

@@ -201,11 +201,7 @@ class LSADetector(NeuralDetector):
         return self.config["estimator"] != "none"
 
     def check_config(self) -> None:
-        own = self.presets[self.preset]["arch"]
-        if self.config["arch"] != own:  # the network's input convention is the preset's
-            raise OneClassError(f"option arch={self.config['arch']!r} of method {self.name!r} does not fit preset "
-                                f"{self.preset!r}, whose inputs need arch {own!r}; choose the preset "
-                                f"{self.config['arch']!r} instead")
+        super().check_config()
         if self.is_video and self.config["estimator"] == "lstm":
             raise OneClassError("the LSTM estimator is implemented for image presets only; "
                                 "video presets use the MSC estimator (estimator='mfc')")

@@ -1,0 +1,149 @@
+"""MemAE: the memory-augmented autoencoder (Gong et al., ICCV 2019).
+
+The encoder's feature map z (C channels at each position) is not decoded directly: each
+position's C-vector queries a memory M of N learned items (N × C); the attention weights
+w = softmax(z·Mᵀ) are hard-shrunk, ŵ_i = max(w_i − λ, 0)·w_i / (|w_i − λ| + ε), renormalised to
+sum 1 (sparse addressing), and the decoder reconstructs from ẑ = ŵ·M. Normal data is what the
+memory holds, so an anomaly is rebuilt from normal items and reconstructs badly. Loss: the
+reconstruction error plus α times the entropy of ŵ (eq. 10), which sharpens the addressing
+further. Novelty: the reconstruction error.
+
+Settings, from the paper (§4.1, §4.2 image data) and its official code (donggong1/
+memae-anomaly-detection, video only; its memory module is applied to every position of the
+feature map): encoders Conv2(k=1, 16, s=1)–Conv2(3, 32, 2)–Conv2(3, 64, 2) for MNIST and
+Conv2(3, 64, 2)–Conv2(3, 128, 2)–Conv2(3, 256, 2) for CIFAR-10, mirrored transposed-convolution
+decoders, batch norm and ReLU between layers; memory sizes N = 100 (MNIST) and 500 (CIFAR-10);
+λ in [1/N, 3/N], here 1/N; α = 0.0002; Adam at lr 1e-4. Reconstruction error is the mean squared
+error per pixel (the code's MSELoss). The paper does not give batch size or epochs for the image
+sets: 64 and 60 are ours. Seed papers: OLED Table 1, .9751 on MNIST with the MemAE protocol
+(2:1 split of the normal class, 30 % anomalies in the test set)."""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..neural import NEURAL_DEFAULTS, NeuralDetector, optimizer_step
+from ..training import StepContext
+
+
+def hard_shrink(w: torch.Tensor, threshold: float, eps: float = 1e-12) -> torch.Tensor:
+    """ŵ = max(w − λ, 0)·w / (|w − λ| + ε) (eq. 7): w where w > λ, 0 elsewhere, with a gradient
+    (ReLU's) for the weights it keeps."""
+    return F.relu(w - threshold) * w / ((w - threshold).abs() + eps)
+
+
+def address(query: torch.Tensor, memory: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Addressing weights (rows sum to 1) of each query (Q × C) over the memory (N × C): softmax
+    of the similarities, hard-shrunk, ℓ1-renormalised. With threshold 0, the dense softmax."""
+    w = F.softmax(query @ memory.t(), dim=1)
+    if threshold > 0:
+        w = F.normalize(hard_shrink(w, threshold), p=1, dim=1)
+    return w
+
+
+def addressing_entropy(w: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Σ_i −ŵ_i log ŵ_i of each row."""
+    return -(w * torch.log(w + eps)).sum(1)
+
+
+class Memory(nn.Module):
+    """N learned items of dimension C; reads every position of a B×C×H×W feature map."""
+
+    def __init__(self, items: int, dim: int, threshold: float) -> None:
+        super().__init__()
+        self.items = nn.Parameter(torch.empty(items, dim).uniform_(-dim ** -0.5, dim ** -0.5))
+        self.threshold = threshold
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, c, h, w = z.shape
+        query = z.permute(0, 2, 3, 1).reshape(-1, c)
+        weights = address(query, self.items, self.threshold)
+        read = (weights @ self.items).view(b, h, w, c).permute(0, 3, 1, 2)
+        return read, weights.view(b, h * w, -1)
+
+
+def _conv(c_in: int, c_out: int, k: int, s: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, k, s, k // 2), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+def _deconv(c_in: int, c_out: int, s: int, last: bool = False) -> list[nn.Module]:
+    layer = nn.ConvTranspose2d(c_in, c_out, 3, s, 1, output_padding=s - 1)
+    return [layer] if last else [layer, nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+ARCHS: dict[str, dict[str, Any]] = {
+    # (kernel, width, stride) per encoder layer; decoder (width, stride) per layer, last to the input channels
+    "mnist": {"encoder": [(1, 16, 1), (3, 32, 2), (3, 64, 2)], "decoder": [(64, 2), (32, 2)], "last_stride": 1},
+    "cifar10": {"encoder": [(3, 64, 2), (3, 128, 2), (3, 256, 2)], "decoder": [(256, 2), (128, 2)], "last_stride": 2},
+}
+
+
+class MemAE(nn.Module):
+    def __init__(self, arch: str, channels: int, items: int, threshold: float) -> None:
+        super().__init__()
+        spec = ARCHS[arch]
+        enc: list[nn.Module] = []
+        c = channels
+        for k, w, s in spec["encoder"]:
+            enc += _conv(c, w, k, s)
+            c = w
+        self.encoder = nn.Sequential(*enc)
+        self.memory = Memory(items, c, threshold)
+        dec: list[nn.Module] = []
+        for w, s in spec["decoder"]:
+            dec += _deconv(c, w, s)
+            c = w
+        dec += _deconv(c, channels, spec["last_stride"], last=True)
+        self.decoder = nn.Sequential(*dec)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        read, weights = self.memory(self.encoder(x))
+        return self.decoder(read), weights
+
+
+class MemAEDetector(NeuralDetector):
+    name = "memae"
+    description = "Memory-augmented autoencoder (Gong et al. ICCV 2019): sparse memory addressing; OLED Table 1"
+    defaults = {**NEURAL_DEFAULTS, "value_range": (0.0, 1.0), "lr": 1e-4, "batch_size": 64, "alpha": 0.0002,
+                "select": "last"}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "mnist": {"arch": "mnist", "channels": 1, "size": 28, "memory_size": 100, "shrink": 0.01, "epochs": 60},
+        "cifar10": {"arch": "cifar10", "channels": 3, "size": 32, "memory_size": 500, "shrink": 0.002,
+                    "epochs": 60},
+    }
+    choices = {"arch": ("mnist", "cifar10")}
+    components = ("rec",)
+    headline = "rec"
+
+    def check_config(self) -> None:
+        from ..errors import OneClassError
+        super().check_config()
+        if not 0 <= self.config["shrink"] < 1:
+            raise OneClassError(f"option shrink={self.config['shrink']} of method {self.name!r} must lie in [0, 1) "
+                                "(the paper's λ is 1/N to 3/N)")
+
+    def build_networks(self) -> dict[str, nn.Module]:
+        return {"memae": MemAE(self.config["arch"], self.channels, int(self.config["memory_size"]),
+                               float(self.config["shrink"]))}
+
+    def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, weights = self.networks["memae"](x)
+        rec = (out - x).pow(2).flatten(1).mean(1)
+        entropy = addressing_entropy(weights.flatten(0, 1)).view(len(x), -1).mean(1)
+        return {"rec": rec, "entropy": entropy}
+
+    def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+        losses = self.losses(self.inputs(batch))
+        loss = (losses["rec"] + self.config["alpha"] * losses["entropy"]).mean()
+        optimizer_step(self.optimizers["all"], loss)
+        return {"loss": loss.detach(), **{k: v.detach().mean() for k, v in losses.items()}}
+
+    def validation_losses(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        losses = self.losses(self.inputs(batch))
+        return {"loss": losses["rec"] + self.config["alpha"] * losses["entropy"], **losses}
+
+    def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"rec": self.losses(x)["rec"]}
