@@ -93,7 +93,7 @@ def test_declared_suites_cover_the_papers_tables():
     names = rep.suites()
     assert {"lsa", "alocc", "oled", "attn-entropy", "baselines", "all"} <= set(names)
     every = rep.cells("all")
-    assert {c.method for c in rep.cells("baselines")} == {"dae", "ocsvm", "kde", "cae"}
+    assert {c.method for c in rep.cells("baselines")} == {"dae", "ocsvm", "kde", "cae", "vae", "memae", "deep-svdd"}
     assert {c.suite for c in every} == {"lsa", "alocc", "oled", "attn-entropy"}
     # each non-ablation cell of a paper has the paper's value to set beside ours
     from oneclass.report import paper_value
@@ -101,7 +101,7 @@ def test_declared_suites_cover_the_papers_tables():
         if c.method == "alocc":
             continue  # Figure 8 is a plot: its reading is in the cell's note
         comp = {"lsa": "ns", "dae": "rec", "ocsvm": "score", "kde": "score", "oled": "avg", "cae": "avg",
-                "attn-entropy": "a"}[c.method]
+                "attn-entropy": "a", "vae": "elbo", "memae": "rec", "deep-svdd": "svdd"}[c.method]
         assert paper_value(c.method, c.dataset, c.protocol, comp, json.dumps(c.options, sort_keys=True)), c
     # every declared cell makes a valid evaluation (method, preset, options, protocol)
     for c in every:
@@ -109,10 +109,11 @@ def test_declared_suites_cover_the_papers_tables():
         from oneclass.registry import create, preset_for
         create(spec.method, spec.preset or preset_for(spec.method, spec.dataset), epochs=spec.epochs,
                device="cpu", **spec.options)
-    assert [c.table for c in rep.cells("oled", ["1"])] == ["Table 1", "Table 1"]
+    assert [(c.table, c.method) for c in rep.cells("oled", ["1"])] == [
+        ("Table 1", "oled"), ("Table 1", "oled"), ("Table 1", "vae"), ("Table 1", "memae")]
     # --epochs shortens the cells that train in epochs and leaves the others alone
     shortened = {c.method: rep.spec_of(c, [0], epochs=2).epochs for c in rep.cells("lsa")}
-    assert shortened == {"lsa": 2, "dae": 2, "ocsvm": None, "kde": None}
+    assert shortened == {"lsa": 2, "dae": 2, "vae": 2, "ocsvm": None, "kde": None}
     assert rep.cells("lsa", methods=["kde"])[0].method == "kde"
 
 
