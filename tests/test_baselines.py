@@ -132,7 +132,7 @@ def test_gcn_radius_and_soft_boundary_score():
     torch.testing.assert_close(g.mean(1), torch.zeros(3), atol=1e-5, rtol=0)
     torch.testing.assert_close(g.abs().mean(1), torch.ones(3))
     dist = torch.arange(1, 11, dtype=torch.float32) ** 2  # distances 1..10
-    assert deep_svdd.radius(dist, 0.1) == pytest.approx(np.quantile(np.arange(1, 11), 0.9))
+    assert float(deep_svdd.radius(dist, 0.1)) == pytest.approx(np.quantile(np.arange(1, 11), 0.9))
     train, test = oneclass.datasets.embedded()
     x = train.images[train.labels == 1][:120]
     det = oneclass.create("deep-svdd", "mnist", device="cpu", epochs=2, pretrain_epochs=1,

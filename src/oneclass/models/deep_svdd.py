@@ -30,11 +30,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import OneClassError
 from ..neural import NEURAL_DEFAULTS, NeuralDetector, adam, optimizer_step, per_sample_sq_error
 from ..training import StepContext
 
@@ -136,7 +136,6 @@ class DeepSVDDDetector(NeuralDetector):
     headline = "svdd"
 
     def check_config(self) -> None:
-        from ..errors import OneClassError
         super().check_config()  # widths: their count is checked with the option's type
         if int(self.config["rep_dim"]) % 16:
             raise OneClassError(f"option rep_dim={self.config['rep_dim']} of method {self.name!r} must be a "
@@ -204,7 +203,7 @@ class DeepSVDDDetector(NeuralDetector):
         optimizer_step(opt, loss)
         sphere = self.networks["sphere"]
         if self.config["objective"] == "soft-boundary" and epoch >= int(self.config["warm_up_epochs"]):
-            sphere.radius.fill_(radius(dist.detach(), self.config["nu"]))
+            sphere.radius.copy_(radius(dist.detach(), self.config["nu"]))  # on the device: no sync per step
         return {"loss": loss.detach(), "dist": dist.detach().mean(), "radius": sphere.radius.clone()}
 
     def objective(self, dist: torch.Tensor) -> torch.Tensor:
@@ -230,7 +229,7 @@ class DeepSVDDDetector(NeuralDetector):
         return {"svdd": dist}
 
 
-def radius(dist: torch.Tensor, nu: float) -> float:
+def radius(dist: torch.Tensor, nu: float) -> torch.Tensor:
     """R for the soft-boundary objective: the (1 − ν)-quantile of the distances ‖φ(x) − c‖
-    (dist holds their squares)."""
-    return float(np.quantile(np.sqrt(dist.float().cpu().numpy()), 1 - nu))
+    (dist holds their squares), linearly interpolated as numpy's default."""
+    return torch.quantile(dist.float().sqrt(), 1 - nu)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import OneClassError
 from ..neural import NEURAL_DEFAULTS, NeuralDetector, optimizer_step
 from ..training import StepContext
 
@@ -119,7 +120,6 @@ class MemAEDetector(NeuralDetector):
     headline = "rec"
 
     def check_config(self) -> None:
-        from ..errors import OneClassError
         super().check_config()
         if not 0 <= self.config["shrink"] < 1:
             raise OneClassError(f"option shrink={self.config['shrink']} of method {self.name!r} must lie in [0, 1) "

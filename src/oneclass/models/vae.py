@@ -74,9 +74,13 @@ class VAEDetector(NeuralDetector):
         return {"encoder": GaussianEncoder(arch, d), "decoder": Decoder(arch, d)}
 
     def _scoring_noise(self, device: torch.device) -> torch.Tensor:
-        """The fixed standard-normal draws used at scoring time (elbo_samples × d)."""
-        g = torch.Generator().manual_seed(self.seed)
-        return torch.randn(int(self.config["elbo_samples"]), int(self.config["code_length"]), generator=g).to(device)
+        """The fixed standard-normal draws used at scoring time (elbo_samples × d), drawn once."""
+        cached = getattr(self, "_noise", None)
+        if cached is None or cached.device != device:
+            g = torch.Generator().manual_seed(self.seed)
+            cached = torch.randn(int(self.config["elbo_samples"]), int(self.config["code_length"]), generator=g)
+            self._noise = cached = cached.to(device)
+        return cached
 
     def terms(self, x: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per sample: −ELBO with its expectation averaged over the draws z = mean + σ·noise[k]
