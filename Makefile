@@ -25,13 +25,15 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# Mutation testing of the core modules (pyproject.toml [tool.mutmut]); long: not part of `make test`
+# Mutation testing of the core modules (pyproject.toml [tool.mutmut]); long: not part of `make test`.
+# MUTANTS narrows it to mutant-name patterns, e.g. the core behaviours:
+#   make mutation MUTANTS="$$(cat scripts/mutation_core.txt)"
 mutation: install
 	$(PY) -m pip install -q "mutmut>=3.3"
 	rm -rf mutants
 	# one thread per test process: two mutants run at once on two cores, and a mutant's time limit
 	# counts CPU seconds, which idle-spinning OpenMP threads would use up
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2 || true
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS) || true
 	$(VENV)/bin/mutmut export-cicd-stats 2>/dev/null || true
 	$(PY) scripts/mutation_scores.py
 

@@ -194,9 +194,13 @@ def main() -> None:
     ap.add_argument("--video", action="store_true",
                     help="UCSD Ped2 presets instead: scoring frames/s (Ped2 was filmed at 10 frames/s)")
     ap.add_argument("--frames", type=int, default=48, help="frames per timed clip (--video)")
+    ap.add_argument("--export", action="store_true",
+                    help="ONNX export instead: file size, and scoring images/s in onnxruntime beside PyTorch")
     args = ap.parse_args()
     if args.video:
         return main_video(args)
+    if args.export:
+        return main_export(args)
     if args.render:
         out = Path(f"{args.out}-{'cpu' if args.device == 'cpu' else 'cuda'}")
         data = json.loads(out.with_suffix(".json").read_text())
@@ -247,21 +251,88 @@ def main_video(args: argparse.Namespace) -> None:
     settings = run_settings(device, time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                             data=f"random grey 240×360 frames, {args.frames} per clip (Ped2's size)")
     rows = _merge_rows(out, rows, VIDEO_ORDER)
-    write_json(out.with_suffix(".json"), {"settings": settings, "results": rows})
     head = ["method", "preset", "score frames/s", "real time (10 fps)", "samples/frame", "score samples/s",
             "train samples/s", "batch", "measured", "device shared"]
     cells = [[r["method"], r["preset"], r["score_frames_per_second"], "yes" if r["real_time_at_10_fps"] else "no",
               r["samples_per_frame"], r["score_samples_per_second"], r["train_samples_per_second"], r["batch_size"],
               r["measured_at"][:16], _shared(r, {})] for r in rows]
-    lines = markdown_table(f"Video scoring speed on {settings['device_name']} ({settings['torch_threads']} threads), "
-                           f"torch {settings['versions']['torch']}: the whole path from frames to frame scores. UCSD "
-                           f"Ped2 was filmed at 10 frames/s. Written by `scripts/bench.py --video` from "
-                           f"{out.name}.json.", head, cells)
+    write_rows(out, settings, rows,
+               f"Video scoring speed on {settings['device_name']} ({settings['torch_threads']} threads), torch "
+               f"{settings['versions']['torch']}: the whole path from frames to frame scores. UCSD Ped2 was filmed "
+               f"at 10 frames/s. Written by `scripts/bench.py --video` from {out.name}.json.", head, cells)
+
+
+def write_rows(out: Path, settings: dict, rows: list[dict], title: str, head: list[str], cells: list[list]) -> None:
+    """`out`.json (settings and rows) and `out`.md (the table), and the table on stdout."""
+    write_json(out.with_suffix(".json"), {"settings": settings, "results": rows})
+    lines = markdown_table(title, head, cells)
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 VIDEO_ORDER = ["alocc", "oled", "lsa"]
+
+
+def bench_export(method: str, train: torch.Tensor, test: torch.Tensor, seconds: float) -> dict:
+    """Fit briefly (speed does not depend on the weights), export, then time the same uint8
+    batch through `score_components` (PyTorch) and the ONNX file (onnxruntime, CPU)."""
+    import tempfile
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from oneclass.export import export_onnx
+    extra = {"pretrain_epochs": 1} if method == "deep-svdd" else {}
+    det = oneclass.create(method, "mnist", epochs=1, seed=0, device="cpu", **extra).fit(train, progress=False)
+    images = det.prepare(test).numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        info = export_onnx(det, Path(tmp) / "m.onnx")
+        export_s = time.perf_counter() - t0
+        session = ort.InferenceSession(str(Path(tmp) / "m.onnx"), providers=["CPUExecutionProvider"])
+
+    def rate(score) -> float:
+        score()  # warm-up
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            score()
+            n += len(images)
+        return round(n / (time.perf_counter() - t0), 1)
+    torch_rate = rate(lambda: det.score_components(images))
+    onnx_rate = rate(lambda: session.run(None, {"images": images}))
+    diff = float(np.abs(session.run(None, {"images": images})[0] - det.score_samples(images)).max())
+    return {"method": method, "preset": "mnist", "onnx_mb": round(info["bytes"] / 1e6, 2),
+            "export_seconds": round(export_s, 1), "batch": len(images), "torch_score_images_per_second": torch_rate,
+            "onnxruntime_score_images_per_second": onnx_rate, "max_abs_diff_headline": diff,
+            "onnxruntime": ort.__version__, "onnx_threads": session.get_session_options().intra_op_num_threads}
+
+
+def main_export(args: argparse.Namespace) -> None:
+    train, test = oneclass.datasets.embedded()
+    train_images = train.images[train.labels == 3][:500]
+    rows = []
+    for method in args.methods.split(","):
+        if method in SHALLOW:
+            continue  # scikit-learn models are not exported
+        watch = Sharing(args.device)
+        row = {**bench_export(method, train_images, test.images, args.seconds), **watch.finish()}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    out = Path(f"{args.out}-export-cpu")
+    settings = run_settings(torch.device("cpu"), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            data="embedded MNIST test set (2000 grey 28×28 images, 32×32 for attn-entropy), one batch")
+    rows = _merge_rows(out, rows, NEURAL)
+    head = ["method", "ONNX MB", "export s", "PyTorch img/s", "onnxruntime img/s", "ratio", "max abs diff of score",
+            "measured", "device shared"]
+    cells = [[r["method"], r["onnx_mb"], r["export_seconds"], r["torch_score_images_per_second"],
+              r["onnxruntime_score_images_per_second"],
+              f"{r['onnxruntime_score_images_per_second'] / r['torch_score_images_per_second']:.2f}",
+              f"{r['max_abs_diff_headline']:.1e}", r["measured_at"][:16], _shared(r, {})] for r in rows]
+    write_rows(out, settings, rows,
+               f"ONNX export on {settings['device_name']} (torch {settings['torch_threads']} threads, torch "
+               f"{settings['versions']['torch']}): the whole scoring path, uint8 images to the headline score, in "
+               f"one file. Scoring images/s of one batch of {rows[0]['batch'] if rows else 0} images. Written by "
+               f"`scripts/bench.py --export` from {out.name}.json.", head, cells)
 
 
 def _merge_rows(out: Path, rows: list[dict], order: list[str]) -> list[dict]:

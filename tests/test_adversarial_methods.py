@@ -249,3 +249,33 @@ def test_alocc_f1_at_tau_half_counts_low_d_as_novel():
     m = _score_and_measure(Stub(), split, {"d_rx": np.zeros(4), "d_x": np.zeros(4)})["metrics"]["d_rx"]
     assert m["f1_at_tau_0.5"] == pytest.approx(2 / 3)         # novel: 1 TP, 1 FN, no FP
     assert m["f1_normal_at_tau_0.5"] == pytest.approx(0.8)    # target: 2 TP, 1 FP (the missed novel)
+
+
+def test_alocc_components_are_one_minus_d_of_x_and_of_r_x(tiny_fitted, embedded_data):
+    """d_x = 1 − D(X) (eq. 6's D alone), d_rx = 1 − D(R(X)) (eq. 7), rec = mean (R(X) − X)²:
+    each computed here from the networks themselves."""
+    det = tiny_fitted["alocc"]
+    images = embedded_data[1].images[::100]
+    comps = det.score_components(images)
+    with torch.no_grad():
+        x = det.inputs(det.prepare(images))
+        R, D = det.networks["R"], det.networks["D"]
+        rx = R(x)
+        expected = {"d_x": 1 - torch.sigmoid(D(x)), "d_rx": 1 - torch.sigmoid(D(rx)),
+                    "rec": (rx - x).pow(2).flatten(1).mean(1)}
+    for name, value in expected.items():
+        np.testing.assert_allclose(comps[name], value.numpy().ravel(), rtol=1e-5, atol=1e-6, err_msg=name)
+    assert not np.allclose(comps["d_x"], comps["d_rx"])
+
+
+def test_oled_adversarial_objective_is_l_mask_plus_gamma_l_cont():
+    """Eqs. 6–7: MM ascends and R descends the batch mean of L_mask + γ·L_cont (γ = 50)."""
+    det = oneclass.create("oled", "mnist", device="cpu")
+    losses = {"mask": torch.tensor([0.2, 0.4]), "cont": torch.tensor([0.01, 0.03])}
+    assert det.config["gamma"] == 50.0
+    assert float(det.adversarial_objective(losses)) == pytest.approx((0.2 + 50 * 0.01 + 0.4 + 50 * 0.03) / 2)
+
+
+def test_threshold_unit_keeping_everything_masks_nothing():
+    a = torch.rand(2, 1, 4, 4)
+    assert (threshold_unit(a, keep=1.0) == 1).all() and threshold_unit(a, keep=1.0).shape == a.shape

@@ -106,10 +106,32 @@ def test_threshold_units(fitted, small):
     assert fitted.set_threshold(val, contamination=0.1) == pytest.approx(thr)
     labels = fitted.predict(test)
     np.testing.assert_array_equal(labels, (fitted.score_samples(test) > thr).astype(int))
-    with pytest.raises(OneClassError, match="exactly one"):
+    with pytest.raises(OneClassError, match="^give exactly one of quantile= or contamination=$"):
         fitted.set_threshold(val)
-    with pytest.raises(OneClassError, match=r"\[0, 1\]"):
+    with pytest.raises(OneClassError, match=r"^quantile/contamination must lie in \[0, 1\], got 1.5$"):
         fitted.set_threshold(val, quantile=1.5)
+    with pytest.raises(OneClassError, match=r"^quantile/contamination must lie in \[0, 1\], got -0.5$"):
+        fitted.set_threshold(val, contamination=-0.5)
+
+
+def test_threshold_ends_and_rule_and_a_score_on_the_threshold(fitted, small, tmp_path):
+    """Quantile 1 (contamination 0) flags no reference sample: a score equal to the threshold
+    is normal; quantile 0 is allowed and flags all but the lowest. The rule is kept and saved."""
+    _, val, _, _ = small
+    scores = fitted.score_samples(val)
+    assert fitted.set_threshold(val, quantile=1.0) == scores.max()
+    labels = fitted.predict(val)
+    assert labels.dtype == np.int64 and labels.sum() == 0
+    assert fitted.set_threshold(val, quantile=0.0) == scores.min()
+    assert fitted.predict(val).sum() == len(val) - (scores == scores.min()).sum()
+    assert fitted.threshold_rule == {"quantile": 0.0}
+    fitted.set_threshold(val, contamination=0.2)
+    assert fitted.threshold_rule == {"contamination": 0.2}
+    loaded = oneclass.load(fitted.save(tmp_path / "m.oneclass"), device="cpu")
+    assert loaded.threshold_rule == {"contamination": 0.2} and loaded.threshold == fitted.threshold
+    with pytest.raises(NotFittedError, match=r"^no threshold: call set_threshold\(x_val, quantile=\.\.\.\) first$"):
+        loaded.threshold = None
+        loaded.predict(val)
 
 
 def test_save_load_round_trip(fitted, small, tmp_path):
@@ -181,3 +203,11 @@ def test_shallow_baselines_fit_score_save(small, tmp_path):
         assert s.shape == (len(test),) and oneclass.metrics.auroc(labels, s) > 0.7
         det.save(tmp_path / f"{name}.oneclass")
         np.testing.assert_allclose(oneclass.load(tmp_path / f"{name}.oneclass").score_samples(test), s, rtol=1e-9)
+
+
+def test_kde_bandwidth_grid_is_the_quarter_decades_written_out():
+    """The defaults are literals (a run's identity hashes them): equal to 10^(k/4) to the last
+    bit or two, whatever a CPU's pow gives for np.logspace."""
+    grid = oneclass.create("kde").config["bandwidths"]
+    np.testing.assert_allclose(grid, np.logspace(-1, 1.5, 11), rtol=1e-15)
+    assert grid[7] == 5.62341325190349

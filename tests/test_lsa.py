@@ -37,6 +37,33 @@ def test_mfc_stack_is_strictly_autoregressive():
     assert (dep == np.tril(np.ones((d, d), bool), k=-1)).all()
 
 
+def test_mfc_stack_is_table_2_layer_by_layer():
+    """Table 2 of the supplement: MFC 1→32 (type A), 3 × MFC 32→32 (B), MFC 32→B (B), a
+    LeakyReLU between layers. (Type A on another layer than the first, or a layer dropped, can
+    keep the stack causal: only the layer list tells them apart.)"""
+    from torch import nn
+
+    def layers(est):
+        return [(m.mask_type, m.c_in, m.c_out) for m in est.net if isinstance(m, MaskedFullyConnection)]
+    est = MFCEstimator(64)
+    assert layers(est) == [("A", 1, 32), ("B", 32, 32), ("B", 32, 32), ("B", 32, 32), ("B", 32, 100)]
+    assert [type(m) for m in est.net][1::2] == [nn.LeakyReLU] * 4
+    assert layers(MFCEstimator(6, hidden=(3, 5, 2), bins=4)) == [("A", 1, 3), ("B", 3, 5), ("B", 5, 2), ("B", 2, 4)]
+
+
+def test_mfc_layer_is_masked_weight_times_input_plus_bias_and_keeps_no_mask_in_its_state():
+    torch.manual_seed(1)
+    layer = MaskedFullyConnection("A", 4, 2, 3)
+    torch.nn.init.normal_(layer.bias)
+    x = torch.rand(5, 4, 2)
+    expected = x.reshape(5, -1) @ (layer.weight * layer.mask).t() + layer.bias
+    torch.testing.assert_close(layer(x), expected.view(5, 4, 3))
+    # the mask is rebuilt from the shape: saved models hold weights and biases only
+    assert set(layer.state_dict()) == {"weight", "bias"}
+    with pytest.raises(ValueError, match="^mask_type must be 'A' or 'B'$"):
+        MaskedFullyConnection("C", 4, 1, 1)
+
+
 def test_lstm_estimator_is_strictly_autoregressive():
     torch.manual_seed(0)
     d = 6
@@ -60,6 +87,8 @@ def test_mfc_parameter_count_matches_supplement_formula(d, ci, co):
 def test_quantisation_bins():
     z = torch.tensor([[0.0, 0.999, 1.0, 0.5, 0.0099, 0.01]])
     assert quantise(z, 100).tolist() == [[0, 99, 99, 50, 0, 1]]
+    # outside [0, 1] (a code that is not a sigmoid's) still lands in a bin, the nearest one
+    assert quantise(torch.tensor([[-0.3, 1.7]]), 100).tolist() == [[0, 99]]
 
 
 def test_llk_is_summed_cross_entropy():

@@ -204,7 +204,9 @@ def _train_files(det: Any, out: Path, resume: bool, progress: bool) -> dict[str,
 @click.option("--device", default="auto", show_default=True)
 @click.option("--plots", type=click.Path(file_okay=False), default=None,
               help="Video models: write a PNG of the score over time per clip into this folder.")
-def score(model: str, input_path: str, output: str, device: str, plots: str | None) -> None:
+@click.option("--maps", "maps_dir", type=click.Path(file_okay=False), default=None,
+              help="Image models: write the image beside its anomaly map (<name>_map.png) per image into this folder.")
+def score(model: str, input_path: str, output: str, device: str, plots: str | None, maps_dir: str | None) -> None:
     """Score images (one CSV row per image) or video footage (one row per frame) with a saved model."""
     from .data.folder import IMAGE_SUFFIXES, read_images
     from .detector import load
@@ -214,9 +216,13 @@ def score(model: str, input_path: str, output: str, device: str, plots: str | No
         check_output_file(output, "--output")
     det = load(model, device=device)
     if is_video(det):
+        if maps_dir is not None:
+            raise OneClassError("--maps is for image models; video models write per-clip plots (--plots)")
         return _score_video(det, input_path, output, plots)
     if plots is not None:
         raise OneClassError("--plots is for video models; this model scores images")
+    if maps_dir is not None and getattr(det, "map_headline", None) is None:  # refused before any work
+        raise OneClassError(f"method {det.name!r} gives no per-pixel anomaly map (--maps): it scores whole images")
     path = Path(input_path)
     files = [path] if path.is_file() else sorted(
         p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -239,6 +245,12 @@ def score(model: str, input_path: str, output: str, device: str, plots: str | No
         write_text(output, buf.getvalue())
         flagged = f", {int(labels.sum())} flagged novel" if labels is not None else ""
         click.echo(f"scored {len(files)} images{flagged}; wrote {output}", err=True)
+    if maps_dir is not None:
+        from .maps import write_overlays
+        amaps = det.score_maps(images)[det.map_headline]
+        names = [Path(f.name) if path.is_file() else f.relative_to(path) for f in files]
+        n = write_overlays(Path(maps_dir), names, np.asarray(images), amaps)
+        click.echo(f"{n} anomaly maps ({det.map_headline}) in {maps_dir}", err=True)
 
 
 def _score_video(det: Any, input_path: str, output: str, plots: str | None) -> None:
@@ -273,11 +285,32 @@ def _score_video(det: Any, input_path: str, output: str, plots: str | None) -> N
 
 
 @main.command()
+@click.option("--model", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="File to write (e.g. m.onnx).")
+def export(model: str, fmt: str, out: str) -> None:
+    """Export a saved model's whole scoring path (uint8 images → scores) for deployment without Python."""
+    from .detector import load
+    from .export import export_onnx, exportable
+    from .fileio import check_output_file
+    check_output_file(out, "--out")
+    det = load(model, device="cpu")
+    why = exportable(det)
+    if why is not None:
+        raise OneClassError(why)
+    info = export_onnx(det, out)
+    shape = "×".join(map(str, info["inputs"]["images"][:4]))
+    click.echo(f"exported {det.name} to {out} ({info['bytes'] / 1e6:.1f} MB, ONNX opset {info['opset']}): input "
+               f"'images' uint8 {shape}; outputs {', '.join(info['outputs'])} ('score' = {info['headline']})")
+
+
+@main.command()
 @click.option("--method", "method", required=True)
 @click.option("--dataset", required=True)
 @data_root_option
-@click.option("--protocol", type=click.Choice(["standard", "memae", "outlier-fraction", "coil", "video"]),
-              default=None, help="Evaluation protocol [default: video for a video dataset, else standard].")
+@click.option("--protocol", type=click.Choice(["standard", "memae", "outlier-fraction", "coil", "mvtec", "video"]),
+              default=None, help="Evaluation protocol [default: video for a video dataset, mvtec for mvtec, "
+                                 "else standard].")
 @click.option("--classes", default="all", show_default=True, help="Comma-separated classes, or all.")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
 @click.option("--epochs", type=int, default=None, help="Training epochs (default: the preset's).")
@@ -294,7 +327,7 @@ def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | N
     """Run (or reuse) every (class, seed) run of a method on a protocol; print the table."""
     from .data import is_video
     from .evaluation import EvalSpec, evaluate as run, iter_groups, parse_classes, parse_numbers
-    protocol = protocol or ("video" if is_video(dataset) else "standard")
+    protocol = protocol or ("video" if is_video(dataset) else "mvtec" if dataset == "mvtec" else "standard")
     from .report import _markdown, _settings, fraction_table, group_table, video_budget, video_table
     spec = EvalSpec(method=method, dataset=dataset, protocol=protocol, classes=parse_classes(classes),
                     seeds=parse_numbers(seeds, int, "--seeds"), epochs=epochs,
@@ -381,11 +414,20 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, see
 @click.option("--results", type=click.Path(file_okay=False, exists=True), default="results", show_default=True)
 @click.option("--embed", "embed", multiple=True, type=click.Path(dir_okay=False, exists=True),
               help="Also rewrite the summary block of this Markdown file (e.g. README.md; repeatable).")
-def report(results: str, embed: tuple[str, ...]) -> None:
+@click.option("--html", "html_out", is_flag=False, flag_value="", default=None, type=click.Path(dir_okay=False),
+              help="Also write one self-contained HTML page (default RESULTS/report.html): tables, ROC curves, "
+                   "histograms, example images with maps, training curves.")
+def report(results: str, embed: tuple[str, ...], html_out: str | None) -> None:
     """Tables of every finished run (also written to RESULTS/report.md and report.csv)."""
     from .evaluation import collect
     from .report import embed_summary, report as make_report, summary
+    if html_out:
+        from .fileio import check_output_file
+        check_output_file(html_out, "--html")
     click.echo(make_report(results))
+    if html_out is not None:
+        from .report_html import html_report
+        click.echo(f"wrote {html_report(results, html_out or None)}", err=True)
     for path in embed:
         embed_summary(path, summary(collect(results)))
         click.echo(f"summary written into {path}", err=True)

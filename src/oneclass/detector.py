@@ -206,6 +206,10 @@ class Detector:
     def score_samples(self, x: Any) -> np.ndarray:
         return self.score_components(x)[self.headline]
 
+    def score_maps(self, x: Any) -> dict[str, np.ndarray]:
+        """Per-pixel anomaly maps {name: N×H×W}, headline map first (neural methods)."""
+        raise OneClassError(f"method {self.name!r} gives no per-pixel anomaly map: it scores whole images")
+
     def set_threshold(self, x: Any, quantile: float | None = None, contamination: float | None = None) -> float:
         """Threshold on `score_samples` from reference data: its `quantile` (e.g. 0.95: 5% of
         normal reference samples flagged), or, for data with a known fraction of anomalies,

@@ -32,6 +32,7 @@ from .data import is_video as is_video_dataset, load as load_dataset, source_of
 from .detector import Detector, resolve_device, versions
 from .errors import OneClassError
 from .fileio import atomic_open, write_json
+from .maps import examples_png
 from .registry import create, detector_class, preset_for
 
 
@@ -179,6 +180,9 @@ def plan(spec: EvalSpec, data_root: str | Path | None, results: str | Path,
     if (spec.protocol == "video") != is_video_dataset(spec.dataset):
         raise OneClassError(f"protocol {spec.protocol!r} does not apply to dataset {spec.dataset!r}: video "
                             "datasets (ped2) take protocol 'video', image datasets the others")
+    if (spec.protocol == "mvtec") != (spec.dataset == "mvtec"):
+        raise OneClassError(f"protocol {spec.protocol!r} does not apply to dataset {spec.dataset!r}: the MVTec AD "
+                            "layout (dataset 'mvtec') takes protocol 'mvtec', which no other dataset can")
     preset = spec.preset or preset_for(spec.method, spec.dataset)
     config = create(spec.method, preset, epochs=spec.epochs, device="cpu", **spec.options).config
     if train is None:
@@ -229,16 +233,19 @@ def execute(task: RunTask, data_root: str | Path | None, work_dir: str | Path | 
     det.fit(splits[0].train.images, splits[0].val.images, **fit_options)
     train_seconds = time.perf_counter() - t0
     val_scores = det.score_components(splits[0].val.images)
-    records = []
+    records, files = [], []
     for split, ident, previous in zip(splits, task.identities, task.done):
         if previous is not None:
             continue
+        measured = _score_and_measure(det, split, val_scores)
+        strip = examples_png(det, split.test.images, measured["examples"])
         records.append({
             **_base_record(task, det, ident, device, train_seconds),
             "protocol_info": split.info, "normal_class": normal, "normal_class_name": train.classes[normal],
-            **_score_and_measure(det, split, val_scores),
+            **measured,
         })
-    return RunOutcome(records, _finish_work(stem))
+        files.append((len(records) - 1, f"examples/{task.paths[0].stem}.png", strip))
+    return RunOutcome(records, _finish_work(stem), files)
 
 
 def _work_stem(task: RunTask, work_dir: str | Path | None) -> Path | None:
@@ -401,6 +408,8 @@ def evaluate(spec: EvalSpec, data_root: str | Path | None, results: str | Path, 
 
 
 def _score_and_measure(det: Detector, split: protocols.Split, val_scores: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The run's metrics (every component), the headline's curves, its most and least novel
+    test images, and pixel AUROC where the test images have defect masks."""
     t0 = time.perf_counter()
     comps = det.score_components(split.test.images)
     seconds = time.perf_counter() - t0
@@ -415,8 +424,33 @@ def _score_and_measure(det: Detector, split: protocols.Split, val_scores: dict[s
             m["f1_at_tau_0.5"] = metrics.f1_at(split.test_labels, s, 0.5)  # 1 − D > 0.5 ⇔ D < τ
             m["f1_normal_at_tau_0.5"] = metrics.f1_at(split.test_labels, s, 0.5, positive="normal")
         results[name] = m
-    return {"metrics": results, "score_seconds": seconds,
-            "score_images_per_second": len(split.test) / max(seconds, 1e-9)}
+    out = {"metrics": results, "score_seconds": seconds,
+           "score_images_per_second": len(split.test) / max(seconds, 1e-9),
+           "curves": metrics.curves(split.test_labels, comps[det.headline])}
+    if split.test.masks is not None:
+        out["pixel_level"] = pixel_level(det, split.test)
+    order = np.argsort(-comps[det.headline], kind="stable")
+    extremes = {"most novel": order[:EXAMPLES], "least novel": order[::-1][:EXAMPLES]}
+    out["examples"] = {k: [{"index": int(i), "score": float(comps[det.headline][i]),
+                            "novel": bool(split.test_labels[i])} for i in v] for k, v in extremes.items()}
+    return out
+
+
+EXAMPLES = 6  # most and least novel test images kept with a run (indices, scores, a PNG)
+
+
+def pixel_level(det: Detector, test: Any) -> dict[str, Any]:
+    """Pixel AUROC of the headline anomaly map against the defect masks, every pixel of every
+    test image pooled (the MVTec AD convention), at the model's input size."""
+    if getattr(det, "map_headline", None) is None:
+        return {"pixel_auroc": None, "note": f"{det.name} gives no per-pixel map"}
+    maps = det.score_maps(test.images)[det.map_headline]
+    masks = test.masks.numpy().astype(bool)
+    if masks.shape != maps.shape:
+        raise OneClassError(f"masks {masks.shape} and maps {maps.shape} differ in size")
+    return {"pixel_auroc": metrics.auroc(masks.ravel().astype(np.int64), maps.ravel()), "map": det.map_headline,
+            "pixels": int(masks.size), "defect_pixels": int(masks.sum()), "size": list(maps.shape[1:]),
+            "note": "every pixel of every test image pooled, at the model's input size"}
 
 
 def config_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:

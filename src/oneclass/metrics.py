@@ -5,6 +5,8 @@ ROC and PR curves come from scikit-learn; only what it lacks (EER, best F1 over 
 is derived here from its curves."""
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score, roc_curve
@@ -110,6 +112,30 @@ def evaluate(labels, scores) -> dict[str, float]:
     return out
 
 
+def curves(labels, scores, points: int = 101, bins: int = 30) -> dict[str, Any]:
+    """What a report draws of one score, small enough to keep with the run's record: the ROC
+    curve's TPR at `points` evenly spaced FPRs (the step curve's upper value at each), and
+    histograms of the normal and novel scores over shared bins (1st to 99th percentile, the
+    tails counted in the end bins)."""
+    labels, scores = _check(labels, scores)
+    fpr, tpr, _ = roc_curve(labels, scores)
+    grid = np.linspace(0.0, 1.0, points)
+    tpr_at = np.interp(grid, fpr, tpr, right=1.0)
+    # a vertical step of the ROC at an FPR on the grid: take its top, as the curve reaches it
+    for j, f in enumerate(grid):
+        on = tpr[fpr == f]
+        if on.size:
+            tpr_at[j] = on.max()
+    lo, hi = np.percentile(scores, [1.0, 99.0])
+    if hi <= lo:
+        lo, hi = float(scores.min()), float(scores.max()) + 1e-12
+    edges = np.linspace(lo, hi, bins + 1)
+    clipped = np.clip(scores, lo, hi)
+    hist = lambda part: np.histogram(clipped[labels == part], edges)[0].astype(int).tolist()  # noqa: E731
+    return {"roc": {"fpr": [round(float(f), 4) for f in grid], "tpr": [round(float(t), 5) for t in tpr_at]},
+            "histogram": {"edges": [float(f"{e:.6g}") for e in edges], "normal": hist(0), "novel": hist(1)}}
+
+
 @dataclass
 class MinMax:
     """Min-max scaling fitted on a reference set: (s − min) / (max − min) (LSA eq. 10, with the
@@ -132,6 +158,12 @@ class MinMax:
         span = self.high - self.low
         # a constant reference (e.g. a single sample) cannot set a scale: only shift it
         return (np.asarray(scores, dtype=np.float64) - self.low) / (span if span > 0 else 1.0)
+
+    def scale_part(self, scores, parts: int = 1) -> np.ndarray:
+        """The scaling applied to one of `parts` equal shares of a score (a pixel of a map whose
+        pixels sum to the score): the shares of the scaled score add up to the scaled score."""
+        span = self.high - self.low
+        return (np.asarray(scores, dtype=np.float64) - self.low / parts) / (span if span > 0 else 1.0)
 
     def to_dict(self) -> dict[str, float]:
         return {"low": self.low, "high": self.high}

@@ -36,6 +36,11 @@ class NeuralDetector(Detector):
     networks: nn.ModuleDict
     optimizers: dict[str, torch.optim.Optimizer]
     normalised: ClassVar[tuple[str, ...]] = ()  # components min-max scaled on the validation set
+    # anomaly maps: the name of the map `score_maps` leads with (None: the method has none), and
+    # how a map's pixels add up to the score component of the same name ("mean" or "sum")
+    map_headline: ClassVar[str | None] = None
+    map_reduction: ClassVar[str] = "mean"
+    combined_maps: ClassVar[bool] = False       # the headline map is `combine` of the component maps
 
     # ---- to implement -------------------------------------------------------------------
     def build_networks(self) -> dict[str, nn.Module]:
@@ -71,6 +76,11 @@ class NeuralDetector(Detector):
     def combine(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Derived components from the (normalised) ones; default: none."""
         return scores
+
+    def raw_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-pixel maps (N×H×W) of a float batch, one per pixel-based score component, each
+        adding up over its pixels (`map_reduction`) to that component's raw score."""
+        raise NotImplementedError
 
     # ---- helpers for methods --------------------------------------------------------------
     def inputs(self, batch: torch.Tensor) -> torch.Tensor:
@@ -135,20 +145,43 @@ class NeuralDetector(Detector):
         scores = self.combine({k: MinMax.fit(v)(v) if k in self.normalised else v for k, v in raw.items()})
         return {"val_auroc": -auroc(labels, scores[self.headline])}
 
-    @torch.inference_mode()
     def _raw(self, images: torch.Tensor) -> dict[str, np.ndarray]:
+        return self._batched(self.raw_scores, images)
+
+    @torch.inference_mode()
+    def _batched(self, fn: Any, images: torch.Tensor) -> dict[str, np.ndarray]:
+        """`fn` (raw_scores or raw_maps) over `images` in scoring batches, in eval mode, as float64."""
         self.train_mode(False)
         bs = int(self.config["score_batch_size"])
         parts: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(images), bs):
-            out = self.raw_scores(self.inputs(images[start:start + bs]))
-            for k, v in out.items():
+            for k, v in fn(self.inputs(images[start:start + bs])).items():
                 parts.setdefault(k, []).append(v.float().cpu().numpy())
         return {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
 
     def finalise(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Raw components → final ones: each scaled by its fitted normaliser, then combined."""
         return self.combine({k: self.normalisers[k](v) if k in self.normalisers else v.copy() for k, v in raw.items()})
+
+    def score_maps(self, x: Any) -> dict[str, np.ndarray]:
+        """Anomaly maps at the model's input size, {name: N×H×W}, higher = more novel; the
+        headline map first (`map_headline`). A map is put on its score component's scale: its
+        pixel mean (or sum, `map_reduction`) is the component's normalised score, so the maps show
+        where in the image the score comes from."""
+        self._check_fitted()
+        video = bool(self.config.get("video"))  # clips are cut into patches outside the network
+        if self.map_headline is None or video:
+            why = ("video models map patches: see `oneclass evaluate --dataset ped2` and `oneclass score`"
+                   if video else "it scores whole images")
+            raise OneClassError(f"method {self.name!r} gives no per-pixel anomaly map: {why}")
+        images = self.prepare(x)
+        raw = self._batched(self.raw_maps, images)
+        n_pixels = int(np.prod(next(iter(raw.values())).shape[1:]))
+        maps = {k: self.normalisers[k].scale_part(v, n_pixels if self.map_reduction == "sum" else 1)
+                if k in self.normalisers else v for k, v in raw.items()}
+        if self.combined_maps:
+            maps = self.combine(maps)
+        return {self.map_headline: maps[self.map_headline], **maps}
 
     def _score(self, images: torch.Tensor) -> dict[str, np.ndarray]:
         t0 = time.perf_counter()

@@ -166,8 +166,24 @@ def coil(train: ImageData, test: ImageData, normal: int, seed: int = 0,
     return split
 
 
+def mvtec(train: ImageData, test: ImageData, normal: int, seed: int = 0, val_fraction: float = 0.1) -> Split:
+    """The MVTec AD protocol: train on a category's good training images (minus 10%
+    validation), test on that category's test images, novel = defective (with pixel masks)."""
+    if test.novel is None:
+        raise DataError("protocol 'mvtec' needs a test split with defect flags (the MVTec AD layout: "
+                        "dataset 'mvtec')")
+    rng = np.random.default_rng(seed)
+    tr, va = _hold_out(_normal_index(train, normal, "training"), val_fraction, rng)
+    te = _normal_index(test, normal, "test")
+    labels = test.novel.numpy()[te].astype(np.int64)
+    split = Split(train.subset(tr), train.subset(va), test.subset(te), labels)
+    split.info = _record("mvtec", normal, seed, split, val_fraction=val_fraction,
+                         masks=test.masks is not None)
+    return split
+
+
 PROTOCOLS: dict[str, Callable[..., Split]] = {
-    "standard": standard, "memae": memae, "outlier-fraction": outlier_fraction, "coil": coil,
+    "standard": standard, "memae": memae, "outlier-fraction": outlier_fraction, "coil": coil, "mvtec": mvtec,
 }
 
 

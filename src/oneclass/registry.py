@@ -40,7 +40,7 @@ def create(method: str, preset: str = "mnist", *, epochs: int | None = None, see
 def preset_for(method: str, dataset: str) -> str:
     """The preset that matches a dataset (cifar10-jpeg → cifar10, fashion-mnist → mnist, …)."""
     cls = detector_class(method)
-    key = {"cifar10-jpeg": "cifar10", "mnist-embedded": "mnist", "fashion-mnist": "mnist"}.get(dataset, dataset)
+    key = {"cifar10-jpeg": "cifar10", "mnist-embedded": "mnist", "fashion-mnist": "mnist", "mvtec": "cifar10"}.get(dataset, dataset)
     if dataset in cls.presets:
         return dataset
     if key in cls.presets:

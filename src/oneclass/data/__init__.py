@@ -143,6 +143,11 @@ def _load_ped2(root: Path) -> tuple[Any, Any]:
     return load_ped2(root)
 
 
+def _load_mvtec(root: Path) -> tuple[ImageData, ImageData]:
+    from .mvtec import load_mvtec
+    return load_mvtec(root, channels=3, size=(32, 32))
+
+
 def is_video(name: str) -> bool:
     """Whether dataset `name` is video (its splits are VideoData)."""
     key = name.lower().replace("_", "-")
@@ -168,6 +173,9 @@ _DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
     DatasetInfo("ped2", "UCSD Ped2 video (16 training, 12 test clips): <root>/ped2/{training,testing}/frames/NN/ "
                         "with ped2.mat or UCSDped2.m, or the original <root>/UCSDped2/{Train,Test}/",
                 _load_ped2, kind="video"),
+    DatasetInfo("mvtec", "MVTec AD layout (industrial inspection): <root>/mvtec/<category>/{train/good,test/<defect>,"
+                         "ground_truth/<defect>}/, or one category as <root>; each category a class, read as "
+                         "RGB 32×32; protocol 'mvtec' gives image and pixel AUROC", _load_mvtec),
     DatasetInfo("mnist-embedded", "small MNIST subset shipped with the package (500 train + "
                                   "200 test per digit); needs no data root", lambda root: embedded()),
 ]}
@@ -201,6 +209,9 @@ def source_of(name: str, data_root: str | os.PathLike | None) -> str:
         from .video import find_ped2
         layout, _ = find_ped2(root)
         return "UCSD Ped2 (JPEG frames)" if layout == "frames" else "UCSD Ped2 (original TIFF frames)"
+    if name == "mvtec":
+        from .mvtec import describe_source
+        return describe_source(root)
     return {"cifar10": "CIFAR-10 (python pickles)", "cifar10-jpeg": "CIFAR-10 (JPEG copy)"}.get(name, name)
 
 

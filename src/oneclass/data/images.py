@@ -22,6 +22,9 @@ class ImageData:
     labels: torch.Tensor
     classes: list[str] = field(default_factory=list)
     paths: list[str] | None = None  # file of each image, when read from a folder
+    # industrial layouts (MVTec AD): which images show a defect, and its pixel mask (N×H×W, 0/1)
+    novel: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -31,6 +34,10 @@ class ImageData:
             raise DataError(f"{len(self.images)} images but {tuple(self.labels.shape)} labels")
         if self.paths is not None and len(self.paths) != len(self.images):
             raise DataError(f"{len(self.images)} images but {len(self.paths)} paths")
+        if self.novel is not None and self.novel.shape != (len(self.images),):
+            raise DataError(f"{len(self.images)} images but {tuple(self.novel.shape)} defect flags")
+        if self.masks is not None and tuple(self.masks.shape) != (len(self.images), *self.images.shape[2:]):
+            raise DataError(f"masks of shape {tuple(self.masks.shape)} do not match images {tuple(self.images.shape)}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -38,7 +45,9 @@ class ImageData:
     def subset(self, index: np.ndarray | torch.Tensor) -> "ImageData":
         index = torch.as_tensor(np.asarray(index), dtype=torch.long)
         paths = [self.paths[i] for i in index.tolist()] if self.paths is not None else None
-        return ImageData(self.images[index], self.labels[index], list(self.classes), paths)
+        pick = lambda t: t[index] if t is not None else None  # noqa: E731
+        return ImageData(self.images[index], self.labels[index], list(self.classes), paths,
+                         pick(self.novel), pick(self.masks))
 
     def class_index(self, name_or_index: int | str) -> int:
         """The label of a class given by its index or its name."""
@@ -93,11 +102,14 @@ def _to_uint8(t: torch.Tensor, name: str) -> torch.Tensor:
         return t.contiguous()
     if t.dtype == torch.bool or t.is_complex():
         raise DataError(f"{name}: unsupported dtype {t.dtype}")
-    t = t.to(torch.float32)
-    if not torch.isfinite(t).all():
-        bad = int((~torch.isfinite(t)).flatten(1).any(1).sum())
+    # the range is checked in the input's own precision: a float64 of −1e-276 becomes −0.0 in
+    # float32 and would pass as in range
+    wide = t.to(torch.float64)
+    if not torch.isfinite(wide).all():
+        bad = int((~torch.isfinite(wide)).flatten(1).any(1).sum())
         raise DataError(f"{name}: {bad} sample(s) contain NaN or infinite values")
-    lo, hi = float(t.min()), float(t.max())
+    lo, hi = float(wide.min()), float(wide.max())
+    t = wide.to(torch.float32)
     if lo < 0.0 or hi > 255.0:
         raise DataError(f"{name}: pixel values must lie in [0, 1] or [0, 255], found [{lo:g}, {hi:g}]")
     scale = 255.0 if hi <= 1.0 else 1.0

@@ -98,6 +98,7 @@ class ALOCCDetector(NeuralDetector):
     choices = {"optimizer": ("adam", "rmsprop"), "rec_reduction": ("mean", "sum")}
     components = ("d_x", "d_rx", "rec")
     headline = "d_rx"
+    map_headline = "rec"
 
     def build_networks(self) -> dict[str, nn.Module]:
         c, s = self.channels, self.image_size
@@ -173,6 +174,10 @@ class ALOCCDetector(NeuralDetector):
         """The paper's rule: stop once R reconstructs the target class well (‖X − X′‖² < ρ)."""
         rho = self.config["stop_rec"]
         return rho is not None and val_losses["rec"] < float(rho)
+
+    def raw_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """D judges whole images: the map is R's reconstruction error (D(R(X)) falls where R fails)."""
+        return {"rec": (self.networks["R"](x) - x).pow(2).mean(1)}
 
     def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         R, D = self.networks["R"], self.networks["D"]

@@ -123,6 +123,7 @@ class AttnEntropyDetector(NeuralDetector):
     components = ("con", "fea", "a")
     headline = "a"
     normalised = ("con", "fea")
+    map_headline = "con"  # the feature term lives in D's feature space, not on pixels
 
     def build_networks(self) -> dict[str, nn.Module]:
         c = self.channels
@@ -175,6 +176,9 @@ class AttnEntropyDetector(NeuralDetector):
 
     def validation_losses(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         return self._parts(self.inputs(batch))
+
+    def raw_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"con": (self.networks["G"](x)[0] - x).abs().mean(1)}
 
     def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = self._parts(x)

@@ -80,7 +80,7 @@ class LeNetDecoder(nn.Module):
         self.last = nn.ConvTranspose2d(last[0], last[1], 5, padding=last[2], bias=False)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = z.view(len(z), self.start, 4, 4)
+        x = z.view(z.shape[0], self.start, 4, 4)
         if self.mnist:
             x = F.interpolate(F.leaky_relu(x), scale_factor=2)
         else:

@@ -115,6 +115,23 @@ class MaskedFullyConnection(nn.Linear):
         """Weights that can be non-zero plus biases (the count of supplement §12)."""
         return int(self.mask.sum()) + self.bias.numel()
 
+    def folded(self) -> nn.Module:
+        """The same map with the mask multiplied into the weight, for export: an exported graph
+        then stores one weight matrix, not a weight and a mask of its size."""
+        return _FoldedMFC(self)
+
+
+class _FoldedMFC(nn.Module):
+    def __init__(self, mfc: MaskedFullyConnection) -> None:
+        super().__init__()
+        self.code_length, self.c_out = mfc.code_length, mfc.c_out
+        self.weight = nn.Parameter((mfc.weight * mfc.mask).detach().clone(), requires_grad=False)
+        self.bias = nn.Parameter(mfc.bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        return F.linear(x.reshape(b, -1), self.weight, self.bias).view(b, self.code_length, self.c_out)
+
 
 def autoregressive_stack(layer: Callable[[str, int, int, int], nn.Module], code_length: int,
                          hidden: Sequence[int], bins: int) -> nn.Sequential:
@@ -163,8 +180,8 @@ def surprisal(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """LLK per sample (eq. 11): Σ_j −log p(bin(z_j) | z_<j), over every code position (and, for
     video, every time step): z is (B, d) or (B, T, d), logits the same with a trailing bins axis."""
     bins = logits.shape[-1]
-    target = quantise(z, bins).reshape(len(z), -1)
-    return F.cross_entropy(logits.reshape(len(z), -1, bins).transpose(1, 2), target, reduction="none").sum(1)
+    target = quantise(z, bins).reshape(z.shape[0], -1)
+    return F.cross_entropy(logits.reshape(z.shape[0], -1, bins).transpose(1, 2), target, reduction="none").sum(1)
 
 
 # ---- detectors ---------------------------------------------------------------------------------
@@ -195,6 +212,7 @@ class LSADetector(NeuralDetector):
     components = ("rec", "llk", "ns")
     headline = "ns"
     normalised = ("rec", "llk")
+    map_headline, map_reduction = "rec", "sum"  # the surprisal is of the code: it has no pixels
 
     @property
     def uses_estimator(self) -> bool:
@@ -270,6 +288,9 @@ class LSADetector(NeuralDetector):
 
     def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self._losses(x, x)
+
+    def raw_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"rec": (self.networks["decoder"](self.networks["encoder"](x)) - x).pow(2).sum(1)}
 
     def combine(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if "llk" in scores:

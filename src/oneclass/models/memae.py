@@ -118,6 +118,7 @@ class MemAEDetector(NeuralDetector):
     choices = {"arch": ("mnist", "cifar10")}
     components = ("rec",)
     headline = "rec"
+    map_headline = "rec"
 
     def check_config(self) -> None:
         super().check_config()
@@ -132,7 +133,7 @@ class MemAEDetector(NeuralDetector):
     def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out, weights = self.networks["memae"](x)
         rec = (out - x).pow(2).flatten(1).mean(1)
-        entropy = addressing_entropy(weights.flatten(0, 1)).view(len(x), -1).mean(1)
+        entropy = addressing_entropy(weights.flatten(0, 1)).view(x.shape[0], -1).mean(1)
         return {"rec": rec, "entropy": entropy}
 
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
@@ -147,3 +148,6 @@ class MemAEDetector(NeuralDetector):
 
     def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"rec": self.losses(x)["rec"]}
+
+    def raw_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"rec": (self.networks["memae"](x)[0] - x).pow(2).mean(1)}

@@ -51,7 +51,7 @@ class OLEDReconstructor(nn.Module):
                                      nn.Conv2d(a, channels, 5, 1, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.expand(self.encoder(x)).view(len(x), self.width, self.side, self.side)
+        h = self.expand(self.encoder(x)).view(x.shape[0], self.width, self.side, self.side)
         return self.decoder(h).clamp(-1.0, 1.0)
 
 
@@ -131,6 +131,9 @@ class OLEDDetector(NeuralDetector):
     components = ("rec", "mask", "cont", "avg")
     headline = "avg"
     normalised = ("rec", "mask", "cont")
+    # maps of s_rec, s_mask and s_cont (the context error on the masked pixels), their mean for
+    # s_avg, and (OLED) MG's activation: where the mask module hides the image
+    map_headline, combined_maps = "avg", True
 
     def build_networks(self) -> dict[str, nn.Module]:
         return {"R": OLEDReconstructor(self.channels, self.image_size, code=int(self.config["code"])),
@@ -186,6 +189,15 @@ class OLEDDetector(NeuralDetector):
 
     def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.losses(x, self.score_mask(x))
+
+    def raw_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        R, mask = self.networks["R"], self.score_mask(x)
+        err = x - R(x * mask)
+        maps = {"rec": (x - R(x)).pow(2).mean(1), "mask": err.pow(2).mean(1),
+                "cont": (err.abs() * (1.0 - mask)).mean(1)}
+        if "MG" in self.networks:
+            maps["mg"] = self.networks["MG"](x)[:, 0]
+        return maps
 
     def combine(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         scores["avg"] = (scores["rec"] + scores["mask"] + scores["cont"]) / 3.0

@@ -75,7 +75,12 @@ class OCSVMDetector(_PCADetector):
 class KDEDetector(_PCADetector):
     name = "kde"
     description = "Gaussian kernel density on PCA-whitened pixels, bandwidth by 5-fold CV likelihood (LSA Table 1)"
-    defaults = {**_PCADetector.defaults, "bandwidths": [float(b) for b in np.logspace(-1, 1.5, 11)]}
+    # 10^(k/4), k = −4 … 6, written out: np.logspace's last bit differs between CPUs (its SIMD
+    # pow), and a run's identity hashes its resolved options (these are the committed runs' values)
+    defaults = {**_PCADetector.defaults,
+                "bandwidths": [0.1, 0.1778279410038923, 0.31622776601683794, 0.5623413251903491, 1.0,
+                               1.7782794100389228, 3.1622776601683795, 5.62341325190349, 10.0, 17.78279410038923,
+                               31.622776601683793]}
 
     def make_estimator(self):
         return GridSearchCV(KernelDensity(kernel="gaussian"), {"bandwidth": self.config["bandwidths"]}, cv=5)

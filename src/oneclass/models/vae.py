@@ -68,6 +68,7 @@ class VAEDetector(NeuralDetector):
     choices = {"arch": ("mnist", "cifar10")}
     components = ("elbo", "rec", "kl")
     headline = "elbo"
+    map_headline, map_reduction = "rec", "sum"  # the KL term is of the code: it has no pixels
 
     def build_networks(self) -> dict[str, nn.Module]:
         arch, d = self.config["arch"], int(self.config["code_length"])
@@ -105,6 +106,10 @@ class VAEDetector(NeuralDetector):
     def validation_losses(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.terms(self.inputs(batch), self._scoring_noise(self.device))
         return {"loss": out["elbo"], **out}
+
+    def raw_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.networks["decoder"](self.networks["encoder"](x)[0])
+        return {"rec": F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)}
 
     def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.terms(x, self._scoring_noise(x.device))

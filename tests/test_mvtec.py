@@ -1,0 +1,66 @@
+"""The MVTec AD folder layout: read with its masks, fitted, scored with maps, evaluated with
+image and pixel AUROC — on a tiny folder in that layout the test writes itself."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import oneclass
+from oneclass.cli import main
+from oneclass.data.mvtec import write_example
+from oneclass.errors import DataError
+
+
+def write_mvtec(root, category="widget", **kw):
+    return write_example(root, category, **kw)
+
+
+def test_mvtec_layout_reads_defect_flags_and_masks(tmp_path):
+    write_mvtec(tmp_path)
+    write_mvtec(tmp_path, "gadget", n_train=12, n_good=3, n_defect=2)
+    train, test = oneclass.datasets.load("mvtec", tmp_path)
+    assert train.classes == ["gadget", "widget"] and len(train) == 72
+    assert test.images.shape == (21, 3, 32, 32) and test.masks.shape == (21, 32, 32)
+    widget = test.labels == 1
+    assert int(test.novel[widget].sum()) == 8 and int(test.novel[~widget].sum()) == 2
+    assert test.masks[~test.novel].sum() == 0            # good images: empty masks
+    per_image = test.masks[test.novel].flatten(1).sum(1)
+    assert (per_image > 0).all() and (per_image < 32 * 32 / 4).all()  # a bar, not the whole image
+    split = oneclass.protocols.make("mvtec", train, test, 1, seed=0)
+    assert len(split.test) == 16 and split.test_labels.sum() == 8 and len(split.train) + len(split.val) == 60
+
+
+def test_missing_mask_and_wrong_protocol_are_named(tmp_path):
+    base = write_mvtec(tmp_path, n_train=12)
+    (base / "ground_truth" / "scratch" / "003_mask.png").unlink()
+    with pytest.raises(DataError, match=r"scratch/003\.png: no defect mask .*003_mask\.png"):
+        oneclass.datasets.load("mvtec", tmp_path)
+    with pytest.raises(DataError, match="no MVTec AD layout"):
+        oneclass.datasets.load("mvtec", tmp_path / "mvtec" / "widget" / "test")
+    r = CliRunner().invoke(main, ["evaluate", "--method", "dae", "--dataset", "mnist-embedded", "--protocol", "mvtec"])
+    assert r.exit_code == 1 and "protocol 'mvtec' does not apply to dataset 'mnist-embedded'" in r.output
+
+
+@pytest.mark.slow
+def test_evaluate_fit_and_score_on_the_mvtec_layout(tmp_path):
+    write_mvtec(tmp_path)
+    results = tmp_path / "results"
+    r = CliRunner().invoke(main, ["evaluate", "--method", "dae", "--dataset", "mvtec", "--data-root", str(tmp_path),
+                                  "--epochs", "20", "--option", "batch_size=16", "--option", "lr=0.003",
+                                  "--device", "cpu", "--results", str(results), "--quiet"])
+    assert r.exit_code == 0, r.output
+    record = json.loads(next(results.rglob("class0_seed0.json")).read_text())
+    assert record["protocol"] == "mvtec" and record["normal_class_name"] == "widget"
+    pixel = record["pixel_level"]
+    assert pixel["map"] == "rec" and pixel["pixels"] == 16 * 32 * 32 and pixel["defect_pixels"] > 0
+    # a bright bar on a plain part: both image- and pixel-level are easy, and measured
+    assert record["metrics"]["rec"]["auroc"] > 0.9 and pixel["pixel_auroc"] > 0.65, (record["metrics"]["rec"]["auroc"], pixel)
+    # fit on the category's train/good, score its test folder with maps
+    model = tmp_path / "m.oneclass"
+    r = CliRunner().invoke(main, ["fit", "--method", "dae", "--train-dir", str(tmp_path / "mvtec" / "widget"),
+                                  "--preset", "cifar10", "--epochs", "2", "--device", "cpu", "--out", str(model)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["score", "--model", str(model), "--input", str(tmp_path / "mvtec" / "widget" / "test"),
+                                  "--output", str(tmp_path / "s.csv"), "--maps", str(tmp_path / "maps")])
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "maps").rglob("*_map.png"))) == 16
