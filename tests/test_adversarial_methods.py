@@ -279,3 +279,22 @@ def test_oled_adversarial_objective_is_l_mask_plus_gamma_l_cont():
 def test_threshold_unit_keeping_everything_masks_nothing():
     a = torch.rand(2, 1, 4, 4)
     assert (threshold_unit(a, keep=1.0) == 1).all() and threshold_unit(a, keep=1.0).shape == a.shape
+
+
+def test_labelled_epoch_choice_scores_s_avg_of_components_scaled_on_the_selection_set(tiny_fitted, embedded_data):
+    """OLED's select=val_auroc (the official code's epoch choice): −AUROC of s_avg, whose three
+    components are each min-max scaled over the labelled selection set itself."""
+    from oneclass.metrics import MinMax, auroc
+    det = tiny_fitted["oled"]
+    test = embedded_data[1]
+    images = det.prepare(test.images[::20])
+    labels = (test.labels[::20] != 3).numpy().astype(np.int64)
+    det._selection = (images, labels)
+    try:
+        got = det.epoch_metrics()["val_auroc"]
+    finally:
+        det._selection = None
+    raw = det._raw(images)
+    scaled = {k: MinMax.fit(v)(v) for k, v in raw.items()}
+    assert got == pytest.approx(-auroc(labels, (scaled["rec"] + scaled["mask"] + scaled["cont"]) / 3))
+    assert got != pytest.approx(-auroc(labels, (raw["rec"] + raw["mask"] + raw["cont"]) / 3))

@@ -211,3 +211,20 @@ def test_kde_bandwidth_grid_is_the_quarter_decades_written_out():
     grid = oneclass.create("kde").config["bandwidths"]
     np.testing.assert_allclose(grid, np.logspace(-1, 1.5, 11), rtol=1e-15)
     assert grid[7] == 5.62341325190349
+
+
+def test_fit_without_x_val_holds_out_a_seeded_tenth_apart_from_training(small, monkeypatch):
+    """The held-out 10% (validation loss, normalisation, early stopping) is no training image,
+    together they are all the images, and the seed fixes which."""
+    x = small[0]
+    seen = []
+    monkeypatch.setattr(type(oneclass.create("ocsvm")), "_fit",
+                        lambda self, train, val, **kw: seen.append((train, val)))
+    for seed in (0, 0, 1):
+        oneclass.create("ocsvm", seed=seed).fit(x)
+    keys = lambda t: [bytes(img.numpy().tobytes()) for img in t]  # noqa: E731
+    train, val = seen[0]
+    assert (len(train), len(val)) == (180, 20)
+    assert not set(keys(train)) & set(keys(val))
+    assert sorted(keys(train) + keys(val)) == sorted(keys(x))
+    assert keys(seen[1][1]) == keys(val) and keys(seen[2][1]) != keys(val)

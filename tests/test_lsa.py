@@ -208,3 +208,24 @@ def test_clip_and_frame_scores():
         frame_scores(np.array([1.0]), np.array([0]), 2, 4)
     norm = normalise_per_sequence(np.array([1.0, 3.0, 10.0, 20.0]), np.array([0, 0, 1, 1]))
     np.testing.assert_allclose(norm, [0.0, 1.0, 0.0, 1.0])
+
+
+def test_lsa_objective_is_rec_plus_lambda_llk_and_training_lowers_llk(embedded_split):
+    """Eq. 4: REC + λ·LLK per sample (λ = 1 for MNIST, 0.1 for CIFAR-10), and training on it
+    lowers the estimator's surprisal (a loss that left LLK out or subtracted it would not)."""
+    from oneclass.training import StepContext
+    losses = {"rec": torch.tensor([2.0, 4.0]), "llk": torch.tensor([10.0, 30.0])}
+    assert oneclass.create("lsa", "mnist", device="cpu")._total(losses).tolist() == [12.0, 34.0]
+    assert oneclass.create("lsa", "cifar10", device="cpu")._total(losses).tolist() == pytest.approx([3.0, 7.0])
+    det = oneclass.create("lsa", "mnist", seed=0, device="cpu", lr=1e-3)
+    det._build()
+    batch = embedded_split.train.images[:64]
+    llk_before = float(det.validation_losses(batch)["llk"].mean())
+    g = torch.Generator().manual_seed(0)
+    for step in range(15):
+        det.train_mode(True)
+        det.train_step(batch, StepContext(1, step, g))
+    with torch.no_grad():
+        det.train_mode(False)
+        llk_after = float(det.validation_losses(batch)["llk"].mean())
+    assert llk_after < llk_before - 1.0, (llk_before, llk_after)

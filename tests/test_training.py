@@ -113,3 +113,39 @@ def test_history_records_throughput(data):
     rec = det.fit_info["history"][0]
     assert rec["train_images_per_second"] > 0 and set(rec["val"]) == {"loss", "rec"}
     assert det.fit_info["train_images_per_second"] > 0
+
+
+def test_each_epoch_shuffles_and_draws_its_own_noise_from_seed_and_epoch():
+    """The order of the samples and the step's generator differ between epochs, and repeat
+    exactly in another run with the same seed (what resuming from a checkpoint relies on)."""
+    from oneclass.training import Trainer
+
+    class Recorder:
+        name, config = "recorder", {}
+
+        def __init__(self):
+            self.seen = []
+
+        def train_mode(self, on):
+            pass
+
+        def train_step(self, batch, ctx):
+            self.seen.append((ctx.epoch, batch[:, 0, 0, 0].tolist(), float(torch.rand(1, generator=ctx.generator))))
+            return {"loss": torch.tensor(0.0)}
+
+        def validation_losses(self, batch):
+            return {"loss": torch.zeros(len(batch))}
+
+        def state_dicts(self):
+            return {}
+
+    train = torch.arange(16, dtype=torch.uint8).view(16, 1, 1, 1).expand(16, 1, 2, 2).contiguous()
+    runs = []
+    for _ in range(2):
+        rec = Recorder()
+        Trainer(epochs=2, batch_size=16, seed=5, device=torch.device("cpu"), progress=False).fit(rec, train, train[:4])
+        runs.append(rec.seen)
+    (e1, order1, noise1), (e2, order2, noise2) = runs[0]
+    assert (e1, e2) == (1, 2) and sorted(order1) == sorted(order2) == list(range(16))
+    assert order1 != order2 and noise1 != noise2
+    assert runs[0] == runs[1]

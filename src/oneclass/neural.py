@@ -6,7 +6,6 @@ A method subclasses `NeuralDetector` and writes only what is its own: `build_net
 common scale. Training itself is the shared `training.Trainer`."""
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 from typing import Any, ClassVar, Iterator
 
@@ -184,9 +183,7 @@ class NeuralDetector(Detector):
         return {self.map_headline: maps[self.map_headline], **maps}
 
     def _score(self, images: torch.Tensor) -> dict[str, np.ndarray]:
-        t0 = time.perf_counter()
         out = self.finalise(self._raw(images))
-        self.last_score_images_per_second = len(images) / max(time.perf_counter() - t0, 1e-9)
         return {k: out[k] for k in self.components}
 
     def _get_state(self) -> dict[str, Any]:

@@ -97,6 +97,11 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
         header.append(f"{c} AUROC")
         if paper_value(method, dataset, protocol, c, options):
             header.append(f"{c} paper")
+    # pixel AUROC of the headline map, where the test images have defect masks (MVTec AD layout)
+    pixel = lambda r: (r.get("pixel_level") or {}).get("pixel_auroc")  # noqa: E731
+    with_pixels = any(pixel(r) is not None for r in runs)
+    if with_pixels:
+        header.append(f"pixel AUROC ({next(r['pixel_level']['map'] for r in runs if pixel(r) is not None)} map)")
     header += ["seeds"]
     rows = []
     for cls in sorted(by_class):
@@ -108,6 +113,9 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
             if pv:
                 per = pv.get("per_class")
                 row.append(_fmt(per[cls]) if per and cls < len(per) else "")
+        if with_pixels:
+            values = [pixel(r) for r in rs if pixel(r) is not None]
+            row.append(_mean_std(values) if values else "–")
         row.append(",".join(str(r["seed"]) for r in rs))
         rows.append(row)
     seeds = sorted({r["seed"] for r in runs})
@@ -125,6 +133,9 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
         if pv:
             mean_row.append(_fmt(pv["mean"], 4 if len(str(pv["mean"])) > 5 else 3))
             notes.append(f"{c}: {pv['source']}")
+    if with_pixels:
+        values = [pixel(r) for r in runs if pixel(r) is not None]
+        mean_row.append(_fmt(float(np.mean(values))) if values else "–")
     mean_row.append(",".join(map(str, complete)))
     rows.append(mean_row)
     return header, rows, notes
