@@ -220,7 +220,8 @@ def test_lsa_objective_is_rec_plus_lambda_llk_and_training_lowers_llk(embedded_s
     det = oneclass.create("lsa", "mnist", seed=0, device="cpu", lr=1e-3)
     det._build()
     batch = embedded_split.train.images[:64]
-    llk_before = float(det.validation_losses(batch)["llk"].mean())
+    with torch.no_grad():
+        llk_before = float(det.validation_losses(batch)["llk"].mean())
     g = torch.Generator().manual_seed(0)
     for step in range(15):
         det.train_mode(True)

@@ -23,7 +23,7 @@ EXAMPLE_CLASSES = 4  # example strips shown per group (the first seed's, of the 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;line-height:1.4}
 table{border-collapse:collapse;margin:.8em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px}
-th{background:#f2f2f2}td:not(:first-child){text-align:right}h2{border-bottom:2px solid #ddd;margin-top:2em}
+th{background:#f2f2f2}td{font-variant-numeric:tabular-nums}h2{border-bottom:2px solid #ddd;margin-top:2em}
 section.group{border:1px solid #e3e3e3;border-radius:6px;padding:.5em 1em;margin:1.5em 0}
 img{max-width:100%}figure{display:inline-block;margin:.4em;vertical-align:top}
 figcaption{font-size:12px;color:#555}.note{color:#777;font-size:13px}
