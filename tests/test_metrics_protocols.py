@@ -226,3 +226,56 @@ def test_evaluate_reports_each_metric_under_its_name():
     assert m["f1_best_normal"] == pytest.approx(6 / 7)
     assert m["f1_best_normal_threshold"] is None
     assert m["f1_best_normal_threshold_note"] == "every sample called normal (no finite threshold)"
+
+
+def _counts(s):
+    return (len(s.train), len(s.val), len(s.test), int(s.test_labels.sum()))
+
+
+def test_every_protocol_with_its_defaults_gives_the_papers_counts_and_records_them(embedded_data):
+    """Defaults as `evaluate` calls them (10% validation; memae: 2:1 split, anomalies 30% of the
+    test inliers; outlier-fraction: half; coil: 80/20 with 15% validation), on the embedded
+    subset (500 training + 200 test images per digit); the record says exactly that."""
+    train, test = embedded_data
+    s = protocols.make("standard", train, test, 3)
+    assert _counts(s) == (450, 50, 2000, 1800)
+    assert {k: v for k, v in s.info.items() if k != "class_counts"} == {
+        "protocol": "standard", "normal_class": 3, "normal_class_name": "3", "seed": 0, "val_fraction": 0.1,
+        "counts": {"train": 450, "val": 50, "test": 2000, "test_normal": 200, "test_novel": 1800}}
+    assert s.info["class_counts"] == {"train": {"3": 450}, "val": {"3": 50}, "test": {str(k): 200 for k in range(10)}}
+    m = protocols.make("memae", train, test, 5)   # 700 fives pooled: 467 train+val, 233 test inliers
+    assert _counts(m) == (420, 47, 233 + 70, 70)
+    assert (m.info["anomaly_ratio"], m.info["val_fraction"], m.info["seed"]) == (0.3, 0.1, 0)
+    o = protocols.make("outlier-fraction", train, test, 2)
+    assert _counts(o) == (450, 50, 400, 200) and o.info["outlier_fraction"] == 0.5
+    test_counts = o.info["class_counts"]["test"]
+    assert test_counts["2"] == 200 and sum(v for k, v in test_counts.items() if k != "2") == 200
+    c = protocols.make("coil", train, test, 7)    # 700 sevens: 560 train+val (15% val), 140 + 140 test
+    assert _counts(c) == (476, 84, 280, 140)
+    assert (c.info["train_fraction"], c.info["val_fraction"], c.info["protocol"]) == (0.8, 0.15, "coil")
+    for name in ("standard", "memae", "outlier-fraction", "coil"):
+        a, b, other = (protocols.make(name, train, test, 1, seed=k) for k in (4, 4, 5))
+        assert (a.test.images == b.test.images).all() and (a.val.images == b.val.images).all()
+        assert not (a.val.images == other.val.images).all()
+        assert a.info["seed"] == 4 and a.info["normal_class"] == 1
+
+
+def test_selection_sets_come_out_of_training_and_errors_name_the_numbers(embedded_data):
+    train, test = embedded_data
+    s = protocols.make("standard", train, test, 3, selection=20)
+    assert _counts(s) == (430, 50, 2000, 1800) and s.info["selection"] == 20
+    assert (s.selection.labels[:20] == 3).all() and (s.selection.labels[20:] != 3).all()
+    assert s.selection_labels.tolist() == [0] * 20 + [1] * 20
+    m = protocols.make("memae", train, test, 5, selection=20)
+    assert _counts(m) == (400, 47, 303, 70) and m.info["selection"] == 20
+    assert "selection" not in protocols.make("standard", train, test, 3).info
+    with pytest.raises(DataError, match=r"^a selection set of 300 \+ 300 images needs more training data "
+                                        r"\(450 normal, 4500 other\)$"):
+        protocols.make("standard", train, test, 3, selection=300)
+    with pytest.raises(DataError, match=r"^outlier fraction must lie in \(0, 1\), got 1.0$"):
+        protocols.make("outlier-fraction", train, test, 2, outlier_fraction=1.0)
+    with pytest.raises(DataError, match=r"^2022 outliers needed but only 1800 other-class test samples$"):
+        protocols.make("outlier-fraction", train, test, 2, outlier_fraction=0.91)
+    tiny = train.subset(np.flatnonzero(train.labels.numpy() == 0)[:2])
+    with pytest.raises(DataError, match=r"^only 2 normal training samples: too few to hold out a validation set$"):
+        protocols.make("standard", tiny, test, 0)
