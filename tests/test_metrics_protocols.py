@@ -189,7 +189,7 @@ def _keys(data):
     return {bytes(img.numpy().tobytes()) for img in data.images}
 
 
-@pytest.mark.parametrize("name, options", [("standard", {"selection": 20}), ("memae", {"selection": 20}),
+@pytest.mark.parametrize("name, options", [("standard", {"selection": 20}), ("memae", {"selection": 200}),
                                            ("coil", {}), ("outlier-fraction", {"outlier_fraction": 0.3})])
 def test_no_image_is_in_two_parts_of_a_split(embedded_data, name, options):
     """No leakage: training, validation, test and the labelled selection set share no image."""
@@ -200,7 +200,8 @@ def test_no_image_is_in_two_parts_of_a_split(embedded_data, name, options):
     assert s.info["protocol"] == name and s.info["counts"]["train"] == len(s.train)
     if s.selection is not None:
         parts["selection"] = _keys(s.selection)
-        assert s.selection_labels.sum() == 20 and (s.selection.labels[s.selection_labels == 0] == 4).all()
+        n = options["selection"]
+        assert s.selection_labels.sum() == n and (s.selection.labels[s.selection_labels == 0] == 4).all()
     names = sorted(parts)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -279,3 +280,40 @@ def test_selection_sets_come_out_of_training_and_errors_name_the_numbers(embedde
     tiny = train.subset(np.flatnonzero(train.labels.numpy() == 0)[:2])
     with pytest.raises(DataError, match=r"^only 2 normal training samples: too few to hold out a validation set$"):
         protocols.make("standard", tiny, test, 0)
+
+
+def test_protocol_details_labels_defaults_and_boundaries(embedded_data):
+    """Labels are int64 0/1; no test image is drawn twice; each function's own default seed is 0;
+    fractions at their bounds; the missing-class error names the split it looked in."""
+    train, test = embedded_data
+    keys = lambda d: [bytes(img.numpy().tobytes()) for img in d.images]  # noqa: E731
+    for name, fn in protocols.PROTOCOLS.items():
+        if name == "mvtec":
+            continue
+        s = fn(train, test, 4)
+        assert s.test_labels.dtype == np.int64 and set(np.unique(s.test_labels)) == {0, 1}
+        assert len(set(keys(s.test))) == len(s.test), f"{name}: a test image drawn twice"
+        assert (fn(train, test, 4, seed=0).val.images == s.val.images).all() and s.info["seed"] == 0
+    sel = protocols.make("memae", train, test, 5, selection=10)
+    assert sel.selection_labels.dtype == np.int64
+    full = protocols.make("outlier-fraction", train, test, 2, outlier_fraction=0.9)  # every other test image
+    assert _counts(full) == (450, 50, 2000, 1800)
+    with pytest.raises(DataError, match=r"^outlier fraction must lie in \(0, 1\), got 0.0$"):
+        protocols.make("outlier-fraction", train, test, 2, outlier_fraction=0.0)
+    no_fours = test.subset(np.flatnonzero(test.labels.numpy() != 4))
+    with pytest.raises(DataError, match=r"^no samples of class 11 in the training split$"):
+        protocols.make("standard", train, test, 11)
+    with pytest.raises(DataError, match=r"^no samples of class 11 in the pooled split$"):
+        protocols.make("memae", train, test, 11)
+    with pytest.raises(DataError, match=r"^no samples of class 4 in the test split$"):
+        protocols.make("outlier-fraction", train, no_fours, 4)
+
+
+def test_pooled_protocols_keep_the_class_names(embedded_data):
+    from oneclass.data.images import ImageData
+    train, test = embedded_data
+    names = [f"digit {i}" for i in range(10)]
+    named = [ImageData(d.images, d.labels, names) for d in (train, test)]
+    for name in ("memae", "coil"):
+        s = protocols.make(name, *named, 5)
+        assert s.info["normal_class_name"] == "digit 5" and "digit 5" in s.info["class_counts"]["test"]

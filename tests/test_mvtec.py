@@ -2,6 +2,7 @@
 image and pixel AUROC — on a tiny folder in that layout the test writes itself."""
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -27,7 +28,18 @@ def test_mvtec_layout_reads_defect_flags_and_masks(tmp_path):
     per_image = test.masks[test.novel].flatten(1).sum(1)
     assert (per_image > 0).all() and (per_image < 32 * 32 / 4).all()  # a bar, not the whole image
     split = oneclass.protocols.make("mvtec", train, test, 1, seed=0)
-    assert len(split.test) == 16 and split.test_labels.sum() == 8 and len(split.train) + len(split.val) == 60
+    assert len(split.test) == 16 and split.test_labels.sum() == 8 and (len(split.train), len(split.val)) == (54, 6)
+    assert split.test_labels.dtype == np.int64 and split.test.masks.shape == (16, 32, 32)
+    assert {k: split.info[k] for k in ("protocol", "normal_class", "normal_class_name", "seed", "val_fraction",
+                                       "masks")} == {"protocol": "mvtec", "normal_class": 1, "normal_class_name":
+                                                     "widget", "seed": 0, "val_fraction": 0.1, "masks": True}
+    own_default = oneclass.protocols.mvtec(train, test, 1)
+    other_seed = oneclass.protocols.mvtec(train, test, 1, seed=1)
+    assert (own_default.val.images == split.val.images).all() and not (other_seed.val.images == split.val.images).all()
+    plain = oneclass.datasets.embedded()
+    with pytest.raises(DataError, match=r"^protocol 'mvtec' needs a test split with defect flags \(the MVTec AD "
+                                        r"layout: dataset 'mvtec'\)$"):
+        oneclass.protocols.make("mvtec", *plain, 1)
 
 
 def test_missing_mask_and_wrong_protocol_are_named(tmp_path):
