@@ -297,7 +297,10 @@ def test_protocol_details_labels_defaults_and_boundaries(embedded_data):
     sel = protocols.make("memae", train, test, 5, selection=10)
     assert sel.selection_labels.dtype == np.int64
     full = protocols.make("outlier-fraction", train, test, 2, outlier_fraction=0.9)  # every other test image
-    assert _counts(full) == (450, 50, 2000, 1800)
+    assert _counts(full) == (450, 50, 2000, 1800) and len(set(keys(full.test))) == 2000
+    assert full.info["val_fraction"] == 0.1 and "selection" not in protocols.make("memae", train, test, 5).info
+    many = protocols.make("memae", train, test, 5, anomaly_ratio=3.0)  # 699 outliers: drawn with
+    assert len(set(keys(many.test))) == len(many.test) == 233 + 699   # replacement, some would repeat
     with pytest.raises(DataError, match=r"^outlier fraction must lie in \(0, 1\), got 0.0$"):
         protocols.make("outlier-fraction", train, test, 2, outlier_fraction=0.0)
     no_fours = test.subset(np.flatnonzero(test.labels.numpy() != 4))
