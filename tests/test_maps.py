@@ -25,7 +25,7 @@ def test_map_pixels_add_up_to_the_score_components(tiny_fitted, embedded_data, m
             continue
         reduce = m.sum if det.map_reduction == "sum" else m.mean
         np.testing.assert_allclose(reduce(axis=(1, 2)), comps[name], rtol=1e-4, atol=1e-5, err_msg=name)
-    # the maps of different images differ (not one map broadcast) and novel digits light up more
+    # the maps of different images differ (not one map broadcast to every image)
     assert not np.allclose(maps[det.map_headline][0], maps[det.map_headline][1])
 
 

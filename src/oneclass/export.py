@@ -43,7 +43,7 @@ class ScoringGraph(nn.Module):
         self.networks = det.networks  # registered, so their weights are the graph's parameters
         self.components = list(det.components)
         self.shifts = {k: float(m.low) for k, m in det.normalisers.items()}
-        self.spans = {k: float(m.high - m.low) if m.high > m.low else 1.0 for k, m in det.normalisers.items()}
+        self.spans = {k: float(m.span) for k, m in det.normalisers.items()}
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         raw = self.det.raw_scores(self.det.inputs(images))

@@ -68,10 +68,11 @@ def examples_png(det, images, examples: dict[str, list[dict]]) -> bytes:
     index = np.concatenate(list(extremes.values()))
     scores = {e["index"]: e["score"] for v in examples.values() for e in v}
     labels = {e["index"]: e["novel"] for v in examples.values() for e in v}
-    pictures = np.asarray(det.prepare(images[torch_index(index)]))
+    chosen = images[torch_index(index)]
+    pictures = np.asarray(det.prepare(chosen))
     maps = None
     if getattr(det, "map_headline", None) is not None and not det.config.get("video"):
-        maps = det.score_maps(images[torch_index(index)])[det.map_headline]
+        maps = det.score_maps(chosen)[det.map_headline]
         scale = colour_scale(maps)
     per_group = len(next(iter(extremes.values())))
     rows = len(extremes) * (2 if maps is not None else 1)

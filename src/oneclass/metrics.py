@@ -154,16 +154,19 @@ class MinMax:
             raise DataError("the normalisation reference set contains NaN or infinite scores")
         return cls(float(reference.min()), float(reference.max()))
 
+    @property
+    def span(self) -> float:
+        """The divisor: max − min, or 1 for a constant reference (e.g. a single sample), which
+        cannot set a scale and is only shifted."""
+        return self.high - self.low if self.high > self.low else 1.0
+
     def __call__(self, scores) -> np.ndarray:
-        span = self.high - self.low
-        # a constant reference (e.g. a single sample) cannot set a scale: only shift it
-        return (np.asarray(scores, dtype=np.float64) - self.low) / (span if span > 0 else 1.0)
+        return (np.asarray(scores, dtype=np.float64) - self.low) / self.span
 
     def scale_part(self, scores, parts: int = 1) -> np.ndarray:
         """The scaling applied to one of `parts` equal shares of a score (a pixel of a map whose
         pixels sum to the score): the shares of the scaled score add up to the scaled score."""
-        span = self.high - self.low
-        return (np.asarray(scores, dtype=np.float64) - self.low / parts) / (span if span > 0 else 1.0)
+        return (np.asarray(scores, dtype=np.float64) - self.low / parts) / self.span
 
     def to_dict(self) -> dict[str, float]:
         return {"low": self.low, "high": self.high}
