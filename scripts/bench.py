@@ -23,7 +23,8 @@ from oneclass.detector import versions
 from oneclass.fileio import write_json, write_text
 from oneclass.training import StepContext
 
-NEURAL = ["dae", "lsa", "alocc", "oled", "cae", "attn-entropy", "vae", "memae", "deep-svdd"]
+NEURAL = ["dae", "lsa", "alocc", "oled", "cae", "attn-entropy", "vae", "memae", "deep-svdd", "pixel-cnn", "anogan",
+          "ganomaly"]
 SHALLOW = ["ocsvm", "kde"]
 
 
@@ -111,10 +112,12 @@ def bench_neural(method: str, preset: str, images: torch.Tensor, device: str, se
     _sync(dev)
     train_ips = steps * bs / (time.perf_counter() - t0)
     det.train_mode(False)
-    n_score = min(len(data), 2048)
+    # AnoGAN searches the latent space for every image (500 gradient steps): a few images suffice
+    searched = "search_steps" in det.config
+    n_score, n_probe = (16, 4) if searched else (min(len(data), 2048), 256)
     with torch.inference_mode(), FlopCounterMode(display=False) as fc:
-        det.raw_scores(det.inputs(data[:256]))
-    score_flops = fc.get_total_flops() / 256
+        det.raw_scores(det.inputs(data[:n_probe]))
+    score_flops = fc.get_total_flops() / n_probe
     det.fitted = True
     det.normalisers = {k: oneclass.metrics.MinMax(0.0, 1.0) for k in det.normalised}
     det.score_components(data[:n_score])  # warm-up
@@ -214,8 +217,7 @@ def main() -> None:
             watch = Sharing(args.device)
             row = {**bench_shallow(method, train.images[:2000], test.images), **watch.finish()}
         else:
-            presets = ["mnist", "cifar10"] if method in ("lsa", "dae", "oled", "attn-entropy", "alocc", "vae", "memae",
-                                                         "deep-svdd") else ["mnist"]
+            presets = ["mnist"] if method == "cae" else ["mnist", "cifar10"]
             for preset in presets:
                 watch = Sharing(args.device)
                 row = {**bench_neural(method, preset, train.images, args.device, args.seconds), **watch.finish()}

@@ -9,11 +9,11 @@ import oneclass
 from oneclass.cli import main
 from oneclass.export import export_onnx
 
-from conftest import MAPPED_METHODS
+from conftest import EXPORTED_METHODS
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", MAPPED_METHODS + ("deep-svdd",))
+@pytest.mark.parametrize("method", EXPORTED_METHODS)
 def test_onnx_scores_equal_pytorch_scores(tiny_fitted, embedded_data, tmp_path, method):
     det = tiny_fitted[method]
     info = export_onnx(det, tmp_path / "m.onnx")

@@ -46,7 +46,8 @@ POSITIVE_OPTIONS = {"lr", "batch_size", "epochs", "score_batch_size", "code", "c
                     "bins", "channels", "frames", "size", "patch", "patch_stride", "window", "train_stride",
                     "test_stride", "max_train_samples", "patience", "r_steps", "mm_every_epochs", "square", "ratio",
                     "resize", "r_widths", "r_dec_widths", "d_widths", "bandwidths", "rep_dim", "widths",
-                    "elbo_samples", "memory_size"}
+                    "elbo_samples", "memory_size", "filters", "layers", "first_kernel", "kernel", "width",
+                    "search_lr"}
 FRACTION_OPTIONS = {"keep": "(0, 1]", "nu": "(0, 1]", "pca_variance": "(0, 1]", "score_lambda": "[0, 1]",
                     "betas": "[0, 1)"}
 

@@ -80,6 +80,8 @@ def exportable(det: Detector) -> str | None:
     if not isinstance(det, NeuralDetector):
         return (f"method {det.name!r} is a scikit-learn model (PCA + {det.name}), not a network: it cannot be "
                 "exported to ONNX; score it with oneclass")
+    if getattr(det, "not_exportable", None):
+        return f"method {det.name!r} cannot be exported to ONNX: {det.not_exportable}"
     if det.config.get("video"):
         return (f"this {det.name!r} model scores video clips through patch grids and temporal windows that are "
                 "outside the network; only image models are exported")

@@ -40,6 +40,7 @@ class NeuralDetector(Detector):
     map_headline: ClassVar[str | None] = None
     map_reduction: ClassVar[str] = "mean"
     combined_maps: ClassVar[bool] = False       # the headline map is `combine` of the component maps
+    not_exportable: ClassVar[str | None] = None  # why the scoring cannot be one ONNX graph, if it cannot
 
     # ---- to implement -------------------------------------------------------------------
     def build_networks(self) -> dict[str, nn.Module]:
@@ -49,6 +50,10 @@ class NeuralDetector(Detector):
         """Default: one Adam over every network's parameters."""
         params = [p for net in self.networks.values() for p in net.parameters()]
         return {"all": adam(params, self.config["lr"], self.config["betas"])}
+
+    def adam_per_network(self) -> dict[str, torch.optim.Optimizer]:
+        """One Adam per network (the players of an adversarial game step separately)."""
+        return {k: adam(net.parameters(), self.config["lr"], self.config["betas"]) for k, net in self.networks.items()}
 
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         """Update the networks on one batch; return the batch's losses as detached scalars."""

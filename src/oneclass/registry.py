@@ -6,17 +6,20 @@ from typing import Any
 from .detector import Detector
 from .errors import OneClassError
 from .models.alocc import ALOCCDetector
+from .models.anogan import AnoGANDetector
 from .models.attn_entropy import AttnEntropyDetector
 from .models.deep_svdd import DeepSVDDDetector
+from .models.ganomaly import GANomalyDetector
 from .models.lsa import DAEDetector, LSADetector
 from .models.memae import MemAEDetector
 from .models.oled import CAEDetector, OLEDDetector
+from .models.pixel_cnn import PixelCNNDetector
 from .models.shallow import KDEDetector, OCSVMDetector
 from .models.vae import VAEDetector
 
 _METHODS: dict[str, type[Detector]] = {cls.name: cls for cls in (
     LSADetector, DAEDetector, ALOCCDetector, OLEDDetector, CAEDetector, AttnEntropyDetector, OCSVMDetector, KDEDetector,
-    VAEDetector, MemAEDetector, DeepSVDDDetector,
+    VAEDetector, MemAEDetector, DeepSVDDDetector, PixelCNNDetector, AnoGANDetector, GANomalyDetector,
 )}
 
 

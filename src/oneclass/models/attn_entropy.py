@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..neural import (NEURAL_DEFAULTS, NeuralDetector, adam, fooling_loss, frozen, optimizer_step,
+from ..neural import (NEURAL_DEFAULTS, NeuralDetector, fooling_loss, frozen, optimizer_step,
                       real_fake_loss)
 from ..training import StepContext
 
@@ -132,8 +132,7 @@ class AttnEntropyDetector(NeuralDetector):
                 "D": DCGANDiscriminator(c)}
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        make = lambda net: adam(net.parameters(), self.config["lr"], self.config["betas"])  # noqa: E731
-        return {k: make(net) for k, net in self.networks.items()}
+        return self.adam_per_network()
 
     def g_step(self, x: torch.Tensor, x_noisy: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         G, D = self.networks["G"], self.networks["D"]
