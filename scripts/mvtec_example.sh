@@ -9,7 +9,7 @@ RESULTS=${2:-results}
 ROOT=${MVTEC_EXAMPLE_ROOT:-/tmp/oneclass-mvtec-example}
 PY=.venv/bin/python
 [ -d "$ROOT/mvtec/widget" ] || $PY -c "from oneclass.data.mvtec import write_example; write_example('$ROOT')"
-for method in dae lsa alocc oled cae attn-entropy vae memae; do
+for method in dae lsa alocc oled cae attn-entropy vae memae pixel-cnn ganomaly anogan; do
   .venv/bin/oneclass evaluate --method "$method" --dataset mvtec --data-root "$ROOT" --seeds "$SEEDS" \
     --epochs 30 --option batch_size=16 --device cpu --results "$RESULTS" --quiet
 done

@@ -54,6 +54,35 @@ def test_memae_reads_every_position_from_memory_and_reconstructs_the_input_size(
         torch.testing.assert_close(read.permute(0, 2, 3, 1), rebuilt)
 
 
+def test_memae_layers_are_the_papers_list_with_the_official_codes_activations_and_init():
+    """Conv2(k, s, c): MNIST Conv2(1, 2, 16)–Conv2(3, 2, 32)–Conv2(3, 2, 64), Dconv2(3, 2, 64)–
+    Dconv2(3, 2, 32)–Dconv2(3, 2, 1); CIFAR-10 64–128–256 and back (MemAE §4.1); LeakyReLU 0.2
+    and DCGAN initialisation from the official code; inputs in [−1, 1]."""
+    expected = {"mnist": ([(1, 2, 16), (3, 2, 32), (3, 2, 64)], [(3, 2, 64), (3, 2, 32), (3, 2, 1)], [14, 7, 4]),
+                "cifar10": ([(3, 2, 64), (3, 2, 128), (3, 2, 256)], [(3, 2, 256), (3, 2, 128), (3, 2, 3)], [16, 8, 4])}
+    for preset, (enc, dec, sizes) in expected.items():
+        torch.manual_seed(0)
+        det = oneclass.create("memae", preset, device="cpu")
+        det._build()
+        net = det.networks["memae"]
+        convs = [m for m in net.encoder if isinstance(m, torch.nn.Conv2d)]
+        deconvs = [m for m in net.decoder if isinstance(m, torch.nn.ConvTranspose2d)]
+        assert [(m.kernel_size[0], m.stride[0], m.out_channels) for m in convs] == enc
+        assert [(m.kernel_size[0], m.stride[0], m.out_channels) for m in deconvs] == dec
+        x = torch.zeros(2, det.channels, det.image_size, det.image_size)
+        h = x
+        for m in net.encoder:
+            h = m(h)
+            if isinstance(m, torch.nn.Conv2d):
+                assert h.shape[-1] == sizes.pop(0)
+        assert net(x)[0].shape == x.shape
+        acts = [m for m in net.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.LeakyReLU))]
+        assert len(acts) == 5 and all(isinstance(a, torch.nn.LeakyReLU) and a.negative_slope == 0.2 for a in acts)
+        w = torch.cat([m.weight.detach().flatten() for m in convs + deconvs])
+        assert abs(float(w.std()) - 0.02) < 0.002
+        assert tuple(det.config["value_range"]) == (-1.0, 1.0)
+
+
 # ---- VAE ---------------------------------------------------------------------------------------
 def test_kl_and_likelihood_match_torch_distributions():
     g = torch.Generator().manual_seed(1)

@@ -8,14 +8,19 @@ memory holds, so an anomaly is rebuilt from normal items and reconstructs badly.
 reconstruction error plus α times the entropy of ŵ (eq. 10), which sharpens the addressing
 further. Novelty: the reconstruction error.
 
-Settings, from the paper (§4.1, §4.2 image data) and its official code (donggong1/
-memae-anomaly-detection, video only; its memory module is applied to every position of the
-feature map): encoders Conv2(k=1, 16, s=1)–Conv2(3, 32, 2)–Conv2(3, 64, 2) for MNIST and
-Conv2(3, 64, 2)–Conv2(3, 128, 2)–Conv2(3, 256, 2) for CIFAR-10, mirrored transposed-convolution
-decoders, batch norm and ReLU between layers; memory sizes N = 100 (MNIST) and 500 (CIFAR-10);
-λ in [1/N, 3/N], here 1/N; α = 0.0002; Adam at lr 1e-4. Reconstruction error is the mean squared
-error per pixel (the code's MSELoss). The paper does not give batch size or epochs for the image
-sets: 64 and 60 are ours. Seed papers: OLED Table 1, .9751 on MNIST with the MemAE protocol
+Settings, from the paper (§4.1, §4.2 image data; Conv2(k, s, c) = kernel, stride, filters):
+encoders Conv2(1, 2, 16)–Conv2(3, 2, 32)–Conv2(3, 2, 64) for MNIST (28 → 14 → 7 → 4) and
+Conv2(3, 2, 64)–Conv2(3, 2, 128)–Conv2(3, 2, 256) for CIFAR-10, decoders Dconv2(3, 2, 64)–
+Dconv2(3, 2, 32)–Dconv2(3, 2, 1) and Dconv2(3, 2, 256)–Dconv2(3, 2, 128)–Dconv2(3, 2, 3) (output
+paddings chosen so each stage returns the encoder's size); memory sizes N = 100 (MNIST) and 500
+(CIFAR-10); λ in [1/N, 3/N], here 1/N; α = 0.0002; Adam at lr 1e-4. Where the paper is silent,
+its official code (donggong1/memae-anomaly-detection, video only): batch norm and LeakyReLU 0.2
+after every layer but the last, DCGAN initialisation (conv N(0, 0.02), batch-norm scale
+N(1, 0.02)), inputs normalised to [−1, 1], the memory applied to every position of the feature
+map, the reconstruction error the mean squared error per pixel (its MSELoss). An earlier version
+of this module used stride 1 in MNIST's first layer, ReLU, PyTorch's default initialisation and
+inputs in [0, 1] (digit 0: AUROC 0.685, results/superseded/). The paper does not give batch size or
+epochs for the image sets: 64 and 60 are ours. Seed papers: OLED Table 1, .9751 on MNIST with the MemAE protocol
 (2:1 split of the normal class, 30 % anomalies in the test set)."""
 from __future__ import annotations
 
@@ -67,38 +72,44 @@ class Memory(nn.Module):
 
 
 def _conv(c_in: int, c_out: int, k: int, s: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, k, s, k // 2), nn.BatchNorm2d(c_out), nn.ReLU()]
-
-
-def _deconv(c_in: int, c_out: int, s: int, last: bool = False) -> list[nn.Module]:
-    layer = nn.ConvTranspose2d(c_in, c_out, 3, s, 1, output_padding=s - 1)
-    return [layer] if last else [layer, nn.BatchNorm2d(c_out), nn.ReLU()]
+    return [nn.Conv2d(c_in, c_out, k, s, k // 2), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
 
 
 ARCHS: dict[str, dict[str, Any]] = {
-    # (kernel, width, stride) per encoder layer; decoder (width, stride) per layer, last to the input channels
-    "mnist": {"encoder": [(1, 16, 1), (3, 32, 2), (3, 64, 2)], "decoder": [(64, 2), (32, 2)], "last_stride": 1},
-    "cifar10": {"encoder": [(3, 64, 2), (3, 128, 2), (3, 256, 2)], "decoder": [(256, 2), (128, 2)], "last_stride": 2},
+    # (kernel, filters) per encoder layer, each of stride 2; decoder filters per 3×3 stride-2 layer,
+    # the last giving the image's channels
+    "mnist": {"encoder": [(1, 16), (3, 32), (3, 64)], "decoder": [64, 32]},
+    "cifar10": {"encoder": [(3, 64), (3, 128), (3, 256)], "decoder": [256, 128]},
 }
 
 
 class MemAE(nn.Module):
-    def __init__(self, arch: str, channels: int, items: int, threshold: float) -> None:
+    def __init__(self, arch: str, channels: int, items: int, threshold: float, size: int) -> None:
         super().__init__()
         spec = ARCHS[arch]
         enc: list[nn.Module] = []
-        c = channels
-        for k, w, s in spec["encoder"]:
-            enc += _conv(c, w, k, s)
+        sizes, c = [size], channels
+        for k, w in spec["encoder"]:
+            enc += _conv(c, w, k, 2)
+            sizes.append((sizes[-1] + 1) // 2)  # a stride-2 'same' convolution
             c = w
         self.encoder = nn.Sequential(*enc)
         self.memory = Memory(items, c, threshold)
         dec: list[nn.Module] = []
-        for w, s in spec["decoder"]:
-            dec += _deconv(c, w, s)
+        widths = [*spec["decoder"], channels]
+        for i, w in enumerate(widths):
+            target = sizes[-2 - i]
+            # a 3×3 stride-2 transposed conv (padding 1) gives 2·n − 1 + output_padding
+            layer = nn.ConvTranspose2d(c, w, 3, 2, 1, output_padding=target - (2 * sizes[-1 - i] - 1))
+            dec += [layer] if i == len(widths) - 1 else [layer, nn.BatchNorm2d(w), nn.LeakyReLU(0.2)]
             c = w
-        dec += _deconv(c, channels, spec["last_stride"], last=True)
         self.decoder = nn.Sequential(*dec)
+        for m in self.modules():  # DCGAN initialisation, as the official code's weights_init
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         read, weights = self.memory(self.encoder(x))
@@ -108,7 +119,7 @@ class MemAE(nn.Module):
 class MemAEDetector(NeuralDetector):
     name = "memae"
     description = "Memory-augmented autoencoder (Gong et al. ICCV 2019): sparse memory addressing; OLED Table 1"
-    defaults = {**NEURAL_DEFAULTS, "value_range": (0.0, 1.0), "lr": 1e-4, "batch_size": 64, "alpha": 0.0002,
+    defaults = {**NEURAL_DEFAULTS, "value_range": (-1.0, 1.0), "lr": 1e-4, "batch_size": 64, "alpha": 0.0002,
                 "select": "last"}
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "mnist": {"arch": "mnist", "channels": 1, "size": 28, "memory_size": 100, "shrink": 0.01, "epochs": 60},
@@ -128,7 +139,7 @@ class MemAEDetector(NeuralDetector):
 
     def build_networks(self) -> dict[str, nn.Module]:
         return {"memae": MemAE(self.config["arch"], self.channels, int(self.config["memory_size"]),
-                               float(self.config["shrink"]))}
+                               float(self.config["shrink"]), self.image_size)}
 
     def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out, weights = self.networks["memae"](x)
