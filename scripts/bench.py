@@ -115,7 +115,8 @@ def bench_neural(method: str, preset: str, images: torch.Tensor, device: str, se
     # AnoGAN searches the latent space for every image (500 gradient steps): a few images suffice
     searched = "search_steps" in det.config
     n_score, n_probe = (16, 4) if searched else (min(len(data), 2048), 256)
-    with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+    # (the search takes gradients: its FLOPs are counted outside inference mode)
+    with torch.no_grad() if searched else torch.inference_mode(), FlopCounterMode(display=False) as fc:
         det.raw_scores(det.inputs(data[:n_probe]))
     score_flops = fc.get_total_flops() / n_probe
     det.fitted = True
@@ -211,31 +212,30 @@ def main() -> None:
         return
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     train, test = oneclass.datasets.embedded()
-    rows = []
-    for method in args.methods.split(","):
-        if method in SHALLOW:
-            watch = Sharing(args.device)
-            row = {**bench_shallow(method, train.images[:2000], test.images), **watch.finish()}
-        else:
-            presets = ["mnist"] if method == "cae" else ["mnist", "cifar10"]
-            for preset in presets:
-                watch = Sharing(args.device)
-                row = {**bench_neural(method, preset, train.images, args.device, args.seconds), **watch.finish()}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-            continue
-        rows.append(row)
-        print(json.dumps(row), flush=True)
     device = torch.device(args.device)
     settings = run_settings(device, stamp, timing_window_s=args.seconds,
                             data="embedded MNIST subset (grey 28×28, replicated to RGB 32×32 for the cifar10 presets)")
     settings["device"] = args.device
-    tag = "cpu" if device.type == "cpu" else "cuda"
-    out = Path(f"{args.out}-{tag}")
+    out = Path(f"{args.out}-{'cpu' if device.type == 'cpu' else 'cuda'}")
     old_settings = json.loads(out.with_suffix(".json").read_text())["settings"] if out.with_suffix(".json").exists() else {}
-    rows = _merge_rows(out, rows, NEURAL + SHALLOW)
-    write_json(out.with_suffix(".json"), {"settings": settings, "results": rows})
-    write_markdown(out, settings, rows, old_settings)
+    rows: list[dict] = []
+
+    def record(row: dict) -> None:
+        """Keep each row as soon as it is measured: a cut-off run loses only the row in progress."""
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        merged = _merge_rows(out, rows, NEURAL + SHALLOW)
+        write_json(out.with_suffix(".json"), {"settings": settings, "results": merged})
+        write_markdown(out, settings, merged, old_settings)
+
+    for method in args.methods.split(","):
+        if method in SHALLOW:
+            watch = Sharing(args.device)
+            record({**bench_shallow(method, train.images[:2000], test.images), **watch.finish()})
+            continue
+        for preset in ["mnist"] if method == "cae" else ["mnist", "cifar10"]:
+            watch = Sharing(args.device)
+            record({**bench_neural(method, preset, train.images, args.device, args.seconds), **watch.finish()})
 
 
 def main_video(args: argparse.Namespace) -> None:

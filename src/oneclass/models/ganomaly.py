@@ -16,7 +16,9 @@ other test images).
 
 Settings from the paper and code (samet-akcay/ganomaly): DCGAN networks with 64 base filters for
 32×32 inputs (MNIST resized to 32×32), z of 100, Adam lr 2e-4, β1 = 0.5, batch 64, 15 epochs,
-inputs in [−1, 1], DCGAN initialisation. Components: `enc` (A, headline) and `con`, the L1
+inputs in [−1, 1], DCGAN initialisation. The official code keeps the epoch whose AUROC on the
+test set is best; we keep the last epoch (label-free), so a gap to its numbers can come from
+that choice alone. Components: `enc` (A, headline) and `con`, the L1
 reconstruction error (for the maps)."""
 from __future__ import annotations
 

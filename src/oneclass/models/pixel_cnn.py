@@ -153,7 +153,9 @@ class PixelCNNDetector(NeuralDetector):
     name = "pixel-cnn"
     description = "Gated PixelCNN (van den Oord et al. 2016), scored by −log p(x): the Pix-CNN baseline of LSA Table 1"
     defaults = {**NEURAL_DEFAULTS, "value_range": (0.0, 1.0), "lr": 1e-3, "batch_size": 64, "epochs": 20,
-                "first_kernel": 7, "kernel": 3, "select": "loss"}
+                "first_kernel": 7, "kernel": 3, "select": "loss",
+                # 256 logits per pixel and channel: 3 MB per CIFAR-10 image, so score in small batches
+                "score_batch_size": 64}
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "mnist": {"channels": 1, "size": 28, "filters": 32, "layers": 8},
         "cifar10": {"channels": 3, "size": 32, "filters": 96, "layers": 8},
