@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 TORCH_PIN = torch==2.13.0
 
-.PHONY: demo test install mutation clean
+.PHONY: demo test install mutation mutation-sample clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,17 @@ mutation: install
 	# counts CPU seconds, which idle-spinning OpenMP threads would use up
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS) || true
 	$(VENV)/bin/mutmut export-cicd-stats 2>/dev/null || true
+	$(PY) scripts/mutation_scores.py
+
+# A seeded uniform sample of mutants where running all would take hours (scripts/mutation_sample.py):
+#   make mutation-sample SAMPLE="--module training.py=50 --module evaluation.py=60"
+# The first mutmut run matches no mutant: it generates them and maps tests to functions.
+mutation-sample: install
+	$(PY) -m pip install -q "mutmut>=3.3"
+	rm -rf mutants
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/mutmut run 'no.mutant.matches.this*' >/dev/null || true
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2 \
+	  $$($(PY) scripts/mutation_sample.py $(SAMPLE)) || true
 	$(PY) scripts/mutation_scores.py
 
 clean:

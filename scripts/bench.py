@@ -202,7 +202,17 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=48, help="frames per timed clip (--video)")
     ap.add_argument("--export", action="store_true",
                     help="ONNX export instead: file size, and scoring images/s in onnxruntime beside PyTorch")
+    ap.add_argument("--pyod", action="store_true",
+                    help="PyOD's AutoEncoder (its defaults) beside DAE and LSA on MNIST classes: AUROC, fit "
+                         "CPU-seconds, AUROC per CPU-second (needs the bench extra: pip install -e '.[bench]')")
+    ap.add_argument("--classes", default="0,1,2", help="MNIST normal classes (--pyod)")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="epochs of DAE and LSA (--pyod; default: their presets')")
+    ap.add_argument("--seed", type=int, default=0, help="seed of every model and split (--pyod)")
+    ap.add_argument("--data-root", default=None, help="folder with mnist/ (--pyod; default: $ONECLASS_DATA)")
     args = ap.parse_args()
+    if args.pyod:
+        return main_pyod(args)
     if args.video:
         return main_video(args)
     if args.export:
@@ -337,6 +347,97 @@ def main_export(args: argparse.Namespace) -> None:
                f"{settings['versions']['torch']}): the whole scoring path, uint8 images to the headline score, in "
                f"one file. Scoring images/s of one batch of {rows[0]['batch'] if rows else 0} images. Written by "
                f"`scripts/bench.py --export` from {out.name}.json.", head, cells)
+
+
+PYOD_ORDER = ["pyod-autoencoder", "dae", "lsa"]
+
+
+def bench_against_pyod(name: str, images: torch.Tensor, test_images: torch.Tensor, test_labels, *, seed: int,
+                       epochs: int | None, device: str) -> dict:
+    """Fit one detector on a class's normal training images and score the test set: AUROC, wall
+    and CPU seconds (this process, every thread). PyOD's AutoEncoder keeps all its defaults (a
+    784-64-32 MLP with batch norm and dropout, 10 epochs, standardised inputs) and sees the
+    pixels as PyOD users feed them, flattened floats in [0, 1]; ours get the uint8 images and hold
+    out their usual tenth for the validation loss and score normalisation."""
+    import numpy as np
+
+    from oneclass import metrics
+    clock = (time.perf_counter(), time.process_time())
+    if name == "pyod-autoencoder":
+        from pyod.models.auto_encoder import AutoEncoder
+        model = AutoEncoder(random_state=seed, device=device, verbose=0)
+        flat = images.reshape(len(images), -1).numpy().astype(np.float32) / 255.0
+        model.fit(flat)
+        fitted = (time.perf_counter(), time.process_time())
+        scores = model.decision_function(test_images.reshape(len(test_images), -1).numpy().astype(np.float32) / 255.0)
+        settings = {"epochs": model.epoch_num, "batch_size": model.batch_size, "pyod": _version("pyod")}
+    else:
+        det = oneclass.create(name, "mnist", epochs=epochs, seed=seed, device=device).fit(images, progress=False)
+        fitted = (time.perf_counter(), time.process_time())
+        scores = det.score_samples(test_images)
+        settings = {"epochs": det.config["epochs"], "batch_size": det.config["batch_size"]}
+    done = (time.perf_counter(), time.process_time())
+    fit_cpu = fitted[1] - clock[1]
+    auroc = metrics.auroc(test_labels, scores)
+    return {"method": name, **settings, "n_train": len(images), "n_test": len(test_images),
+            "auroc": round(auroc, 4), "fit_seconds": round(fitted[0] - clock[0], 1), "fit_cpu_seconds": round(fit_cpu, 1),
+            "score_seconds": round(done[0] - fitted[0], 2), "auroc_per_fit_cpu_second": round(auroc / fit_cpu, 6)}
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+    return version(package)
+
+
+def main_pyod(args: argparse.Namespace) -> None:
+    """The comparison a user would make before choosing: PyOD's AutoEncoder at its defaults
+    against DAE and LSA at theirs, same classes, same normal images, same test set, same CPU."""
+    try:
+        import pyod  # noqa: F401
+    except ImportError:
+        raise SystemExit("--pyod needs PyOD: pip install -e '.[bench]'") from None
+    from oneclass import protocols
+    from oneclass.data import load as load_dataset
+    train, test = load_dataset("mnist", args.data_root)
+    out = Path(f"{args.out}-pyod-{'cpu' if args.device == 'cpu' else 'cuda'}")
+    rows: list[dict] = []
+    for normal in [int(c) for c in args.classes.split(",")]:
+        split = protocols.standard(train, test, normal, args.seed)
+        images = torch.cat([split.train.images, split.val.images])  # every normal training image of the class
+        for name in ["pyod-autoencoder"] + [m for m in PYOD_ORDER[1:] if m in args.methods.split(",")]:
+            watch = Sharing(args.device)
+            row = {"normal_class": normal, "seed": args.seed,
+                   **bench_against_pyod(name, images, split.test.images, split.test_labels, seed=args.seed,
+                                        epochs=args.epochs, device=args.device), **watch.finish()}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            _write_pyod(out, args, rows)
+
+
+def _write_pyod(out: Path, args: argparse.Namespace, rows: list[dict]) -> None:
+    """Rows as measured, then the mean over the classes per method."""
+    import numpy as np
+    settings = run_settings(torch.device(args.device), rows[0]["measured_at"],
+                            data=f"MNIST standard protocol (train on one digit, test on the 10,000 test images), "
+                                 f"seed {args.seed}", classes=args.classes)
+    head = ["method", "class", "epochs", "AUROC", "fit s", "fit CPU-s", "AUROC per fit CPU-s", "score s",
+            "measured", "device shared"]
+    cells = [[r["method"], r["normal_class"], r["epochs"], f"{r['auroc']:.4f}", r["fit_seconds"],
+              r["fit_cpu_seconds"], f"{r['auroc_per_fit_cpu_second']:.5f}", r["score_seconds"],
+              r["measured_at"][:16], _shared(r, {})] for r in rows]
+    for name in PYOD_ORDER:
+        mine = [r for r in rows if r["method"] == name]
+        if mine:
+            auroc, cpu = np.mean([r["auroc"] for r in mine]), np.mean([r["fit_cpu_seconds"] for r in mine])
+            cells.append([f"**{name} mean**", len(mine), mine[0]["epochs"], f"{auroc:.4f}",
+                          round(float(np.mean([r["fit_seconds"] for r in mine])), 1), round(float(cpu), 1),
+                          f"{auroc / cpu:.5f}", "", "", ""])
+    write_rows(out, settings, rows,
+               f"PyOD's AutoEncoder (pyod {rows[0].get('pyod') or _version('pyod')}, every default) beside oneclass's "
+               f"DAE and LSA on {settings['device_name']} ({settings['torch_threads']} threads), torch "
+               f"{settings['versions']['torch']}: {settings['data']}. Every model sees the same normal training "
+               f"images; CPU-seconds count every thread of this process. Written by `scripts/bench.py --pyod` "
+               f"from {out.name}.json.", head, cells)
 
 
 def _merge_rows(out: Path, rows: list[dict], order: list[str]) -> list[dict]:

@@ -241,14 +241,17 @@ def test_alocc_f1_at_tau_half_counts_low_d_as_novel():
 
         def score_components(self, images):
             s = np.array([0.9, 0.4, 0.2, 0.1])  # 1 − D: the first is called novel at τ = 0.5
-            return {"d_rx": s, "d_x": s}
+            return {"d_rx": s, "d_x": s, "rec": s * 100}
 
     images = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
     data = ImageData(images, torch.zeros(4, dtype=torch.long), ["0"])
     split = Split(data, data, data, np.array([1, 1, 0, 0]))
-    m = _score_and_measure(Stub(), split, {"d_rx": np.zeros(4), "d_x": np.zeros(4)})["metrics"]["d_rx"]
-    assert m["f1_at_tau_0.5"] == pytest.approx(2 / 3)         # novel: 1 TP, 1 FN, no FP
-    assert m["f1_normal_at_tau_0.5"] == pytest.approx(0.8)    # target: 2 TP, 1 FP (the missed novel)
+    metrics = _score_and_measure(Stub(), split, {k: np.zeros(4) for k in ("d_rx", "d_x", "rec")})["metrics"]
+    for name in ("d_rx", "d_x"):
+        assert metrics[name]["f1_at_tau_0.5"] == pytest.approx(2 / 3)       # novel: 1 TP, 1 FN, no FP
+        assert metrics[name]["f1_normal_at_tau_0.5"] == pytest.approx(0.8)  # target: 2 TP, 1 FP (the missed novel)
+    # τ = 0.5 is a threshold on D: ALOCC's reconstruction error gets none
+    assert "f1_at_tau_0.5" not in metrics["rec"] and "f1_normal_at_tau_0.5" not in metrics["rec"]
 
 
 def test_alocc_components_are_one_minus_d_of_x_and_of_r_x(tiny_fitted, embedded_data):

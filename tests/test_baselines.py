@@ -168,6 +168,9 @@ def test_gcn_radius_and_soft_boundary_score():
                           objective="soft-boundary", warm_up_epochs=1, batch_size=50).fit(x, progress=False)
     r = float(det.networks["sphere"].radius)
     assert r > 0
+    # the trainer called on_epoch_start: inputs scaled from the training data, centre fixed after pretraining
+    assert bool(det.networks["sphere"].ready) and float(det.networks["sphere"].centre.abs().min()) >= 0.1
+    assert float(det.networks["sphere"].scale[1]) > float(det.networks["sphere"].scale[0])
     with torch.no_grad():
         dist = det.distances(det.inputs(det.prepare(test.images[:20]))).numpy()
     np.testing.assert_allclose(det.score_samples(test.images[:20]), dist - r ** 2, rtol=1e-5, atol=1e-6)

@@ -1,6 +1,7 @@
 """Cached evaluation (skip, redo damaged, determinism), the report, and the CLI end to end."""
 import csv
 import json
+import time
 
 import numpy as np
 import pytest
@@ -30,10 +31,15 @@ def run_cli(*args, ok=True):
 def test_evaluate_writes_caches_and_skips(tmp_path):
     spec = EvalSpec("dae", "mnist-embedded", classes=[1], epochs=1, device="cpu", options=FAST)
     lines: list[str] = []
+    t0 = time.perf_counter()
     first = evaluate(spec, None, tmp_path, progress=False, echo=lines.append)
+    wall = time.perf_counter() - t0
     (path,) = list(tmp_path.glob("dae_*__mnist-embedded__standard__e1__*/class1_seed0.json"))
     data = json.loads(path.read_text())
     assert REQUIRED_KEYS <= set(data)
+    assert 0 < data["train_seconds"] < wall  # the fit's own time, within the whole call's
+    assert data["train_images_per_second"] > 0 and data["score_images_per_second"] > 0
+    assert "f1_at_tau_0.5" not in data["metrics"]["rec"]  # τ = 0.5 is ALOCC's rule on D, not a reconstruction's
     assert set(data["metrics"]["rec"]) >= {"auroc", "aupr", "eer", "f1_best"}
     info = data["protocol_info"]
     assert info["seed"] == 0 and info["counts"]["test"] == 2000 and info["counts"]["test_normal"] == 200
@@ -104,6 +110,58 @@ def test_every_part_of_a_run_identity_makes_a_new_run(tmp_path, change, monkeypa
     assert len(list(tmp_path.glob("*/*.json"))) == 2  # nothing overwritten
 
 
+@pytest.mark.parametrize("spec", [
+    dict(method="ocsvm", dataset="mnist-embedded", classes=[0], preset="cifar10"),
+    dict(method="ocsvm", dataset="mnist-embedded", classes=[0], options={"nu": 0.2}),
+    dict(method="kde", dataset="mnist-embedded", protocol="outlier-fraction", classes=[0], outlier_fractions=[0.3]),
+])
+def test_a_record_holds_the_model_its_identity_names(tmp_path, spec):
+    """The detector trained is the one of the run's preset and options, and the identity a
+    record is re-keyed by (`identity_of`, from the record alone) is the one it was stored under."""
+    from oneclass.evaluation import identity_of
+    (record,) = evaluate(EvalSpec(**spec), None, tmp_path, progress=False, echo=lambda s: None)
+    built = oneclass.create(spec["method"], spec.get("preset", "mnist"), device="cpu", **spec.get("options", {}))
+    assert record["config"] == built.config and record["preset"] == spec.get("preset", "mnist")
+    bare = {k: v for k, v in record.items() if k not in ("run_identity", "run_key")}
+    assert identity_of(bare) == record["run_identity"]
+
+
+def test_outlier_fraction_runs_are_named_by_their_fraction(tmp_path):
+    spec = EvalSpec("kde", "mnist-embedded", protocol="outlier-fraction", classes=[0], outlier_fractions=[0.1, 0.25])
+    evaluate(spec, None, tmp_path, progress=False, echo=lambda s: None)
+    names = sorted(p.parent.name.split("__")[2] for p in tmp_path.glob("*/class0_seed0.json"))
+    assert names == ["outlier-fraction-p0.1", "outlier-fraction-p0.25"]
+
+
+def test_video_normalisation_variants_are_named_by_it():
+    from oneclass.evaluation import group_name, run_identity
+    ident = run_identity("lsa", "ped2", {"epochs": 4}, "ped2", "ped2", "video", {"normalisation": "per-clip"})
+    assert group_name(ident, {}).startswith("lsa__ped2__video-per-clip__e4__")
+
+
+def test_all_classes_plan_one_run_per_class(tmp_path):
+    from oneclass.evaluation import plan
+    tasks = plan(EvalSpec("ocsvm", "mnist-embedded", classes=None, seeds=[0, 1]), None, tmp_path)
+    assert sorted((t.normal, t.seed) for t in tasks) == [(c, s) for c in range(10) for s in (0, 1)]
+
+
+@pytest.mark.parametrize("text, classes", [("all", None), (" ALL ", None), ("All", None), ("0, 3", [0, 3]),
+                                           ("airplane,5", ["airplane", 5])])
+def test_class_lists(text, classes):
+    from oneclass.evaluation import parse_classes
+    assert parse_classes(text) == classes
+
+
+def test_labelled_epoch_selection_runs_through_evaluate(tmp_path):
+    """`select=val_auroc` (OLED's paper-style choice) hands the protocol's labelled selection set
+    to the trainer; the record says how large it was."""
+    spec = EvalSpec("dae", "mnist-embedded", classes=[1], epochs=1, device="cpu",
+                    options={**FAST, "select": "val_auroc"})
+    (record,) = evaluate(spec, None, tmp_path, progress=False, echo=lambda s: None)
+    assert record["fit"]["best_value"] < 0  # −AUROC on the selection set, not a loss
+    assert record["protocol_info"]["selection"] > 0
+
+
 def test_epochs_change_the_run_identity(tmp_path):
     lines: list[str] = []
     for epochs, expect in ((1, "run"), (1, "skip"), (2, "run")):
@@ -132,6 +190,16 @@ def test_rekey_moves_legacy_runs_without_losing_any(tmp_path):
     lines: list[str] = []
     evaluate(spec, None, tmp_path / "old", progress=False, echo=lines.append)
     assert all(line.startswith("skip") for line in lines)
+    # a legacy record whose place holds a different run of the same identity is reported and kept
+    other = {k: v for k, v in runs[0].items() if k not in ("run_identity", "run_key")}
+    other["metrics"] = {"score": {"auroc": 0.5}}
+    legacy.mkdir()
+    (legacy / "class0_seed0.json").write_text(json.dumps(other))
+    lines.clear()
+    assert rekey(tmp_path / "old", echo=lines.append) == []
+    assert any(line.startswith("clash: ") and "left in place" in line for line in lines)
+    assert (legacy / "class0_seed0.json").exists()
+    assert json.loads(record_path(tmp_path / "old", runs[0]).read_text())["metrics"] == runs[0]["metrics"]
 
 
 def test_outlier_fraction_runs_share_one_model_and_report(tmp_path):

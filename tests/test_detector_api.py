@@ -31,15 +31,23 @@ def test_methods_registry_lists_descriptions():
 
 @pytest.mark.parametrize("call, message", [
     (lambda: oneclass.create("nope"), "known methods: "),
-    (lambda: oneclass.create("dae", "imagenet"), "presets: mnist"),
+    (lambda: oneclass.create("dae", "imagenet"), "^method 'dae' has no preset 'imagenet'; presets: mnist, cifar10, ped2"),
     (lambda: oneclass.create("dae", "mnist", colour="red"), "unknown option"),
     (lambda: oneclass.create("dae", "mnist", epochs=0), "epochs=0 .* must be greater than 0"),
-    (lambda: oneclass.create("dae", "mnist", device="tpu"), "unknown device"),
+    (lambda: oneclass.create("dae", "mnist", device="tpu"), "unknown device 'tpu'"),
 ])
 def test_bad_construction_names_the_problem(call, message):
     with pytest.raises(OneClassError, match=message):
-        det = call()
-        _ = det.device  # the device is resolved lazily
+        call()
+
+
+def test_a_misspelt_device_fails_at_creation_and_a_missing_gpu_at_use():
+    with pytest.raises(OneClassError, match="unknown device 'cpuu'"):
+        oneclass.create("dae", "mnist", device="cpuu")
+    det = oneclass.create("dae", "mnist", device="cuda")  # planned here, trained where CUDA is
+    if not torch.cuda.is_available():
+        with pytest.raises(OneClassError, match="no CUDA device is available"):
+            _ = det.device
 
 
 def test_score_shapes_and_components(fitted, small):
@@ -169,6 +177,36 @@ def test_corrupt_truncated_and_foreign_files(fitted, tmp_path):
         oneclass.load(tmp_path / "foreign.pt")
     with pytest.raises(ModelFileError, match="no model file"):
         oneclass.load(tmp_path / "missing.oneclass")
+    # a file of another format version says which version it is, and which this oneclass reads
+    payload = torch.load(good, weights_only=True)
+    torch.save({**payload, "format_version": 999}, tmp_path / "future.oneclass")
+    with pytest.raises(ModelFileError, match=r"has model format 999; this oneclass reads format \d"):
+        oneclass.load(tmp_path / "future.oneclass")
+
+
+def test_load_onto_the_device_asked_for(fitted, small, tmp_path):
+    test = small[2][:16]
+    path = fitted.save(tmp_path / "m.oneclass")
+    assert oneclass.load(path, device="cpu").device_name == "cpu"
+    automatic = oneclass.load(path, device=None)  # None means: CUDA where present, else the CPU
+    assert automatic.device_name == "auto"
+    np.testing.assert_array_equal(automatic.score_samples(test), fitted.score_samples(test))
+
+
+def test_numpy_numbers_are_accepted_as_options_and_saved_as_plain_ones(small, tmp_path):
+    """A sweep over np.linspace / np.arange passes numpy scalars; they were refused as not being
+    'a finite number'."""
+    x, val, test, _ = small
+    det = oneclass.create("dae", "mnist", epochs=np.int64(1), seed=0, device="cpu", lr=np.float32(1e-3),
+                          batch_size=np.int32(64))
+    assert type(det.config["lr"]) is float and type(det.config["batch_size"]) is int
+    assert det.config["epochs"] == 1 and det.config["batch_size"] == 64
+    det.fit(x[:64], val[:16], progress=False)
+    loaded = oneclass.load(det.save(tmp_path / "m.oneclass"))
+    assert loaded.config == det.config
+    for bad in (np.bool_(True), np.float32("nan")):
+        with pytest.raises(OneClassError, match="must be a finite number"):
+            oneclass.create("dae", "mnist", lr=bad)
 
 
 class _WritesAFile:
@@ -228,3 +266,30 @@ def test_fit_without_x_val_holds_out_a_seeded_tenth_apart_from_training(small, m
     assert not set(keys(train)) & set(keys(val))
     assert sorted(keys(train) + keys(val)) == sorted(keys(x))
     assert keys(seen[1][1]) == keys(val) and keys(seen[2][1]) != keys(val)
+
+
+def test_fit_names_the_input_that_is_wrong():
+    det = oneclass.create("dae", "mnist", device="cpu", epochs=1)
+    x = np.random.default_rng(0).random((20, 28, 28), dtype=np.float32)
+    bad = x.copy()
+    bad[3, 4, 5] = np.nan
+    with pytest.raises(DataError, match=r"^training data: 1 sample\(s\) contain NaN"):
+        det.fit(bad, progress=False)
+    with pytest.raises(DataError, match=r"^validation data: 1 sample\(s\) contain NaN"):
+        det.fit(x, bad, progress=False)
+    with pytest.raises(DataError, match=r"^validation data: no images"):
+        det.fit(x, x[:0], progress=False)
+    with pytest.raises(DataError, match=r"^only 9 training samples: need at least 10 \(or pass x_val explicitly\)$"):
+        det.fit(x[:9], progress=False)
+    det.fit(x[:10], progress=False)  # ten is enough: nine to train, one held out
+    assert (det.fit_info["n_train"], det.fit_info["n_val"]) == (9, 1)
+    with pytest.raises(DataError, match=r"^only 1 training sample\(s\): need at least 2$"):
+        det.fit(x[:1], x[1:3], progress=False)
+    det.fit(x[:2], x[2:4], progress=False)  # two are enough with a validation set of their own
+    assert (det.fit_info["n_train"], det.fit_info["n_val"]) == (2, 2)
+
+
+def test_a_detector_class_is_usable_on_its_own_like_an_estimator():
+    from oneclass.models.lsa import DAEDetector
+    det = DAEDetector(device="cpu")  # scikit-learn habit: the class with its defaults, MNIST's preset
+    assert det.preset == "mnist" and det.config == oneclass.create("dae", "mnist", device="cpu").config

@@ -196,6 +196,9 @@ def test_video_lsa_trains_and_scores_synthetic_clips():
     assert set(comps) == {"rec", "llk", "ns"} and all(v.shape == (4,) for v in comps.values())
     with pytest.raises(oneclass.DataError, match="N×1×8×32×32"):
         det.score_samples(torch.zeros(2, 1, 8, 28, 28, dtype=torch.uint8))
+    # a clip model's maps come from its patches in the video path, not from score_maps
+    with pytest.raises(oneclass.OneClassError, match="video models map patches"):
+        det.score_maps(normal[:2])
 
 
 def test_clip_and_frame_scores():

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 import oneclass
 from oneclass.cli import main
 from oneclass.data.mvtec import write_example
-from oneclass.errors import DataError
+from oneclass.errors import DataError, OneClassError
 
 
 def write_mvtec(root, category="widget", **kw):
@@ -76,3 +76,24 @@ def test_evaluate_fit_and_score_on_the_mvtec_layout(tmp_path):
                                   "--output", str(tmp_path / "s.csv"), "--maps", str(tmp_path / "maps")])
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "maps").rglob("*_map.png"))) == 16
+
+
+def test_pixel_auroc_pools_every_pixel_of_the_headline_map(tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from oneclass.evaluation import pixel_level
+    write_mvtec(tmp_path)
+    train, test = oneclass.datasets.load("mvtec", tmp_path)
+    split = oneclass.protocols.make("mvtec", train, test, 0, seed=0)
+    det = oneclass.create("dae", "cifar10", epochs=1, device="cpu", batch_size=16).fit(
+        split.train.images, split.val.images, progress=False)
+    pixel = pixel_level(det, split.test)
+    maps, masks = det.score_maps(split.test.images)["rec"], split.test.masks.numpy()
+    assert pixel["pixel_auroc"] == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()), abs=1e-12)
+    assert (pixel["map"], pixel["pixels"], pixel["defect_pixels"], pixel["size"]) == \
+        ("rec", masks.size, int(masks.sum()), [32, 32])
+    shallow = oneclass.create("ocsvm", "cifar10").fit(split.train.images, split.val.images)
+    assert pixel_level(shallow, split.test) == {"pixel_auroc": None, "note": "ocsvm gives no per-pixel map"}
+    split.test.masks = split.test.masks[:, :16, :16]
+    with pytest.raises(OneClassError, match="masks .* and maps .* differ in size"):
+        pixel_level(det, split.test)

@@ -1,5 +1,6 @@
 """The shared trainer: determinism, kill-and-resume, best-epoch selection, early stopping, log."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -61,6 +62,10 @@ def test_interrupted_run_resumes_to_the_same_result(data, tmp_path, method):
         broken.fit(x, val, progress=False, checkpoint=ckpt, log_path=log)
     assert ckpt.exists()
     assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2]
+    # a kill between an epoch's log line and its checkpoint leaves a line the checkpoint does not
+    # cover: resuming must drop it, not log epoch 3 twice
+    with open(log, "a") as fh:
+        fh.write(json.dumps({"epoch": 3, "train": {}, "val": {}, "written_before_the_kill": True}) + "\n")
 
     resumed = make().fit(x, val, progress=False, checkpoint=ckpt, resume=True, log_path=log)
     assert resumed.fit_info["resumed_from"] == 2
@@ -76,13 +81,32 @@ def test_interrupted_run_resumes_to_the_same_result(data, tmp_path, method):
         assert a["train"] == pytest.approx(b["train"], rel=1e-6) and a["val"] == pytest.approx(b["val"], rel=1e-6)
 
 
+def test_resume_without_an_epoch_log(data, tmp_path):
+    x, val, test = data
+    whole = make(epochs=2).fit(x, val, progress=False)
+    broken = make(epochs=2)
+    original = broken.train_step
+
+    def dies_in_epoch_2(batch, ctx):
+        if ctx.epoch == 2:
+            raise KeyboardInterrupt
+        return original(batch, ctx)
+
+    broken.train_step = dies_in_epoch_2
+    with pytest.raises(KeyboardInterrupt):
+        broken.fit(x, val, progress=False, checkpoint=tmp_path / "c.ckpt")
+    resumed = make(epochs=2).fit(x, val, progress=False, checkpoint=tmp_path / "c.ckpt", resume=True)
+    assert resumed.fit_info["resumed_from"] == 1
+    np.testing.assert_array_equal(resumed.score_samples(test), whole.score_samples(test))
+
+
 def test_resume_refuses_a_checkpoint_of_another_configuration(data, tmp_path):
     x, val, _ = data
     make(epochs=1).fit(x, val, progress=False, checkpoint=tmp_path / "c.ckpt")
-    with pytest.raises(OneClassError, match="another configuration"):
+    with pytest.raises(OneClassError, match=r"belongs to another configuration \(dae, seed 3\); delete it to start over"):
         make(epochs=1, lr=5e-4).fit(x, val, progress=False, checkpoint=tmp_path / "c.ckpt", resume=True)
     (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
-    with pytest.raises(OneClassError, match="unreadable"):
+    with pytest.raises(OneClassError, match=r"bad.ckpt is unreadable \(\w+: \S.*\); delete it to start over$"):
         make(epochs=1).fit(x, val, progress=False, checkpoint=tmp_path / "bad.ckpt", resume=True)
 
 
@@ -107,12 +131,45 @@ def test_selection_must_name_a_validation_quantity(data):
         make(epochs=1, select="nonsense").fit(x, val, progress=False)
 
 
+def test_progress_prints_one_line_per_epoch_with_its_losses(data, capsys):
+    x, val, _ = data
+    det = make(epochs=2).fit(x, val, progress=True)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("dae epoch")]
+    assert len(lines) == 2
+    for line, rec in zip(lines, det.fit_info["history"]):
+        assert line.startswith(f"dae epoch {rec['epoch']}/2: ")
+        assert f"rec {rec['train']['rec']:.4g}" in line and f"val_rec {rec['val']['rec']:.4g}" in line
+        shown = re.search(r"\(([0-9.]+)s\)$", line)  # the epoch's seconds, to one decimal
+        assert shown and abs(float(shown.group(1)) - rec["seconds"]) <= 0.051
+    make(epochs=1).fit(x, val, progress=False)
+    assert "epoch" not in capsys.readouterr().out
+
+
 def test_history_records_throughput(data):
     x, val, _ = data
-    det = make(epochs=1).fit(x, val, progress=False)
+    det = make(epochs=2).fit(x, val, progress=False)
     rec = det.fit_info["history"][0]
     assert rec["train_images_per_second"] > 0 and set(rec["val"]) == {"loss", "rec"}
-    assert det.fit_info["train_images_per_second"] > 0
+    info = det.fit_info
+    assert (info["n_train"], info["n_val"], info["epochs_run"]) == (96, 24, 2)
+    # images trained in this call over its seconds: 2 epochs of all 96 images
+    assert info["train_images_per_second"] * info["train_seconds"] == pytest.approx(2 * 96, rel=1e-9)
+
+
+@pytest.mark.parametrize("n, batches", [(64, [32, 32]), (65, [32, 32]), (66, [32, 32, 2])])
+def test_every_sample_once_per_epoch_but_a_last_batch_of_one(data, n, batches):
+    """Batch norm cannot normalise a batch of one sample: that batch alone is dropped."""
+    x, val, _ = data
+    det = make(epochs=1)
+    sizes, original = [], det.train_step
+
+    def counting(batch, ctx):
+        sizes.append(len(batch))
+        return original(batch, ctx)
+
+    det.train_step = counting
+    det.fit(torch.cat([x, x])[:n], val, progress=False)
+    assert sizes == batches
 
 
 def test_each_epoch_shuffles_and_draws_its_own_noise_from_seed_and_epoch():
@@ -149,3 +206,22 @@ def test_each_epoch_shuffles_and_draws_its_own_noise_from_seed_and_epoch():
     assert (e1, e2) == (1, 2) and sorted(order1) == sorted(order2) == list(range(16))
     assert order1 != order2 and noise1 != noise2
     assert runs[0] == runs[1]
+
+
+def test_adam_is_fused_where_torch_has_it_and_falls_back_with_the_same_settings(monkeypatch):
+    from oneclass.neural import adam
+    weights = [torch.zeros(2, requires_grad=True)]
+    fused = adam(weights, 1e-3, [0.5, 0.9], weight_decay=0.1)
+    assert fused.defaults["fused"] and fused.defaults["betas"] == (0.5, 0.9)
+    real = torch.optim.Adam
+
+    def without_fused(params, **kw):  # a torch or device with no fused kernel
+        if kw.get("fused"):
+            raise RuntimeError("fused=True is not supported here")
+        return real(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", without_fused)
+    plain = adam(weights, 1e-3, [0.5, 0.9], weight_decay=0.1)
+    assert not plain.defaults.get("fused")
+    assert {k: plain.defaults[k] for k in ("lr", "betas", "weight_decay")} == \
+        {"lr": 1e-3, "betas": (0.5, 0.9), "weight_decay": 0.1}

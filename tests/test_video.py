@@ -16,7 +16,7 @@ from oneclass.cli import main
 from oneclass.data.video import (Clip, VideoData, frame_labels, load_footage, load_ped2, parse_ucsd_ground_truth,
                                  read_frame_folder)
 from oneclass.errors import DataError, OneClassError
-from oneclass.evaluation import EvalSpec, evaluate
+from oneclass.evaluation import EvalSpec, evaluate, read_log
 
 from conftest import synthetic_frames, write_ped2
 
@@ -190,6 +190,42 @@ def test_short_clip_and_small_frames_are_refused_by_name():
 
 
 # ---- end to end -----------------------------------------------------------------------------------
+def test_video_metrics_are_those_of_the_frame_scores_it_stores(ped2_frames, tmp_path):
+    """One epoch (no quality asked): the pooled AUROC is sklearn's over every stored test frame,
+    the macro one the mean over clips, per-clip normalisation keeps each clip's components in
+    [0, 1], and the record's counts and timings are the run's."""
+    spec = EvalSpec(method="lsa", dataset="ped2", protocol="video", epochs=1, device="cpu", options=TINY_LSA)
+    runs = evaluate(spec, ped2_frames, tmp_path, progress=False, echo=lambda s: None)
+    assert len(runs) == 2
+    for r in runs:
+        info = r["protocol_info"]
+        folder = next(p.parent for p in tmp_path.rglob("class0_seed0.json")
+                      if json.loads(p.read_text())["run_key"] == r["run_key"])
+        stored = np.load(folder / "frames" / "class0_seed0.npz")
+        clips = ["01", "02"]
+        labels = np.concatenate([stored[f"{c}/label"] for c in clips])
+        assert info["counts"] == {"train_clips": 2, "train_frames": 48, "test_clips": 2, "test_frames": 48,
+                                  "test_normal": int((labels == 0).sum()), "test_novel": int(labels.sum())}
+        for k in ("rec", "llk", "ns"):
+            pooled = np.concatenate([stored[f"{c}/{k}"] for c in clips])
+            assert r["metrics"][k]["auroc"] == pytest.approx(roc_auc_score(labels, pooled), abs=1e-6)
+            per_clip = [roc_auc_score(stored[f"{c}/label"], stored[f"{c}/{k}"]) for c in clips]
+            assert r["metrics"][k]["auroc_macro"] == pytest.approx(np.mean(per_clip), abs=1e-6)
+            if info["normalisation"] == "per-clip" and k != "ns":  # scaled within each clip's windows
+                for c in clips:
+                    assert 0 <= stored[f"{c}/{k}"].min() and stored[f"{c}/{k}"].max() <= 1 + 1e-6
+        for c in clips:  # the novelty score is the sum of the two normalised components (LSA Eq. 9)
+            np.testing.assert_allclose(stored[f"{c}/ns"], stored[f"{c}/rec"] + stored[f"{c}/llk"], rtol=1e-5, atol=1e-6)
+        assert r["headline"] == "ns" and r["pixel_level"]["clips"] == 2 and r["pixel_level"]["pixel_grid_step"] == 4
+        # each number says what it is (published Ped2 numbers mix these conventions)
+        assert info["auroc_macro"] == "mean over the test clips with both normal and abnormal frames"
+        assert info["aggregation"] == "mean over the windows containing a frame, a window the mean of its patches"
+        assert r["pixel_level"]["note"] == "no seed paper reports pixel-level AUROC on Ped2"
+        assert [e["epoch"] for e in read_log(folder / "class0_seed0.json") if "epoch" in e] == [1]  # its epoch log
+        assert r["train_seconds"] > 0 and r["score_frames_per_second"] > 0 and r["score_samples_per_second"] > 0
+    assert sorted(r["protocol_info"]["normalisation"] for r in runs) == ["per-clip", "validation"]
+
+
 @pytest.mark.slow
 def test_video_protocol_end_to_end_and_resumable(ped2_frames, tmp_path):
     spec = EvalSpec(method="lsa", dataset="ped2", protocol="video", epochs=3, device="cpu", options=TINY_LSA)
@@ -216,8 +252,12 @@ def test_video_protocol_end_to_end_and_resumable(ped2_frames, tmp_path):
 
 
 def test_video_protocol_only_for_video_datasets(ped2_frames, tmp_path):
-    with pytest.raises(OneClassError, match="protocol 'standard' does not apply to dataset 'ped2'"):
+    with pytest.raises(OneClassError, match="protocol 'standard' does not apply to dataset 'ped2': video "
+                                            "datasets \\(ped2\\) take protocol 'video', image datasets the others"):
         evaluate(EvalSpec(method="lsa", dataset="ped2", protocol="standard"), ped2_frames, tmp_path,
+                 echo=lambda s: None)
+    with pytest.raises(OneClassError, match="protocol 'video' does not apply to dataset 'mnist-embedded'"):
+        evaluate(EvalSpec(method="lsa", dataset="mnist-embedded", protocol="video"), None, tmp_path,
                  echo=lambda s: None)
 
 

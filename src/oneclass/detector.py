@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import numbers
 import os
 import platform
 from pathlib import Path
@@ -59,7 +60,8 @@ def check_option(method: str, key: str, value: Any, default: Any, declared: str 
         raise OneClassError(f"option {key}={value!r} of method {method!r}: {allowed}")
 
     def number(v: Any, integer: bool) -> bool:
-        if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)):
+        # numpy scalars count (a sweep over np.linspace gives np.float32 / np.int64); booleans do not
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral if integer else numbers.Real):
             return False
         return bool(np.isfinite(v))
 
@@ -77,10 +79,6 @@ def check_option(method: str, key: str, value: Any, default: Any, declared: str 
              + (" or null" if optional else ""))
     if kind == "str|float" and not (isinstance(value, str) or number(value, False)):
         fail("must be a name or a number")
-    if kind == "int|list":
-        kind = "int" if not isinstance(value, (list, tuple)) else "list"
-        if kind == "int" and not number(value, True):
-            fail("must be a whole number or a list of them")
     if kind == "str" and not isinstance(value, str):
         fail("must be a name (text)")
     if kind == "list":
@@ -152,6 +150,11 @@ class Detector:
         self.check_config()
         self.seed = int(seed)
         self.device_name = "auto" if device is None else str(device)
+        if self.device_name != "auto":  # a misspelt name fails here; whether CUDA is present, at use
+            try:
+                torch.device(self.device_name)
+            except (RuntimeError, TypeError) as e:
+                raise OneClassError(f"unknown device {device!r}; use cpu, cuda or auto") from e
         self.threshold: float | None = None
         self.threshold_rule: dict[str, Any] | None = None
         self.fitted = False

@@ -360,7 +360,7 @@ def _execute_video(task: RunTask, det: Detector, train: Any, test: Any, work_dir
 
 
 def store(results: str | Path, outcome: RunOutcome, echo: Callable[[str], None] = print) -> list[Path]:
-    """Write a run's records (atomically) and its compressed epoch log beside them."""
+    """Write a run's records (atomically) and its compressed epoch log beside each of them."""
     paths = []
     for record in outcome.records:
         path = record_path(results, record)
@@ -371,8 +371,8 @@ def store(results: str | Path, outcome: RunOutcome, echo: Callable[[str], None] 
     for index, relative, data in outcome.files:
         with atomic_open(paths[index].parent / relative, "wb") as fh:
             fh.write(data)
-    if outcome.log_gz and paths:
-        with atomic_open(log_path(paths[0]), "wb") as fh:
+    for path in paths if outcome.log_gz else []:  # records of one model (its variants) each keep its log
+        with atomic_open(log_path(path), "wb") as fh:
             fh.write(outcome.log_gz)
     return paths
 
