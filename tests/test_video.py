@@ -197,6 +197,8 @@ def test_video_metrics_are_those_of_the_frame_scores_it_stores(ped2_frames, tmp_
     spec = EvalSpec(method="lsa", dataset="ped2", protocol="video", epochs=1, device="cpu", options=TINY_LSA)
     runs = evaluate(spec, ped2_frames, tmp_path, progress=False, echo=lambda s: None)
     assert len(runs) == 2
+    _, test = load_ped2(ped2_frames)  # pixel AUROC on every 4th pixel of the clips with masks, once
+    grid = [c.masks[:, ::4, ::4] for c in test.clips if c.masks is not None]
     for r in runs:
         info = r["protocol_info"]
         folder = next(p.parent for p in tmp_path.rglob("class0_seed0.json")
@@ -221,6 +223,8 @@ def test_video_metrics_are_those_of_the_frame_scores_it_stores(ped2_frames, tmp_
         assert info["auroc_macro"] == "mean over the test clips with both normal and abnormal frames"
         assert info["aggregation"] == "mean over the windows containing a frame, a window the mean of its patches"
         assert r["pixel_level"]["note"] == "no seed paper reports pixel-level AUROC on Ped2"
+        assert (r["pixel_level"]["pixels"], r["pixel_level"]["abnormal_pixels"]) == \
+            (sum(g.size for g in grid), int(sum(g.sum() for g in grid)))
         assert [e["epoch"] for e in read_log(folder / "class0_seed0.json") if "epoch" in e] == [1]  # its epoch log
         assert r["train_seconds"] > 0 and r["score_frames_per_second"] > 0 and r["score_samples_per_second"] > 0
     assert sorted(r["protocol_info"]["normalisation"] for r in runs) == ["per-clip", "validation"]
