@@ -411,15 +411,18 @@ def main_pyod(args: argparse.Namespace) -> None:
                                         epochs=args.epochs, device=args.device), **watch.finish()}
             rows.append(row)
             print(json.dumps(row), flush=True)
-            _write_pyod(out, args, rows)
+            # classes measured in another run stay: `--classes 1,2` after `--classes 0` keeps digit 0
+            _write_pyod(out, args, _merge_rows(out, rows, PYOD_ORDER, ("normal_class", "seed", "method")))
 
 
 def _write_pyod(out: Path, args: argparse.Namespace, rows: list[dict]) -> None:
     """Rows as measured, then the mean over the classes per method."""
     import numpy as np
-    settings = run_settings(torch.device(args.device), rows[0]["measured_at"],
+    classes = sorted({r["normal_class"] for r in rows})
+    seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in rows}))
+    settings = run_settings(torch.device(args.device), max(r["measured_at"] for r in rows),
                             data=f"MNIST standard protocol (train on one digit, test on the 10,000 test images), "
-                                 f"seed {args.seed}", classes=args.classes)
+                                 f"seed {seeds}", classes=",".join(str(c) for c in classes))
     head = ["method", "class", "epochs", "AUROC", "fit s", "fit CPU-s", "AUROC per fit CPU-s", "score s",
             "measured", "device shared"]
     cells = [[r["method"], r["normal_class"], r["epochs"], f"{r['auroc']:.4f}", r["fit_seconds"],
@@ -440,17 +443,24 @@ def _write_pyod(out: Path, args: argparse.Namespace, rows: list[dict]) -> None:
                f"from {out.name}.json.", head, cells)
 
 
-def _merge_rows(out: Path, rows: list[dict], order: list[str]) -> list[dict]:
-    """Re-measuring some methods keeps the other rows already in `out`.json (each row says when
-    it was measured), in a fixed order of methods, then presets."""
+def _merge_rows(out: Path, rows: list[dict], order: list[str],
+                fields: tuple[str, ...] = ("method", "preset")) -> list[dict]:
+    """Re-measuring some rows keeps the others already in `out`.json (each row says when it was
+    measured): a fresh row replaces the old one with the same `fields`, and the rows are sorted by
+    those fields, methods in the fixed `order`."""
+    def key(r: dict) -> tuple:
+        return tuple(r.get(f) for f in fields)
+
+    def rank(r: dict) -> tuple:
+        return tuple((order.index(r[f]) if r[f] in order else len(order)) if f == "method"
+                     else ("" if r.get(f) is None else r[f]) for f in fields)
+
     if not out.with_suffix(".json").exists():
         return rows
     old = json.loads(out.with_suffix(".json").read_text())
-    fresh = {(r["method"], r.get("preset")) for r in rows}
-    kept = [{"measured_at": old["settings"]["measured_at"], **r} for r in old["results"]
-            if (r["method"], r.get("preset")) not in fresh]
-    return sorted(kept + rows, key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order),
-                                              r.get("preset") or ""))
+    fresh = {key(r) for r in rows}
+    kept = [{"measured_at": old["settings"]["measured_at"], **r} for r in old["results"] if key(r) not in fresh]
+    return sorted(kept + rows, key=rank)
 
 
 def run_settings(device: torch.device, stamp: str, **extra: object) -> dict:

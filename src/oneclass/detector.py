@@ -30,13 +30,18 @@ MODEL_FORMAT = "oneclass-model"
 MODEL_FORMAT_VERSION = 1
 
 
+def parse_device(device: str | torch.device) -> torch.device:
+    """The device a name means, or a one-line error for a misspelt one ("cpuu")."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise OneClassError(f"unknown device {device!r}; use cpu, cuda or auto") from e
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise OneClassError(f"unknown device {device!r}; use cpu, cuda or auto") from e
+    dev = parse_device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise OneClassError("device 'cuda' asked for, but no CUDA device is available; use --device cpu or auto")
     return dev
@@ -151,10 +156,7 @@ class Detector:
         self.seed = int(seed)
         self.device_name = "auto" if device is None else str(device)
         if self.device_name != "auto":  # a misspelt name fails here; whether CUDA is present, at use
-            try:
-                torch.device(self.device_name)
-            except (RuntimeError, TypeError) as e:
-                raise OneClassError(f"unknown device {device!r}; use cpu, cuda or auto") from e
+            parse_device(self.device_name)
         self.threshold: float | None = None
         self.threshold_rule: dict[str, Any] | None = None
         self.fitted = False

@@ -1,0 +1,41 @@
+"""scripts/bench.py keeps rows measured by earlier runs: a benchmark of some classes or methods
+must not drop the others from the committed table."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_script", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pyod_rows_of_other_classes_survive_a_later_run(bench, tmp_path):
+    out = tmp_path / "benchmarks-pyod-cpu"
+    old = [{"method": m, "normal_class": 0, "seed": 0, "auroc": a} for m, a in [("dae", 0.98), ("pyod-autoencoder", 0.96)]]
+    (tmp_path / "benchmarks-pyod-cpu.json").write_text(json.dumps({"settings": {"measured_at": "then"}, "results": old}))
+    fresh = [{"method": "lsa", "normal_class": 1, "seed": 0, "auroc": 0.99, "measured_at": "now"},
+             {"method": "pyod-autoencoder", "normal_class": 0, "seed": 0, "auroc": 0.5, "measured_at": "now"}]
+    merged = bench._merge_rows(out, fresh, bench.PYOD_ORDER, ("normal_class", "seed", "method"))
+    assert [(r["normal_class"], r["method"], r["auroc"]) for r in merged] == [
+        (0, "pyod-autoencoder", 0.5), (0, "dae", 0.98), (1, "lsa", 0.99)]  # re-measured row replaced, in order
+    assert merged[1]["measured_at"] == "then"  # a kept row says when it was measured
+
+
+def test_throughput_rows_merge_by_method_and_preset(bench, tmp_path):
+    out = tmp_path / "benchmarks-cpu"
+    old = [{"method": "lsa", "preset": "mnist", "v": 1}, {"method": "dae", "preset": "cifar10", "v": 2},
+           {"method": "dae", "preset": "mnist", "v": 3}]
+    (tmp_path / "benchmarks-cpu.json").write_text(json.dumps({"settings": {"measured_at": "then"}, "results": old}))
+    merged = bench._merge_rows(out, [{"method": "dae", "preset": "mnist", "v": 4}], bench.NEURAL)
+    assert [(r["method"], r["preset"], r["v"]) for r in merged] == [
+        ("dae", "cifar10", 2), ("dae", "mnist", 4), ("lsa", "mnist", 1)]
