@@ -15,6 +15,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -84,21 +85,48 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_neural(method: str, preset: str, images: torch.Tensor, device: str, seconds: float) -> dict:
-    det = oneclass.create(method, preset, device=device)
-    dev = det.device
+def sgemm_gflops(device: str, windows: int = 8, window_s: float = 0.5, size: int = 2048) -> float:
+    """FP32 GFLOP/s of a large matrix product on `device` at this process's thread count: the
+    practical roofline every row is set against. The best of several short windows, since a
+    shared host only ever slows a window down: the same 2-core VM has run it at 73 to 104 GFLOP/s
+    within seconds, and near 300 on another host, so a row's share of its host's own peak is what
+    compares across sessions, not its GFLOP/s."""
+    dev = torch.device(device)
+    a, b = torch.randn(size, size, device=dev), torch.randn(size, size, device=dev)
+    for _ in range(2):
+        a @ b
+    best = 0.0
+    for _ in range(windows):
+        _sync(dev)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < window_s or n < 2:
+            a @ b
+            n += 1
+        _sync(dev)
+        best = max(best, 2 * size ** 3 * n / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def _prepared(method: str, preset: str, images: torch.Tensor, device: str,
+              options: dict | None = None) -> tuple[oneclass.Detector, torch.Tensor, StepContext, int]:
+    """A built detector in training mode, its images on the device, a step context and its batch size."""
+    det = oneclass.create(method, preset, device=device, **(options or {}))
     det._build()
-    bs = int(det.config["batch_size"])
-    data = det.prepare(images).to(dev)
-    batch = data[:bs]
-    g = torch.Generator(device=dev).manual_seed(0)
+    data = det.prepare(images).to(det.device)
     epoch = 1
     if hasattr(det, "on_epoch_start"):  # a phased method (Deep SVDD): time its main phase, the last epoch's
         epoch = det.training_epochs()
         det.on_epoch_start(1, data)
         det.on_epoch_start(epoch, data)
-    ctx = StepContext(epoch, 0, g)
     det.train_mode(True)
+    return det, data, StepContext(epoch, 0, torch.Generator(device=det.device).manual_seed(0)), int(det.config["batch_size"])
+
+
+def bench_neural(method: str, preset: str, images: torch.Tensor, device: str, seconds: float,
+                 options: dict | None = None) -> dict:
+    det, data, ctx, bs = _prepared(method, preset, images, device, options)
+    dev = det.device
+    batch = data[:bs]
     with FlopCounterMode(display=False) as fc:
         det.train_step(batch, ctx)
     train_flops = fc.get_total_flops() / bs
@@ -128,7 +156,7 @@ def bench_neural(method: str, preset: str, images: torch.Tensor, device: str, se
         det.score_components(data[:n_score])
         reps += 1
     score_ips = reps * n_score / (time.perf_counter() - t0)
-    return {"method": method, "preset": preset, "batch_size": bs,
+    return {"method": method, "preset": preset, "batch_size": bs, "channels_last": det.channels_last,
             "train_images_per_second": round(train_ips, 1), "score_images_per_second": round(score_ips, 1),
             "train_gflop_per_image": round(train_flops / 1e9, 4),
             "score_gflop_per_image": None if score_flops is None else round(score_flops / 1e9, 4),
@@ -210,6 +238,9 @@ def main() -> None:
                     help="epochs of DAE and LSA (--pyod; default: their presets')")
     ap.add_argument("--seed", type=int, default=0, help="seed of every model and split (--pyod)")
     ap.add_argument("--data-root", default=None, help="folder with mnist/ (--pyod; default: $ONECLASS_DATA)")
+    ap.add_argument("--compare-option", default=None, metavar="NAME",
+                    help="a boolean option of the neural methods (channels_last): train and score each method "
+                         "with it off and on, alternately, and write the ratio to <out>-<NAME>-<device>")
     args = ap.parse_args()
     if args.pyod:
         return main_pyod(args)
@@ -231,9 +262,17 @@ def main() -> None:
     out = Path(f"{args.out}-{'cpu' if device.type == 'cpu' else 'cuda'}")
     old_settings = json.loads(out.with_suffix(".json").read_text())["settings"] if out.with_suffix(".json").exists() else {}
     rows: list[dict] = []
+    watch = Sharing(args.device)
+    peak = {"host_sgemm_gflops": round(sgemm_gflops(args.device), 1), **{f"sgemm_{k}": v for k, v in watch.finish().items()}}
+    print(json.dumps(peak), flush=True)
+    if args.compare_option:
+        return main_compare(args, train.images, peak)
 
     def record(row: dict) -> None:
         """Keep each row as soon as it is measured: a cut-off run loses only the row in progress."""
+        row = {**row, "host_sgemm_gflops": peak["host_sgemm_gflops"], "host_cpu": settings["host_cpu"]}
+        if row.get("train_achieved_gflops") is not None:  # the share of this host's own matrix-product rate
+            row["train_share_of_sgemm"] = round(row["train_achieved_gflops"] / peak["host_sgemm_gflops"], 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
         merged = _merge_rows(out, rows, NEURAL + SHALLOW)
@@ -248,6 +287,84 @@ def main() -> None:
         for preset in ["mnist"] if method == "cae" else ["mnist", "cifar10"]:
             watch = Sharing(args.device)
             record({**bench_neural(method, preset, train.images, args.device, args.seconds), **watch.finish()})
+
+
+def bench_option(method: str, preset: str, images: torch.Tensor, device: str, seconds: float, name: str,
+                 rounds: int = 5) -> dict:
+    """Training and scoring images/s of one method with a boolean option off and on: both models
+    are built once and timed in alternating windows (off, on, on, off, ...), and each side's
+    median window counts, so a host whose speed drifts during the row (a shared VM's does, by
+    20 % within a minute) moves both sides alike. The spread is that of the off windows."""
+    models = {on: _prepared(method, preset, images, device, {name: on}) for on in (False, True)}
+    windows: dict[str, dict[bool, list[float]]] = {"train": {False: [], True: []}, "score": {False: [], True: []}}
+    for det, data, ctx, bs in models.values():
+        for _ in range(3):  # warm-up
+            det.train_step(data[:bs], ctx)
+    searched = "search_steps" in models[True][0].config  # AnoGAN's latent search: a few images suffice
+    n_score = 16 if searched else min(len(models[True][1]), 512)
+    for r in range(rounds):
+        for on in ((False, True) if r % 2 == 0 else (True, False)):
+            det, data, ctx, bs = models[on]
+            det.train_mode(True)
+            steps, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds / rounds or steps < 2:
+                det.train_step(data[(steps * bs) % (len(data) - bs):][:bs], ctx)
+                steps += 1
+            _sync(det.device)
+            windows["train"][on].append(steps * bs / (time.perf_counter() - t0))
+            det.fitted = True
+            det.normalisers = {k: oneclass.metrics.MinMax(0.0, 1.0) for k in det.normalised}
+            reps, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds / rounds / 2 or reps < 1:
+                det.score_components(data[:n_score])
+                reps += 1
+            windows["score"][on].append(reps * n_score / (time.perf_counter() - t0))
+    det, data, ctx, bs = models[True]
+    det.train_mode(True)
+    with FlopCounterMode(display=False) as fc:
+        det.train_step(data[:bs], ctx)
+    row = {"method": method, "preset": preset, "batch_size": bs, "rounds": rounds,
+           "train_gflop_per_image": round(fc.get_total_flops() / bs / 1e9, 4)}
+    for kind, sides in windows.items():
+        off, on = (float(np.median(sides[v])) for v in (False, True))
+        row[f"{kind}_off"], row[f"{kind}_on"], row[f"{kind}_gain"] = round(off, 1), round(on, 1), round(on / off, 3)
+        row[f"{kind}_off_spread"] = round((max(sides[False]) - min(sides[False])) / off, 3)
+        row[f"{kind}_windows"] = {str(v).lower(): [round(w, 1) for w in sides[v]] for v in (False, True)}
+    return row
+
+
+def main_compare(args: argparse.Namespace, images: torch.Tensor, peak: dict) -> None:
+    """Each method with a boolean option off and on (`bench_option`), one row per preset."""
+    name = args.compare_option
+    out = Path(f"{args.out}-{name.replace('_', '-')}-{'cpu' if args.device == 'cpu' else 'cuda'}")
+    settings = run_settings(torch.device(args.device), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            timing_window_s=args.seconds, option=name, **peak,
+                            data="embedded MNIST subset (grey 28×28, replicated to RGB 32×32 for the cifar10 presets)")
+    rows: list[dict] = []
+    for method in [m for m in args.methods.split(",") if m in NEURAL]:
+        for preset in ["mnist"] if method == "cae" else ["mnist", "cifar10"]:
+            watch = Sharing(args.device)
+            row = bench_option(method, preset, images, args.device, args.seconds, name)
+            row = {**row, **watch.finish(), "host_sgemm_gflops": peak["host_sgemm_gflops"], "host_cpu": settings["host_cpu"]}
+            for kind in ("off", "on"):
+                row[f"train_share_of_sgemm_{kind}"] = round(
+                    row[f"train_{kind}"] * row["train_gflop_per_image"] / peak["host_sgemm_gflops"], 3)
+            print(json.dumps(row), flush=True)
+            rows = _merge_rows(out, rows + [row], NEURAL)
+            head = ["method", "preset", "batch", f"train img/s {name}=False", "=True", "gain",
+                    "spread of the False windows", "share of host sgemm False → True", f"score img/s {name}=False",
+                    "=True", "gain", "measured", "device shared"]
+            cells = [[r["method"], r["preset"], r["batch_size"], r["train_off"], r["train_on"],
+                      f"×{r['train_gain']:.2f}", f"{100 * r['train_off_spread']:.0f} %",
+                      f"{100 * r['train_share_of_sgemm_off']:.0f} % → {100 * r['train_share_of_sgemm_on']:.0f} %",
+                      r["score_off"], r["score_on"], f"×{r['score_gain']:.2f}", r["measured_at"][:16], _shared(r, {})]
+                     for r in rows]
+            write_rows(out, settings, rows,
+                       f"Option `{name}` off and on: training and scoring images/s on {settings['host_cpu']} "
+                       f"({settings['torch_threads']} threads), torch {settings['versions']['torch']}, medians of "
+                       f"{row['rounds']} alternating windows per side ({args.seconds:g} s of training per row and "
+                       f"side); this host's FP32 matrix product ran at {peak['host_sgemm_gflops']} GFLOP/s. "
+                       f"Written by `scripts/bench.py --compare-option {name}` from {out.name}.json.", head, cells)
 
 
 def main_video(args: argparse.Namespace) -> None:
@@ -463,9 +580,24 @@ def _merge_rows(out: Path, rows: list[dict], order: list[str],
     return sorted(kept + rows, key=rank)
 
 
+def host_cpu() -> str:
+    """The CPU's model and widest FP32 vector unit, e.g. "AMD EPYC (avx2)": sessions of the same
+    2-core VM have come on an AVX-512 Xeon and on an AVX2 EPYC, whose peaks differ by 2×."""
+    import platform
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    isa = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "")
+    return f"{model or platform.machine()}" + (f" ({isa})" if isa else "")
+
+
 def run_settings(device: torch.device, stamp: str, **extra: object) -> dict:
     return {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "torch_threads": torch.get_num_threads(), "versions": versions(), "measured_at": stamp, **extra}
+            "host_cpu": host_cpu(), "torch_threads": torch.get_num_threads(), "versions": versions(),
+            "measured_at": stamp, **extra}
 
 
 def markdown_table(title: str, head: list[str], cells: list[list[object]]) -> list[str]:
@@ -475,11 +607,14 @@ def markdown_table(title: str, head: list[str], cells: list[list[object]]) -> li
 
 def write_markdown(out: Path, settings: dict, rows: list[dict], old_settings: dict) -> None:
     head = ["method", "preset", "batch", "train img/s", "score img/s", "train GFLOP/img", "train GFLOP/s achieved",
-            "measured", "device shared"]
+            "share of host sgemm", "host sgemm GFLOP/s", "host CPU", "measured", "device shared"]
     cells = [[r["method"], r["preset"], r.get("batch_size", ""), r["train_images_per_second"],
               r["score_images_per_second"], r.get("train_gflop_per_image", ""), r.get("train_achieved_gflops", ""),
+              f"{100 * r['train_share_of_sgemm']:.0f} %" if r.get("train_share_of_sgemm") is not None else "",
+              r.get("host_sgemm_gflops", "not measured"), r.get("host_cpu", "not recorded"),
               r.get("measured_at", settings["measured_at"])[:16], _shared(r, old_settings)] for r in rows]
-    lines = markdown_table(f"Throughput on {settings['device_name']} ({settings['torch_threads']} threads), "
+    lines = markdown_table(f"Throughput on {settings['device_name']} ({settings.get('host_cpu', '')}, "
+                           f"{settings['torch_threads']} threads), "
                            f"torch {settings['versions']['torch']}. Written by scripts/bench.py from {out.name}.json.",
                            head, cells)
     if isinstance(old_settings.get("device_shared"), str):

@@ -103,7 +103,7 @@ def test_resume_without_an_epoch_log(data, tmp_path):
 def test_resume_refuses_a_checkpoint_of_another_configuration(data, tmp_path):
     x, val, _ = data
     make(epochs=1).fit(x, val, progress=False, checkpoint=tmp_path / "c.ckpt")
-    with pytest.raises(OneClassError, match=r"belongs to another configuration \(dae, seed 3\); delete it to start over"):
+    with pytest.raises(OneClassError, match=r"belongs to another configuration \(dae, seed 3; differs in lr\); delete it to start over"):
         make(epochs=1, lr=5e-4).fit(x, val, progress=False, checkpoint=tmp_path / "c.ckpt", resume=True)
     (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(OneClassError, match=r"bad.ckpt is unreadable \(\w+: \S.*\); delete it to start over$"):

@@ -38,8 +38,10 @@ from .registry import create, detector_class, preset_for
 
 SELECTION_SIZE = 150  # inliers and outliers each, as ALOCC and OLED pick epochs
 RUN_KEY_VERSION = 1
-# configuration keys that change how a run is carried out, not its numbers
-EXECUTION_ONLY = frozenset({"score_batch_size", "checkpoint_every_s"})
+# configuration keys that change how a run is carried out, not its numbers (the memory format,
+# like the device, picks other kernels for the same FP32 maths; results/README.md shows the
+# AUROCs of both layouts)
+EXECUTION_ONLY = frozenset({"score_batch_size", "checkpoint_every_s", "channels_last"})
 
 
 @dataclass
@@ -477,7 +479,9 @@ def collect(results: str | Path) -> list[dict[str, Any]]:
     """Every finished run under a results folder."""
     runs = []
     for path in sorted(Path(results).rglob("*.json")):
-        if "_work" in path.parts or "superseded" in path.parts:  # superseded: kept, not reported
+        # superseded: kept, not reported; checks: side experiments with their own tables
+        # (scripts/layout_check.py), whose runs share identities with the headline runs
+        if "_work" in path.parts or "superseded" in path.parts or "checks" in path.parts:
             continue
         data = read_result(path)
         if data is not None and "method" in data:

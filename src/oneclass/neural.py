@@ -27,11 +27,17 @@ NEURAL_DEFAULTS: dict[str, Any] = {
     "patience": None,      # early stopping after this many epochs without improvement
     "score_batch_size": 1024,
     "checkpoint_every_s": 60.0,  # how often an interrupted run's progress is saved
+    # conv weights, and so the activations, in NHWC, the layout oneDNN's CPU convolutions run
+    # fastest in (results/benchmarks-channels-last-cpu.md). None: NHWC on a CPU, PyTorch's NCHW on
+    # CUDA (not measured there yet); True / False force it. The same FP32 maths in other kernels,
+    # like another device, so it is not part of a run's identity.
+    "channels_last": None,
 }
 
 
 class NeuralDetector(Detector):
-    option_types = {"patience": "int|None", "max_train_samples": "int|None", "stop_rec": "float|None"}
+    option_types = {"patience": "int|None", "max_train_samples": "int|None", "stop_rec": "float|None",
+                    "channels_last": "bool|None"}
     networks: nn.ModuleDict
     optimizers: dict[str, torch.optim.Optimizer]
     normalised: ClassVar[tuple[str, ...]] = ()  # components min-max scaled on the validation set
@@ -110,8 +116,26 @@ class NeuralDetector(Detector):
 
     def _build(self) -> None:
         torch.manual_seed(self.seed)  # weight initialisation is part of the seeded run
-        self.networks = nn.ModuleDict(self.build_networks()).to(self.device)
+        self.networks = self._placed(nn.ModuleDict(self.build_networks()))
         self.optimizers = self.build_optimizers()
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether the conv weights are kept in NHWC (option `channels_last`; None: on a CPU)."""
+        on = self.config.get("channels_last")
+        return self.device.type == "cpu" if on is None else bool(on)
+
+    def _placed(self, networks: nn.ModuleDict) -> nn.ModuleDict:
+        """On the device, in the memory format of `channels_last` (it converts 4-D weights only: a
+        video model's 3-D convolutions and every linear layer stay as they are)."""
+        networks = networks.to(self.device)
+        if self.channels_last:  # Module.to(memory_format=...) refuses a model that has any 5-D weight
+            for module in networks.modules():
+                for tensors in (module._parameters, module._buffers):
+                    for t in tensors.values():
+                        if t is not None and t.dim() == 4:
+                            t.data = t.data.contiguous(memory_format=torch.channels_last)
+        return networks
 
     # ---- Detector hooks -------------------------------------------------------------------
     def _fit(self, train: torch.Tensor, val: torch.Tensor, *, checkpoint=None, resume: bool = False,
@@ -199,7 +223,7 @@ class NeuralDetector(Detector):
         torch.manual_seed(self.seed)
         self.networks = nn.ModuleDict(self.build_networks())
         self.load_state_dicts(state["networks"])
-        self.networks.to(self.device)
+        self.networks = self._placed(self.networks)
         self.optimizers = {}
         self.normalisers = {k: MinMax(**v) for k, v in state["normalisers"].items()}
 

@@ -208,8 +208,12 @@ class Trainer:
             raise OneClassError(f"cannot resume: checkpoint {self.checkpoint} is unreadable "
                                 f"({type(e).__name__}: {first_line}); delete it to start over") from e
         if ck.get("method") != method.name or ck.get("config") != method.config or ck.get("seed") != self.seed:
+            saved = ck.get("config") or {}
+            # name the keys, so an option added since the checkpoint was written shows as the cause
+            keys = sorted(k for k in set(saved) | set(method.config) if saved.get(k, ...) != method.config.get(k, ...))
             raise OneClassError(f"cannot resume: checkpoint {self.checkpoint} belongs to another configuration "
-                                f"({ck.get('method')}, seed {ck.get('seed')}); delete it to start over")
+                                f"({ck.get('method')}, seed {ck.get('seed')}"
+                                + (f"; differs in {', '.join(keys)}" if keys else "") + "); delete it to start over")
         method.load_state_dicts(ck["state"])
         method.load_optimizer_state_dicts(ck["optimizers"])
         return ck

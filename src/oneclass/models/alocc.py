@@ -87,9 +87,10 @@ class ALOCCDetector(NeuralDetector):
         # the official code's widths (gf_dim = df_dim = 16) for 28×28 MNIST
         "mnist": {"channels": 1, "size": 28, "r_widths": (32, 64, 128), "r_dec_widths": (32, 16),
                   "d_widths": (16, 32, 64, 128)},
-        # the paper's Fig. 3/4 widths
+        # the paper's Fig. 3/4 widths. NCHW: these wide nets train 11 % and score 19 % slower in
+        # NHWC on a CPU (results/benchmarks-channels-last-cpu.md), unlike every other preset
         "cifar10": {"channels": 3, "size": 32, "r_widths": (64, 128, 256, 512), "r_dec_widths": (256, 128, 64),
-                    "d_widths": (64, 128, 256, 512)},
+                    "d_widths": (64, 128, 256, 512), "channels_last": False},
         # UCSD Ped2: 30×30 grey patches, paper widths
         "ped2": {"channels": 1, "size": 30, "r_widths": (64, 128, 256, 512), "r_dec_widths": (256, 128, 64),
                  "d_widths": (64, 128, 256, 512), "video": "frame-patches", "patch": 30, "patch_stride": 30,

@@ -1,0 +1,88 @@
+"""The fast path: conv weights in NHWC (`channels_last`, the default) compute the same FP32
+maths as NCHW, survive save and load, and do not split a run's identity."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import oneclass
+from oneclass.evaluation import run_identity
+from oneclass.training import StepContext
+
+
+def conv_weights(det):
+    """The 4-D conv weights whose layout shows (a 1×1 kernel or a single channel is both)."""
+    return [m.weight for net in det.networks.values() for m in net.modules()
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
+            and m.weight.shape[1] > 1 and m.weight.shape[2] * m.weight.shape[3] > 1]
+
+
+@pytest.mark.parametrize("method", ["dae", "alocc", "attn-entropy"])
+def test_both_layouts_give_the_same_scores_and_losses(method, embedded_split):
+    dets = {}
+    for on in (False, True):
+        det = oneclass.create(method, "mnist", seed=0, device="cpu", batch_size=32, channels_last=on)
+        det._build()  # the same seed: the same initial weights in either layout
+        weights = conv_weights(det)
+        assert weights and all(w.is_contiguous(memory_format=torch.channels_last) == on for w in weights)
+        assert on or all(w.is_contiguous() for w in weights)
+        dets[on] = det
+    batch = dets[False].prepare(embedded_split.train.images[:32])  # in the preset's size and channels
+    x = dets[False].inputs(batch)
+    with torch.no_grad():
+        for d in dets.values():
+            d.train_mode(False)
+        old, new = (dets[on].raw_scores(x) for on in (False, True))
+    for k in old:
+        np.testing.assert_allclose(new[k].numpy(), old[k].numpy(), rtol=1e-4, atol=1e-6)
+    losses = {}
+    for on, det in dets.items():
+        det.train_mode(True)
+        losses[on] = det.train_step(batch, StepContext(1, 0, torch.Generator().manual_seed(0)))
+    for k in losses[False]:
+        assert float(losses[True][k]) == pytest.approx(float(losses[False][k]), rel=1e-4, abs=1e-6), k
+
+
+def test_the_layout_survives_save_and_load(embedded_split, tmp_path):
+    s = embedded_split
+    det = oneclass.create("dae", "mnist", epochs=1, seed=0, device="cpu", batch_size=64)
+    det.fit(s.train.images[:128], s.val.images[:64], progress=False)
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights(det))
+    loaded = oneclass.load(det.save(tmp_path / "m.oneclass"), device="cpu")
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights(loaded))
+    np.testing.assert_array_equal(loaded.score_samples(s.test.images[:50]), det.score_samples(s.test.images[:50]))
+    nchw = oneclass.create("dae", "mnist", seed=0, device="cpu", channels_last=False)
+    nchw._set_state(det._get_state())  # weights saved in NHWC load into an NCHW model
+    assert all(w.is_contiguous() for w in conv_weights(nchw))
+
+
+def test_nhwc_by_default_on_a_cpu_only_and_as_asked_otherwise(monkeypatch):
+    assert oneclass.create("dae", "mnist", device="cpu").channels_last is True
+    assert oneclass.create("dae", "mnist", device="cpu", channels_last=False).channels_last is False
+    monkeypatch.setattr("oneclass.detector.resolve_device", lambda name: torch.device("cuda"))  # as on a GPU
+    assert oneclass.create("dae", "mnist", device="cuda").channels_last is False  # not measured there yet
+    assert oneclass.create("dae", "mnist", device="cuda", channels_last=True).channels_last is True
+    with pytest.raises(oneclass.OneClassError, match="channels_last='yes'.*true or false"):
+        oneclass.create("dae", "mnist", channels_last="yes")
+
+
+def test_the_layout_is_not_part_of_a_run_identity():
+    config = oneclass.create("dae", "mnist", device="cpu").config
+    assert config["channels_last"] is None
+    same = [run_identity("dae", "mnist", {**config, "channels_last": on}, "mnist", "mnist", "standard", {})
+            for on in (False, True)]
+    assert same[0] == same[1] and "channels_last" not in same[0]["config"]
+    other = run_identity("dae", "mnist", {**config, "noise_std": 0.2}, "mnist", "mnist", "standard", {})
+    assert other != same[0]  # while a real option does split it
+
+
+def test_runs_of_a_check_stay_out_of_the_report(tmp_path):
+    """A side check keeps its runs under results/checks/ (same identities as headline runs,
+    another layout): `collect`, and so `report`, leaves them out."""
+    from oneclass.evaluation import EvalSpec, collect, evaluate
+    spec = EvalSpec("ocsvm", "mnist-embedded", classes=[0], options={"nu": 0.1})
+    evaluate(spec, None, tmp_path / "checks" / "layout", progress=False, echo=lambda line: None)
+    evaluate(spec, None, tmp_path / "headline", progress=False, echo=lambda line: None)
+    runs = collect(tmp_path)
+    assert len(runs) == 1 and "headline" in runs[0]["_path"]
