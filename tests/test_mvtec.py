@@ -59,6 +59,9 @@ def test_evaluate_fit_and_score_on_the_mvtec_layout(tmp_path):
     results = tmp_path / "results"
     r = CliRunner().invoke(main, ["evaluate", "--method", "dae", "--dataset", "mvtec", "--data-root", str(tmp_path),
                                   "--epochs", "20", "--option", "batch_size=16", "--option", "lr=0.003",
+                                  # this 20-epoch fit's pixel AUROC swings with kernel rounding (0.53 in NHWC at
+                                  # 2 threads, 0.70 at 1, 0.71 in NCHW): the layout its bound was set in
+                                  "--option", "channels_last=false",
                                   "--device", "cpu", "--results", str(results), "--quiet"])
     assert r.exit_code == 0, r.output
     record = json.loads(next(results.rglob("class0_seed0.json")).read_text())
