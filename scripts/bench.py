@@ -122,6 +122,12 @@ def _prepared(method: str, preset: str, images: torch.Tensor, device: str,
     return det, data, StepContext(epoch, 0, torch.Generator(device=det.device).manual_seed(0)), int(det.config["batch_size"])
 
 
+def _ready_to_score(det: oneclass.Detector) -> None:
+    """Mark an untrained model fitted, with identity normalisers: scoring speed needs no training."""
+    det.fitted = True
+    det.normalisers = {k: oneclass.metrics.MinMax(0.0, 1.0) for k in det.normalised}
+
+
 def bench_neural(method: str, preset: str, images: torch.Tensor, device: str, seconds: float,
                  options: dict | None = None) -> dict:
     det, data, ctx, bs = _prepared(method, preset, images, device, options)
@@ -148,8 +154,7 @@ def bench_neural(method: str, preset: str, images: torch.Tensor, device: str, se
         with torch.inference_mode(), FlopCounterMode(display=False) as fc:
             det.raw_scores(det.inputs(data[:n_probe]))
         score_flops = fc.get_total_flops() / n_probe
-    det.fitted = True
-    det.normalisers = {k: oneclass.metrics.MinMax(0.0, 1.0) for k in det.normalised}
+    _ready_to_score(det)
     det.score_components(data[:n_score])  # warm-up
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds / 2 or reps < 2:
@@ -312,8 +317,7 @@ def bench_option(method: str, preset: str, images: torch.Tensor, device: str, se
                 steps += 1
             _sync(det.device)
             windows["train"][on].append(steps * bs / (time.perf_counter() - t0))
-            det.fitted = True
-            det.normalisers = {k: oneclass.metrics.MinMax(0.0, 1.0) for k in det.normalised}
+            _ready_to_score(det)
             reps, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < seconds / rounds / 2 or reps < 1:
                 det.score_components(data[:n_score])
