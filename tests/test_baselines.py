@@ -1,6 +1,8 @@
 """The maths of the baselines that is easy to get wrong: MemAE's hard shrinkage and sparse
 addressing, the VAE's ELBO against a hand computation, Deep SVDD's centre, radius, input scaling
 and the absence of bias terms."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -92,10 +94,14 @@ def test_kl_and_likelihood_match_torch_distributions():
     torch.testing.assert_close(vae.gaussian_kl(mean, logvar), D.kl_divergence(q, p).sum(1))
     logits, x = torch.randn(4, 1, 3, 3, generator=g), torch.rand(4, 1, 3, 3, generator=g).round()
     torch.testing.assert_close(vae.bernoulli_nll(logits, x), -D.Bernoulli(logits=logits).log_prob(x).flatten(1).sum(1))
+    x_hat = torch.randn(4, 1, 3, 3, generator=g)
+    gauss = D.Normal(x_hat, 0.5 ** 0.5)  # variance ½: the squared error is its −log-likelihood up to a constant
+    torch.testing.assert_close(vae.gaussian_nll(x_hat, x), -gauss.log_prob(x).flatten(1).sum(1))
 
 
-def test_negative_elbo_is_reconstruction_plus_kl_averaged_over_the_fixed_draws():
-    det = oneclass.create("vae", "mnist", device="cpu", code_length=8, elbo_samples=3)
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_negative_elbo_is_reconstruction_plus_kl_averaged_over_the_fixed_draws(likelihood):
+    det = oneclass.create("vae", "mnist", device="cpu", code_length=8, elbo_samples=3, likelihood=likelihood)
     det._build()
     det.train_mode(False)
     x = torch.rand(5, 1, 28, 28)
@@ -104,12 +110,14 @@ def test_negative_elbo_is_reconstruction_plus_kl_averaged_over_the_fixed_draws()
         out = det.terms(x, noise)
         mean, logvar = det.networks["encoder"](x)
         kl = 0.5 * (mean ** 2 + logvar.exp() - logvar - 1).sum(1)
-        nll = [torch.nn.functional.binary_cross_entropy_with_logits(
-            det.networks["decoder"](mean + (0.5 * logvar).exp() * eps), x, reduction="none").flatten(1).sum(1)
-            for eps in noise]
+        if likelihood == "bernoulli":
+            nll_of = lambda out: torch.nn.functional.binary_cross_entropy_with_logits(  # noqa: E731
+                out, x, reduction="none").flatten(1).sum(1)
+        else:  # −log N(x; out, ½): the squared error plus (784/2)·log π
+            nll_of = lambda out: ((x - out) ** 2).flatten(1).sum(1) + 392 * math.log(math.pi)  # noqa: E731
+        nll = [nll_of(det.networks["decoder"](mean + (0.5 * logvar).exp() * eps)) for eps in noise]
         by_hand = sum(nll) / 3 + kl
-        rec = torch.nn.functional.binary_cross_entropy_with_logits(
-            det.networks["decoder"](mean), x, reduction="none").flatten(1).sum(1)
+        rec = nll_of(det.networks["decoder"](mean))
     torch.testing.assert_close(out["elbo"], by_hand)
     torch.testing.assert_close(out["kl"], kl)
     torch.testing.assert_close(out["rec"], rec)

@@ -1,9 +1,11 @@
 """Metrics against scikit-learn / hand-computed values; protocol counts and determinism."""
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import f1_score, roc_auc_score
 
 from oneclass import metrics, protocols
+from oneclass.data.images import ImageData
 from oneclass.errors import DataError
 
 
@@ -183,6 +185,16 @@ def test_unknown_protocol_and_missing_class(embedded_data):
         protocols.make("nope", train, test, 0)
     with pytest.raises(DataError, match="no samples of class 11"):
         protocols.standard(train, test, 11)
+    # the error names the split each protocol looked in
+    flagged = ImageData(test.images, test.labels, list(test.classes), novel=torch.zeros(len(test), dtype=torch.bool))
+    for name, where in (("standard", "training"), ("outlier-fraction", "training"), ("mvtec", "training"),
+                        ("memae", "pooled"), ("coil", "pooled")):
+        with pytest.raises(DataError, match=f"^no samples of class 11 in the {where} split$"):
+            protocols.make(name, train, flagged, 11)
+    no_threes = flagged.subset(np.flatnonzero(test.labels.numpy() != 3))
+    for name in ("outlier-fraction", "mvtec"):
+        with pytest.raises(DataError, match="^no samples of class 3 in the test split$"):
+            protocols.make(name, train, no_threes, 3)
 
 
 def _keys(data):
@@ -280,6 +292,48 @@ def test_selection_sets_come_out_of_training_and_errors_name_the_numbers(embedde
     tiny = train.subset(np.flatnonzero(train.labels.numpy() == 0)[:2])
     with pytest.raises(DataError, match=r"^only 2 normal training samples: too few to hold out a validation set$"):
         protocols.make("standard", tiny, test, 0)
+
+
+def test_selection_set_sizes_at_their_bounds_and_its_own_generator(embedded_data):
+    """The labelled selection set: absent unless asked for; one image a side is already a set; up
+    to half the normal training images and every other-class image may go into it, each drawn
+    once; the same seed draws the same set, and drawing it leaves the validation split as it was."""
+    train, test = embedded_data
+    keys = lambda d: [bytes(img.numpy().tobytes()) for img in d.images]  # noqa: E731
+    plain = protocols.make("standard", train, test, 3)
+    assert plain.selection is None and plain.selection_labels is None
+    one = protocols.make("standard", train, test, 3, selection=1)
+    assert len(one.selection) == 2 and len(one.train) == 449
+    half = protocols.make("standard", train, test, 3, selection=225)  # of 450 normal training images
+    assert len(set(keys(half.selection))) == 450 and len(half.train) == 225
+    assert not set(keys(half.train)) & set(keys(half.selection))
+    with pytest.raises(DataError, match=r"^a selection set of 226 \+ 226 images needs more training data"):
+        protocols.make("standard", train, test, 3, selection=226)
+    labels = train.labels.numpy()
+    few = train.subset(np.r_[np.flatnonzero(labels == 3), np.flatnonzero(labels == 8)[:30]])
+    every_other = protocols.make("standard", few, test, 3, selection=30)  # all 30 other-class images
+    assert len(set(keys(every_other.selection))) == 60
+    with pytest.raises(DataError, match=r"\(450 normal, 30 other\)$"):
+        protocols.make("standard", few, test, 3, selection=31)
+    a, b = (protocols.make("standard", train, test, 3, seed=1, selection=20) for _ in range(2))
+    assert (a.selection.images == b.selection.images).all()
+    assert (a.val.images == protocols.make("standard", train, test, 3, seed=1).val.images).all()
+
+
+def test_hold_out_bounds_and_classes_without_names(embedded_data):
+    """A validation part needs one image and leaves at least two to train on; a class without a
+    name (labels past the dataset's class list, as a folder of unnamed classes gives) is
+    recorded by its number."""
+    train, test = embedded_data
+    threes = np.flatnonzero(train.labels.numpy() == 3)
+    s = protocols.standard(train.subset(threes[:3]), test, 3, val_fraction=0.34)  # 2 train + 1 val
+    assert (len(s.train), len(s.val)) == (2, 1)
+    with pytest.raises(DataError, match="^only 2 normal training samples: too few"):
+        protocols.standard(train.subset(threes[:2]), test, 3, val_fraction=0.5)  # 1 + 1
+    named = ImageData(train.images[:30], torch.arange(30) % 3, ["a", "b"])
+    r = protocols.standard(named, named, 2).info
+    assert r["normal_class_name"] == "2" and r["class_counts"]["test"] == {"a": 10, "b": 10, "2": 10}
+    assert protocols.standard(named, named, 1).info["normal_class_name"] == "b"
 
 
 def test_protocol_details_labels_defaults_and_boundaries(embedded_data):

@@ -306,6 +306,34 @@ def test_paper_style_selection_uses_anomalous_test_patches_and_says_so(ped2_fram
         video.labelled_selection(det, train, test, seed=0, n=10_000)
 
 
+def test_paper_style_video_run_picks_its_epoch_on_the_seeded_labelled_set(ped2_frames, tmp_path, monkeypatch):
+    """`select=val_auroc` through `evaluate`: the labelled patches are drawn with the run's own seed,
+    handed to the trainer, and the record says the result is not label-free. (The synthetic
+    anomaly is too small for the real set's 150 patches at 25 % abnormal pixels, so the set is
+    built smaller here.)"""
+    seen, real = [], video.labelled_selection
+
+    def small_selection(det, train, test, seed):
+        seen.append(seed)
+        return real(det, train, test, seed, n=4, min_abnormal=0.1)
+
+    monkeypatch.setattr(video, "labelled_selection", small_selection)
+    spec = EvalSpec(method="oled", dataset="ped2", protocol="video", epochs=2, seeds=[1], device="cpu",
+                    options={"select": "val_auroc", "batch_size": 32, "max_train_samples": 64})
+    runs = evaluate(spec, ped2_frames, tmp_path, progress=False, echo=lambda s: None)
+    assert seen == [1] and runs
+    for r in runs:
+        info = r["protocol_info"]
+        assert info["label_free"] is False and info["selection_seed"] == 1
+        assert info["selection"].startswith("4 normal patches of held-out training frames + 4 anomalous")
+        # every epoch was scored on the labelled set, and the kept epoch is the best of them
+        log = read_log(next(p for p in tmp_path.rglob("class0_seed1.json")
+                            if json.loads(p.read_text())["run_key"] == r["run_key"]))
+        picked = [e["val"]["val_auroc"] for e in log if "epoch" in e]  # the trainer minimises −AUROC
+        assert len(picked) == 2 and r["fit"]["best_value"] == min(picked)
+        assert r["fit"]["best_epoch"] == 1 + picked.index(min(picked))
+
+
 def test_a_reduced_video_budget_still_sits_beside_the_paper_but_an_ablation_does_not():
     from oneclass.report import paper_value
     budget = json.dumps({"batch_size": 64, "max_train_samples": 5520, "test_stride": 16}, sort_keys=True)

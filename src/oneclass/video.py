@@ -396,7 +396,7 @@ def labelled_selection(det: Any, train: VideoData, test: VideoData, seed: int, n
     labels = np.concatenate([np.zeros(min(n, len(normal)), np.int64), np.ones(n, np.int64)])
     info = {"selection": f"{min(n, len(normal))} normal patches of held-out training frames + {n} anomalous patches of masked "
                          f"test frames (≥ {min_abnormal:.0%} abnormal pixels), as OLED's code picks its Ped2 epoch",
-            "label_free": False}
+            "label_free": False, "selection_seed": seed}
     return images, labels, info
 
 
