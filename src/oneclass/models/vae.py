@@ -93,6 +93,11 @@ class VAEDetector(NeuralDetector):
     headline = "elbo"
     map_headline, map_reduction = "rec", "sum"  # the KL term is of the code: it has no pixels
 
+    @property
+    def likelihood(self) -> str:
+        # a model saved before the option existed has no such key, and was Bernoulli
+        return self.config.get("likelihood", "bernoulli")
+
     def build_networks(self) -> dict[str, nn.Module]:
         arch, d = self.config["arch"], int(self.config["code_length"])
         return {"encoder": GaussianEncoder(arch, d), "decoder": Decoder(arch, d)}
@@ -112,7 +117,7 @@ class VAEDetector(NeuralDetector):
         mean, logvar = self.networks["encoder"](x)
         kl = gaussian_kl(mean, logvar)
         std = (0.5 * logvar).exp()
-        decoder, nll_of = self.networks["decoder"], NLL[self.config["likelihood"]]
+        decoder, nll_of = self.networks["decoder"], NLL[self.likelihood]
         nll = torch.stack([nll_of(decoder(mean + std * eps), x) for eps in noise]).mean(0)
         return {"elbo": nll + kl, "rec": nll_of(decoder(mean), x), "kl": kl}
 
@@ -120,7 +125,7 @@ class VAEDetector(NeuralDetector):
         x = self.inputs(batch)
         mean, logvar = self.networks["encoder"](x)
         eps = torch.randn(mean.shape, generator=ctx.generator, device=x.device)
-        nll = NLL[self.config["likelihood"]](self.networks["decoder"](mean + (0.5 * logvar).exp() * eps), x)
+        nll = NLL[self.likelihood](self.networks["decoder"](mean + (0.5 * logvar).exp() * eps), x)
         kl = gaussian_kl(mean, logvar)
         loss = (nll + kl).mean()
         optimizer_step(self.optimizers["all"], loss)
@@ -132,7 +137,7 @@ class VAEDetector(NeuralDetector):
 
     def raw_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.networks["decoder"](self.networks["encoder"](x)[0])
-        if self.config["likelihood"] == "gaussian":  # each pixel's −log N(x; x̂, ½): its pixels add up to `rec`
+        if self.likelihood == "gaussian":  # each pixel's −log N(x; x̂, ½): its pixels add up to `rec`
             return {"rec": ((x - out).pow(2) + 0.5 * math.log(math.pi)).sum(1)}
         return {"rec": F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(1)}
 
