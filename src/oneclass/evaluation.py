@@ -481,10 +481,22 @@ def collect(results: str | Path) -> list[dict[str, Any]]:
     for path in sorted(Path(results).rglob("*.json")):
         # superseded: kept, not reported; checks: side experiments with their own tables
         # (scripts/layout_check.py), whose runs share identities with the headline runs
-        if "_work" in path.parts or "superseded" in path.parts or "checks" in path.parts:
+        # anchors: the papers' official code run on our splits (scripts/anchors/), beside ours
+        if {"_work", "superseded", "checks", "anchors"} & set(path.parts):
             continue
         data = read_result(path)
         if data is not None and "method" in data:
+            data["_path"] = str(path)
+            runs.append(data)
+    return runs
+
+
+def collect_anchors(results: str | Path) -> list[dict[str, Any]]:
+    """Every finished run of a paper's official code under `results`/anchors."""
+    runs = []
+    for path in sorted((Path(results) / "anchors").rglob("*.json")):
+        data = read_result(path)
+        if data is not None and data.get("implementation") == "official":
             data["_path"] = str(path)
             runs.append(data)
     return runs

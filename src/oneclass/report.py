@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .errors import OneClassError
-from .evaluation import collect, config_changes, iter_groups
+from .evaluation import collect, collect_anchors, config_changes, iter_groups
 from .registry import create
 from .fileio import write_text
 
@@ -347,6 +347,65 @@ def summary(runs: list[dict[str, Any]]) -> str:
     return "\n\n".join(out) + "\n"
 
 
+def _ours_beside(anchor: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Our runs of the anchor's method, data and protocol (outlier fraction included) at today's
+    defaults: the largest such group."""
+    fraction = anchor["protocol_info"].get("outlier_fraction")
+    groups = [g for g in iter_groups(runs).values()
+              if (g[0]["method"], g[0]["dataset"], g[0]["protocol"], g[0]["protocol_info"].get("outlier_fraction"))
+              == (anchor["method"], anchor["dataset"], anchor["protocol"], fraction)
+              and not g[0].get("options") and not stale_settings(g[0])]
+    return max(groups, key=len) if groups else []
+
+
+def official_table(anchors: list[dict[str, Any]], runs: list[dict[str, Any]]) -> str:
+    """The papers' official code run on our splits (`results/anchors/`, scripts/anchors/) beside
+    our implementation on the same protocol, per class: AUROC and best F1 of the headline score
+    (mean ± std over seeds), and the paper's value where it reports that cell."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for a in anchors:
+        key = (a["method"], a["dataset"], a["protocol"], a["protocol_info"].get("outlier_fraction"), a["epochs"])
+        groups.setdefault(key, []).append(a)
+    out = []
+    for (method, dataset, protocol, fraction, epochs), group in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        head = group[0]["headline"]
+        ours = _ours_beside(group[0], runs)
+        pv = paper_value(method, dataset, protocol, head, "{}") or {}
+        per = pv.get("per_class")
+        header = ["class", "official AUROC", "ours AUROC", "official F1 best", "ours F1 best", "official F1 τ=0.5",
+                  "ours F1 τ=0.5", "paper AUROC", "seeds (official / ours)"]
+        rows = []
+        classes = sorted({a["normal_class"] for a in group})
+        for cls in classes:
+            off = [a for a in group if a["normal_class"] == cls]
+            mine = [r for r in ours if r["normal_class"] == cls]
+            cell = lambda rs, k: _mean_std([r["metrics"][head][k] for r in rs if k in r["metrics"][head]])  # noqa: E731
+            rows.append([str(cls), cell(off, "auroc"), cell(mine, "auroc"), cell(off, "f1_best"), cell(mine, "f1_best"),
+                         cell(off, "f1_at_tau_0.5"), cell(mine, "f1_at_tau_0.5"),
+                         _fmt(per[cls]) if per and cls < len(per) else "",
+                         f"{','.join(str(a['seed']) for a in off)} / {','.join(str(r['seed']) for r in mine) or '–'}"])
+        mine_same = [r for r in ours if r["normal_class"] in classes]
+        def mean(rs: list[dict[str, Any]], k: str) -> str:
+            values = [r["metrics"][head][k] for r in rs if k in r["metrics"][head]]
+            return _fmt(float(np.mean(values))) if values else ""
+
+        rows.append([f"mean ({len(classes)} classes)", mean(group, "auroc"), mean(mine_same, "auroc"),
+                     mean(group, "f1_best"), mean(mine_same, "f1_best"), mean(group, "f1_at_tau_0.5"),
+                     mean(mine_same, "f1_at_tau_0.5"), "", ""])
+        first = group[0]
+        where = f"{dataset}, {protocol}" + (f" p = {fraction:g}" if fraction is not None else "")
+        mine_epochs = sorted({r["epochs"] for r in ours})
+        out.append(f"### {method}: official code ({first['repository']} @ {first['commit'][:7]}) beside ours — "
+                   f"{where}\n\n"
+                   f"Score `{head}`; official: {epochs} epochs, {first['device']} ({first.get('device_name', '')}), "
+                   f"TensorFlow {first['versions'].get('tensorflow', '?')}, epoch choice "
+                   f"{first['settings'].get('epoch_choice', '?')}; ours: {', '.join(map(str, mine_epochs)) or '–'} epochs, "
+                   "today's defaults. Changes made around the official code (its files unedited): "
+                   + "; ".join(f"({i}) {c}" for i, c in enumerate(first["changes"], 1)) + ".\n\n"
+                   + _markdown(header, rows))
+    return "\n\n".join(out)
+
+
 MARK_START, MARK_END = "<!-- oneclass report: summary start -->", "<!-- oneclass report: summary end -->"
 
 
@@ -407,6 +466,9 @@ def report(results: str | Path, write: bool = True) -> str:
         sections.append(text)
     if fraction_runs:
         sections.append("## outlier-fraction protocol\n\n" + fraction_table(fraction_runs))
+    anchors = collect_anchors(results)
+    if anchors:
+        sections.append("## Official code beside ours\n\n" + official_table(anchors, runs))
     md = "\n\n".join(sections) + "\n"
     if write:
         write_text(Path(results) / "report.md", md)

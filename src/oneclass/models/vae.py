@@ -18,14 +18,14 @@ reached 154.3 after 100 (AUROC .845, 3,798 s); at 1e-3, 30 epochs reach 121.0 an
 1,114 s (`results/vae*__mnist__standard__*/class2_seed0.json`). The AUROC stops following the ELBO
 there, ~.85 against the paper's .962: more training is not what the remaining gap needs.
 
-Seed papers: LSA Table 1 (MNIST .969, CIFAR-10 .586, standard protocol); the attention AE's
-Tables 2–3 print other per-class values with means .9696 / .5833; OLED Table 1 .9643 on the
-MemAE protocol. None says how many epochs or samples of z.
-
 Those runs had the Bernoulli likelihood. On the same digit at lr 1e-3 × 30 epochs the Gaussian one
 gives −ELBO AUROC .886 and rec .921 (`vae_likelihood=gaussian__…`) against the Bernoulli .846 and
 .846, so it is the default. The KL term alone scores .57 and takes rec's .921 down to .886 in the
 ELBO; the paper's .962 (above LSA's own .959 on that digit) stays unexplained.
+
+Seed papers: LSA Table 1 (MNIST .969, CIFAR-10 .586, standard protocol); the attention AE's
+Tables 2–3 print other per-class values with means .9696 / .5833; OLED Table 1 .9643 on the
+MemAE protocol. None says how many epochs or samples of z.
 
 Scores (higher = more novel): `elbo`, −ELBO = E_q[−log p(x|z)] + KL(q(z|x) ‖ p(z)), its
 expectation estimated with `elbo_samples` draws of z; `rec`, −log p(x | z = mean of q), the
@@ -66,17 +66,17 @@ def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """−log p(x | logits) per sample, Σ over pixels of the binary cross-entropy (x ∈ [0, 1])."""
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    """−log p(x | logits) of each pixel: the binary cross-entropy (x ∈ [0, 1])."""
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none")
 
 
 def gaussian_nll(mean: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """−log N(x; mean, ½·I) per sample: Σ over pixels of (x − mean)², plus (D/2)·log π."""
-    d = x[0].numel()
-    return (x - mean).pow(2).flatten(1).sum(1) + 0.5 * d * math.log(math.pi)
+    """−log N(x; mean, ½) of each pixel: (x − mean)² + ½·log π."""
+    return (x - mean).pow(2) + 0.5 * math.log(math.pi)
 
 
-NLL = {"bernoulli": bernoulli_nll, "gaussian": gaussian_nll}
+# per pixel, so the score (Σ over an image) and the map (Σ over channels) are the same numbers
+PIXEL_NLL = {"bernoulli": bernoulli_nll, "gaussian": gaussian_nll}
 
 
 class VAEDetector(NeuralDetector):
@@ -88,7 +88,7 @@ class VAEDetector(NeuralDetector):
         "mnist": {"arch": "mnist", "channels": 1, "size": 28, "lr": 1e-3, "batch_size": 256, "epochs": 30},
         "cifar10": {"arch": "cifar10", "channels": 3, "size": 32, "lr": 1e-3, "batch_size": 256, "epochs": 30},
     }
-    choices = {"arch": ("mnist", "cifar10"), "likelihood": tuple(NLL)}
+    choices = {"arch": ("mnist", "cifar10"), "likelihood": tuple(PIXEL_NLL)}
     components = ("elbo", "rec", "kl")
     headline = "elbo"
     map_headline, map_reduction = "rec", "sum"  # the KL term is of the code: it has no pixels
@@ -97,6 +97,10 @@ class VAEDetector(NeuralDetector):
     def likelihood(self) -> str:
         # a model saved before the option existed has no such key, and was Bernoulli
         return self.config.get("likelihood", "bernoulli")
+
+    def nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """−log p(x | decoder output) per sample, under the detector's likelihood."""
+        return PIXEL_NLL[self.likelihood](out, x).flatten(1).sum(1)
 
     def build_networks(self) -> dict[str, nn.Module]:
         arch, d = self.config["arch"], int(self.config["code_length"])
@@ -117,15 +121,15 @@ class VAEDetector(NeuralDetector):
         mean, logvar = self.networks["encoder"](x)
         kl = gaussian_kl(mean, logvar)
         std = (0.5 * logvar).exp()
-        decoder, nll_of = self.networks["decoder"], NLL[self.likelihood]
-        nll = torch.stack([nll_of(decoder(mean + std * eps), x) for eps in noise]).mean(0)
-        return {"elbo": nll + kl, "rec": nll_of(decoder(mean), x), "kl": kl}
+        decoder = self.networks["decoder"]
+        nll = torch.stack([self.nll(decoder(mean + std * eps), x) for eps in noise]).mean(0)
+        return {"elbo": nll + kl, "rec": self.nll(decoder(mean), x), "kl": kl}
 
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         x = self.inputs(batch)
         mean, logvar = self.networks["encoder"](x)
         eps = torch.randn(mean.shape, generator=ctx.generator, device=x.device)
-        nll = NLL[self.likelihood](self.networks["decoder"](mean + (0.5 * logvar).exp() * eps), x)
+        nll = self.nll(self.networks["decoder"](mean + (0.5 * logvar).exp() * eps), x)
         kl = gaussian_kl(mean, logvar)
         loss = (nll + kl).mean()
         optimizer_step(self.optimizers["all"], loss)
@@ -137,9 +141,7 @@ class VAEDetector(NeuralDetector):
 
     def raw_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.networks["decoder"](self.networks["encoder"](x)[0])
-        if self.likelihood == "gaussian":  # each pixel's −log N(x; x̂, ½): its pixels add up to `rec`
-            return {"rec": ((x - out).pow(2) + 0.5 * math.log(math.pi)).sum(1)}
-        return {"rec": F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(1)}
+        return {"rec": PIXEL_NLL[self.likelihood](out, x).sum(1)}  # its pixels add up to `rec`
 
     def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.terms(x, self._scoring_noise(x.device))

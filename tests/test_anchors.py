@@ -1,0 +1,93 @@
+"""Official code run on our splits (scripts/anchors/): the harness's own parts that need no
+TensorFlow, and the report that sets the official numbers beside ours without mixing them in."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from oneclass.data import load
+from oneclass.evaluation import EvalSpec, collect, collect_anchors, evaluate
+from oneclass.report import report
+
+HARNESS = Path(__file__).resolve().parents[1] / "scripts" / "anchors" / "alocc_official.py"
+
+
+@pytest.fixture(scope="module")
+def harness():
+    spec = importlib.util.spec_from_file_location("alocc_official", HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _FakeSession:
+    """Stands in for a tf.Session over the official graph: D's logit of an image is its pixel sum
+    (`inputs`) or minus it (`z`, through R); records every batch it is fed."""
+
+    def __init__(self):
+        self.fed = []
+
+    def run(self, tensor, feed_dict):
+        (placeholder, batch), = feed_dict.items()
+        self.fed.append(len(batch))
+        logits = batch.reshape(len(batch), -1).sum(1, keepdims=True)
+        return logits if placeholder == "inputs" else -logits
+
+
+def test_official_scores_come_back_one_per_image_in_order_from_full_batches(harness):
+    model = type("M", (), {"batch_size": 4, "inputs": "inputs", "z": "z", "D_logits": "D", "D_logits_": "D_"})()
+    sess = _FakeSession()
+    images = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1) / 10
+    out = harness._score(sess, model, images)
+    assert set(sess.fed) == {4}  # the graph's placeholders take exactly batch_size images
+    sums = images.reshape(10)
+    np.testing.assert_allclose(out["d_x"], 1 - 1 / (1 + np.exp(-sums)), rtol=1e-6)  # 1 − D(x), novel high
+    np.testing.assert_allclose(out["d_rx"], 1 - 1 / (1 + np.exp(sums)), rtol=1e-6)
+    assert out["d_x"].shape == out["d_rx"].shape == (10,)
+
+
+def test_one_official_training_serves_the_standard_and_every_outlier_fraction(harness):
+    train, test = load("mnist-embedded")
+    splits = harness._splits(train, test, 0, 0, [0.1, 0.5])
+    assert list(splits) == ["standard", "outlier-fraction-p0.1", "outlier-fraction-p0.5"]
+    for name, split in splits.items():
+        assert harness.torch_equal(split.train.images, splits["standard"].train.images), name
+    for p in (0.1, 0.5):
+        counts = splits[f"outlier-fraction-p{p:g}"].info["counts"]
+        assert counts["test_novel"] / counts["test"] == pytest.approx(p, abs=0.02)
+
+
+def _anchor(method: str, normal: int, seed: int, auroc: float, fraction: float) -> dict:
+    m = {"auroc": auroc, "aupr": 0.5, "eer": 0.5, "f1_best": 0.25, "f1_at_tau_0.5": 0.125}
+    return {"method": method, "implementation": "official", "repository": "someone/code", "commit": "0123456789abcdef",
+            "changes": ["a shim"], "settings": {"epoch_choice": "last"}, "dataset": "mnist-embedded",
+            "protocol": "outlier-fraction", "protocol_info": {"outlier_fraction": fraction}, "normal_class": normal,
+            "seed": seed, "epochs": 40, "device": "cpu", "versions": {"tensorflow": "2.16"}, "headline": "score",
+            "metrics": {"score": m}}
+
+
+def test_official_runs_are_reported_beside_ours_and_never_counted_as_ours(tmp_path):
+    spec = EvalSpec("ocsvm", "mnist-embedded", protocol="outlier-fraction", classes=[0], outlier_fractions=[0.1, 0.5])
+    ours = {r["protocol_info"]["outlier_fraction"]: r for r in evaluate(spec, None, tmp_path, progress=False,
+                                                                        echo=lambda s: None)}
+    folder = tmp_path / "anchors" / "ocsvm-official__x"
+    folder.mkdir(parents=True)
+    for seed, auroc in ((0, 0.111), (1, 0.333)):
+        (folder / f"class0_seed{seed}.json").write_text(json.dumps(_anchor("ocsvm", 0, seed, auroc, 0.5)))
+    (folder / "class1_seed0.json").write_text(json.dumps({**_anchor("ocsvm", 1, 0, 0.9, 0.5),
+                                                          "implementation": "ours"}))  # not an official run
+    assert len(collect(tmp_path)) == 2 and len(collect_anchors(tmp_path)) == 2
+    text = report(tmp_path, write=False)
+    section = text.split("## Official code beside ours", 1)[1]
+    assert "someone/code @ 0123456" in section and "(1) a shim" in section
+    row = next(line for line in section.splitlines() if line.startswith("| 0 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "0.222 ± 0.157"  # official over its two seeds
+    assert ours[0.1]["metrics"]["score"]["auroc"] != ours[0.5]["metrics"]["score"]["auroc"]
+    assert cells[2] == f"{ours[0.5]['metrics']['score']['auroc']:.3f}"  # ours, same protocol and fraction
+    assert cells[3] == "0.250 ± 0.000" and cells[-1] == "0,1 / 0"
+    assert "0.111" not in text.split("## Official code beside ours", 1)[0]  # not in our own tables
