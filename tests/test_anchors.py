@@ -11,7 +11,7 @@ import pytest
 
 from oneclass.data import load
 from oneclass.evaluation import EvalSpec, collect, collect_anchors, evaluate
-from oneclass.report import report
+from oneclass.report import report, summary
 
 HARNESS = Path(__file__).resolve().parents[1] / "scripts" / "anchors" / "alocc_official.py"
 
@@ -80,10 +80,14 @@ def test_official_runs_are_reported_beside_ours_and_never_counted_as_ours(tmp_pa
         (folder / f"class0_seed{seed}.json").write_text(json.dumps(_anchor("ocsvm", 0, seed, auroc, 0.5)))
     (folder / "class1_seed0.json").write_text(json.dumps({**_anchor("ocsvm", 1, 0, 0.9, 0.5),
                                                           "implementation": "ours"}))  # not an official run
-    assert len(collect(tmp_path)) == 2 and len(collect_anchors(tmp_path)) == 2
+    paper_style = {**_anchor("ocsvm", 0, 0, 0.9, 0.5), "settings": {"epoch_choice": "val_auroc"}}
+    (tmp_path / "anchors" / "ocsvm-official_select=val_auroc__x").mkdir()
+    (tmp_path / "anchors" / "ocsvm-official_select=val_auroc__x" / "class0_seed0.json").write_text(json.dumps(paper_style))
+    assert len(collect(tmp_path)) == 2 and len(collect_anchors(tmp_path)) == 3
     text = report(tmp_path, write=False)
     section = text.split("## Official code beside ours", 1)[1]
     assert "someone/code @ 0123456" in section and "(1) a shim" in section
+    section = section.split("official label-free (last epoch) beside ours", 1)[1]
     row = next(line for line in section.splitlines() if line.startswith("| 0 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "0.222 ± 0.157"  # official over its two seeds
@@ -91,3 +95,24 @@ def test_official_runs_are_reported_beside_ours_and_never_counted_as_ours(tmp_pa
     assert cells[2] == f"{ours[0.5]['metrics']['score']['auroc']:.3f}"  # ours, same protocol and fraction
     assert cells[3] == "0.250 ± 0.000" and cells[-1] == "0,1 / 0"
     assert "0.111" not in text.split("## Official code beside ours", 1)[0]  # not in our own tables
+    brief = summary(collect(tmp_path), collect_anchors(tmp_path)).split("official code on our splits", 1)[1]
+    row = next(line for line in brief.splitlines() if line.startswith("| ocsvm |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:6] == ["mnist-embedded, outlier-fraction p = 0.5", "40", "label-free (last epoch)", "0", "2"]
+    assert cells[6:8] == ["0.222", f"{ours[0.5]['metrics']['score']['auroc']:.3f}"]  # mean over the same classes
+    other = next(line for line in brief.splitlines() if "paper-style (labelled selection set)" in line)
+    assert "| 0.900 |" in other  # a separate row: the two epoch choices are never averaged together
+
+
+def test_selection_set_is_labelled_mixed_and_never_trained_on(harness):
+    train, test = load("mnist-embedded")
+    split = harness._splits(train, test, 0, 0, [0.5])["standard"]
+    images, labels, info = harness._selection_set(train, split, 0, 0, n=5)
+    assert images.shape == (10, 28, 28, 1) and sorted(labels) == [0] * 5 + [1] * 5
+    assert labels[:5].tolist() != [0] * 5 or labels[5:].tolist() != [1] * 5  # shuffled: batches mix both
+    trained = {bytes(x) for x in harness._nhwc01(split.train.images)}
+    assert not any(bytes(x) in trained for x in images[labels == 0])  # normals from the held-out part
+    val = {bytes(x) for x in harness._nhwc01(split.val.images)}
+    assert all(bytes(x) in val for x in images[labels == 0]) and info["normal"] == info["outliers"] == 5
+    again, _, _ = harness._selection_set(train, split, 0, 0, n=5)
+    np.testing.assert_array_equal(images, again)  # seeded

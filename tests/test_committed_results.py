@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from oneclass.evaluation import collect, record_path, run_key
+from oneclass.evaluation import collect, collect_anchors, record_path, run_key
 from oneclass.report import MARK_END, MARK_START, report, summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,4 +43,4 @@ def test_committed_report_is_what_report_makes_of_the_runs():
 def test_readme_summaries_are_generated(runs, readme):
     text = (ROOT / readme).read_text()
     block = text.split(MARK_START, 1)[1].split(MARK_END, 1)[0]
-    assert block == "\n" + summary(runs), f"{readme}: summary block is stale (run `oneclass report --embed {readme}`)"
+    assert block == "\n" + summary(runs, collect_anchors(RESULTS)), f"{readme}: summary block is stale (run `oneclass report --embed {readme}`)"

@@ -36,6 +36,12 @@ changes that let the TF1 code run under TF 2 and see our data (each also written
    scored (label-free, as our runs).
 7. SIFTETS.npy (UCSD test patches the training loop loads every epoch, and uses only for UCSD) is
    zeros of its shape where the checkout lacks it (a large file a snapshot may leave out).
+8. Paper-style epoch choice, beside the label-free last epoch of the same training: after each
+   epoch's checkpoint (a wrapper around `ALOCC_Model.save`), the AUROC of d_rx on a labelled
+   selection set from the training split (150 of the validation normals, 150 other-class training
+   images); every test set is scored at the epoch where it is highest. The code's own rule (watch
+   samples, stop "by a subjective criterion") cannot be rerun; this is OLED's code's rule, and ours
+   for `select=val_auroc`.
 
 The metrics are oneclass's (`oneclass.metrics`), the same keys as `evaluate` writes, with
 `"implementation": "official"`, the checkout's commit, these changes and the device."""
@@ -65,6 +71,9 @@ CHANGES = [
     "norm in training mode as the code always runs it, test images shuffled with the seed before batching",
     "the last epoch scored",
     "SIFTETS.npy (read every epoch, used only for UCSD) zeros of its shape where the checkout lacks it",
+    "paper-style records (select=val_auroc): ALOCC_Model.save wrapped to score a labelled selection set from the "
+    "training split (150 validation normals + 150 other-class training images) each epoch; the test sets scored "
+    "at its best epoch",
 ]
 SETTINGS = {"epochs": 40, "batch_size": 128, "learning_rate": 0.002, "optimizer": "RMSProp", "r_alpha": 0.2,
             "noise": "skimage random_noise var 0.155^2", "gf_dim": 16, "df_dim": 16, "epoch_choice": "last"}
@@ -142,15 +151,45 @@ def _worker(args: argparse.Namespace) -> None:
                             is_training=True, log_dir="log", sample_dir="samples", nd_patch_size=(28, 28),
                             n_stride=1, n_per_itr_print_results=100, kb_work_on_patch=False,
                             nd_input_frame_size=(28, 28), n_fetch_data=10)
+        tests = [k for k in data.files if k.startswith("test")]
+        score_all = lambda: {name: _score(sess, model, data[name]) for name in ("val", *tests)}  # noqa: E731
+        chosen = _select_epochs(sess, data, score_all) if "selection" in data.files else {}
         t0 = time.perf_counter()
         model.train(flags)
-        train_seconds = time.perf_counter() - t0
+        train_seconds = time.perf_counter() - t0 - chosen.get("seconds", 0.0)
         t0 = time.perf_counter()
-        tests = [k for k in data.files if k.startswith("test")]
-        out = {name: _score(sess, model, data[name]) for name in ("val", *tests)}
+        out = score_all()
         score_seconds = time.perf_counter() - t0
+    extra = {}
+    if chosen:
+        extra = {"selected_epoch": chosen["epoch"], "selection_auroc": np.array(chosen["history"]),
+                 **{f"sel_{k}_{c}": v[c] for k, v in chosen["scores"].items() for c in v}}
     np.savez(args.worker_out, train_seconds=train_seconds, score_seconds=score_seconds,
-             tf_version=getattr(tf, "VERSION", "unknown"), **{f"{k}_{c}": v[c] for k, v in out.items() for c in v})
+             tf_version=getattr(tf, "VERSION", "unknown"), **{f"{k}_{c}": v[c] for k, v in out.items() for c in v},
+             **extra)
+
+
+def _select_epochs(sess, data, score_all) -> dict:
+    """Paper-style epoch choice (change 8): after each epoch's checkpoint, the AUROC of d_rx on a
+    labelled selection set drawn from the training split; every set is scored at the best epoch.
+    Scoring changes no trainable weight (the batch-norm moving averages it touches are never read),
+    so the training, and its last epoch, are the label-free run's."""
+    from models import ALOCC_Model
+    from sklearn.metrics import roc_auc_score
+    chosen = {"auroc": -1.0, "epoch": None, "history": [], "seconds": 0.0}
+    save = ALOCC_Model.save
+
+    def save_and_select(model, checkpoint_dir, step):
+        save(model, checkpoint_dir, step)
+        t0 = time.perf_counter()
+        auroc = float(roc_auc_score(data["selection_labels"], _score(sess, model, data["selection"])["d_rx"]))
+        chosen["history"].append(auroc)
+        if auroc > chosen["auroc"]:
+            chosen.update(auroc=auroc, epoch=int(step) + 1, scores=score_all())
+        chosen["seconds"] += time.perf_counter() - t0
+
+    ALOCC_Model.save = save_and_select
+    return chosen
 
 
 def _score(sess, model, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -199,8 +238,9 @@ def torch_equal(a, b) -> bool:
     return a.shape == b.shape and bool((a == b).all())
 
 
-def _folder(results: Path, name: str, epochs: int) -> Path:
-    return results / f"alocc-official__mnist__{name}__e{epochs}"
+def _folder(results: Path, name: str, epochs: int, choice: str = "last") -> Path:
+    tag = "" if choice == "last" else f"_select={choice}"
+    return results / f"alocc-official{tag}__mnist__{name}__e{epochs}"
 
 
 def _run_one(args: argparse.Namespace, train, test, normal: int, seed: int, fractions: list[float]) -> None:
@@ -214,10 +254,12 @@ def _run_one(args: argparse.Namespace, train, test, normal: int, seed: int, frac
     orders = {name: np.random.default_rng([seed, 17]).permutation(len(sp.test)) for name, sp in splits.items()}
     names = list(splits)
     first = splits["standard"]
+    sel_images, sel_labels, sel_info = _selection_set(train, first, normal, seed)
     with tempfile.TemporaryDirectory(prefix="alocc-official-") as work:
         w_in, w_out = Path(work) / "in.npz", Path(work) / "out.npz"
         np.savez(w_in, train=_nhwc01(first.train.images), val=_nhwc01(first.val.images),
                  **{f"test{i}": _nhwc01(splits[n].test.images)[orders[n]] for i, n in enumerate(names)},
+                 selection=sel_images, selection_labels=sel_labels,
                  seed=seed, normal=normal, epochs=args.epochs, threads=args.threads)
         (Path(work) / "run").mkdir()
         print(f"official ALOCC on mnist class {normal} seed {seed}, {args.epochs} epochs; scored on "
@@ -231,37 +273,61 @@ def _run_one(args: argparse.Namespace, train, test, normal: int, seed: int, frac
             sys.exit(f"the official code failed (exit {rc}); the end of its output:\n" + log.read_text()[-3000:])
         out = dict(np.load(w_out))
         log_bytes = log.read_bytes()
-    for i, name in enumerate(names):
-        split, order = splits[name], orders[name]
-        results = {}
-        for c in ("d_rx", "d_x"):
-            s = np.empty(len(order), np.float32)
-            s[order] = out[f"test{i}_{c}"]
-            m = metrics.evaluate(split.test_labels, s)
-            thr = float(np.quantile(out[f"val_{c}"], 0.95))
-            m.update(threshold_val_q95=thr, f1_at_val_q95=metrics.f1_at(split.test_labels, s, thr),
-                     **{"f1_at_tau_0.5": metrics.f1_at(split.test_labels, s, 0.5),
-                        "f1_normal_at_tau_0.5": metrics.f1_at(split.test_labels, s, 0.5, positive="normal")})
-            results[c] = m
-        folder = _folder(args.results, name, args.epochs)
-        record = {
-            "method": "alocc", "implementation": "official", "repository": "khalooei/ALOCC-CVPR2018",
-            "commit": _commit(Path(args.checkout)), "changes": CHANGES,
-            "settings": {**SETTINGS, "epochs": args.epochs}, "dataset": "mnist",
-            "protocol": split.info["protocol"], "protocol_info": split.info, "normal_class": normal,
-            "seed": seed, "epochs": args.epochs, "device": "cpu",
-            "device_name": platform.processor() or platform.machine(), "tf_threads": args.threads,
-            "versions": {"tensorflow": str(out["tf_version"]), "python": platform.python_version()},
-            "headline": "d_rx", "metrics": results, "train_seconds": float(out["train_seconds"]),
-            "train_images_per_second": len(split.train) * args.epochs / float(out["train_seconds"]),
-            "score_seconds": float(out["score_seconds"]), "trained_with": names,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        with atomic_open(folder / "logs" / f"class{normal}_seed{seed}.log.gz") as fh:
-            fh.write(gzip.compress(log_bytes, mtime=0))
-        write_json(folder / f"class{normal}_seed{seed}.json", record)
-        print(f"  -> {folder.name}/class{normal}_seed{seed}.json: AUROC(d_rx) {results['d_rx']['auroc']:.4f}, "
-              f"F1 best {results['d_rx']['f1_best']:.4f}", flush=True)
+    choices = {"last": ("", {"epoch_choice": "last", "label_free": True}),
+               "val_auroc": ("sel_", {"epoch_choice": "val_auroc", "label_free": False,
+                                      "selected_epoch": int(out["selected_epoch"]),
+                                      "selection": sel_info,
+                                      "selection_auroc_per_epoch": [round(float(a), 4) for a in out["selection_auroc"]]})}
+    for choice, (prefix, extra) in choices.items():
+        for i, name in enumerate(names):
+            split, order = splits[name], orders[name]
+            results = {}
+            for c in ("d_rx", "d_x"):
+                s = np.empty(len(order), np.float32)
+                s[order] = out[f"{prefix}test{i}_{c}"]
+                m = metrics.evaluate(split.test_labels, s)
+                thr = float(np.quantile(out[f"{prefix}val_{c}"], 0.95))
+                m.update(threshold_val_q95=thr, f1_at_val_q95=metrics.f1_at(split.test_labels, s, thr),
+                         **{"f1_at_tau_0.5": metrics.f1_at(split.test_labels, s, 0.5),
+                            "f1_normal_at_tau_0.5": metrics.f1_at(split.test_labels, s, 0.5, positive="normal")})
+                results[c] = m
+            folder = _folder(args.results, name, args.epochs, choice)
+            record = {
+                "method": "alocc", "implementation": "official", "repository": "khalooei/ALOCC-CVPR2018",
+                "commit": _commit(Path(args.checkout)), "changes": CHANGES,
+                "settings": {**SETTINGS, "epochs": args.epochs, **extra}, "dataset": "mnist",
+                "protocol": split.info["protocol"], "protocol_info": split.info, "normal_class": normal,
+                "seed": seed, "epochs": args.epochs, "device": "cpu",
+                "device_name": platform.processor() or platform.machine(), "tf_threads": args.threads,
+                "versions": {"tensorflow": str(out["tf_version"]), "python": platform.python_version()},
+                "headline": "d_rx", "metrics": results, "train_seconds": float(out["train_seconds"]),
+                "train_images_per_second": len(split.train) * args.epochs / float(out["train_seconds"]),
+                "score_seconds": float(out["score_seconds"]), "trained_with": names,
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+            if choice == "last":  # one training, one log (the paper-style records point to it)
+                with atomic_open(folder / "logs" / f"class{normal}_seed{seed}.log.gz") as fh:
+                    fh.write(gzip.compress(log_bytes, mtime=0))
+            else:
+                record["training_log"] = f"{_folder(Path('.'), name, args.epochs, 'last').name}/logs/class{normal}_seed{seed}.log.gz"
+            write_json(folder / f"class{normal}_seed{seed}.json", record)
+            print(f"  -> {folder.name}/class{normal}_seed{seed}.json: AUROC(d_rx) {results['d_rx']['auroc']:.4f}, "
+                  f"F1 best {results['d_rx']['f1_best']:.4f}", flush=True)
+
+
+def _selection_set(train, split, normal: int, seed: int, n: int = 150) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A labelled set for the paper-style epoch choice, from the training split and disjoint from
+    the images trained on: n of the split's validation normals and n other-class training images
+    (the size our `select=val_auroc` runs use), shuffled so its batches mix both."""
+    rng = np.random.default_rng([seed, 7919])
+    val_pick = np.sort(rng.choice(len(split.val), size=n, replace=False))
+    others = np.flatnonzero(train.labels.numpy() != normal)
+    out_pick = np.sort(rng.choice(others, size=n, replace=False))
+    images = np.concatenate([_nhwc01(split.val.images[val_pick]), _nhwc01(train.images[out_pick])])
+    labels = np.concatenate([np.zeros(n, np.int64), np.ones(n, np.int64)])
+    order = rng.permutation(2 * n)
+    return images[order], labels[order], {"normal_from": "validation split", "outliers_from": "training split",
+                                         "normal": n, "outliers": n}
 
 
 def main() -> None:
@@ -293,7 +359,8 @@ def main() -> None:
     names = ["standard", *(f"outlier-fraction-p{p:g}" for p in fractions)]
     for seed in (int(s) for s in args.seeds.split(",")):
         for normal in (int(c) for c in args.classes.split(",")):
-            done = [(_folder(args.results, n, args.epochs) / f"class{normal}_seed{seed}.json").exists() for n in names]
+            done = [(_folder(args.results, n, args.epochs, choice) / f"class{normal}_seed{seed}.json").exists()
+                    for n in names for choice in ("last", "val_auroc")]
             if all(done):  # finished before: a cut-off sweep resumes here
                 print(f"  = class {normal} seed {seed} (done)")
                 continue

@@ -419,7 +419,7 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, see
                    "histograms, example images with maps, training curves.")
 def report(results: str, embed: tuple[str, ...], html_out: str | None) -> None:
     """Tables of every finished run (also written to RESULTS/report.md and report.csv)."""
-    from .evaluation import collect
+    from .evaluation import collect, collect_anchors
     from .report import embed_summary, report as make_report, summary
     if html_out:
         from .fileio import check_output_file
@@ -429,7 +429,7 @@ def report(results: str, embed: tuple[str, ...], html_out: str | None) -> None:
         from .report_html import html_report
         click.echo(f"wrote {html_report(results, html_out or None)}", err=True)
     for path in embed:
-        embed_summary(path, summary(collect(results)))
+        embed_summary(path, summary(collect(results), collect_anchors(results)))
         click.echo(f"summary written into {path}", err=True)
 
 

@@ -286,11 +286,11 @@ def _cell_of(run: dict[str, Any], cells: list[Any]) -> Any:
     return None
 
 
-def summary(runs: list[dict[str, Any]]) -> str:
+def summary(runs: list[dict[str, Any]], anchors: list[dict[str, Any]] = ()) -> str:
     """The headline tables: for each cell of the papers' tables (`suites.json`) with finished
     runs under today's defaults, the headline AUROC (mean ± std over seeds of the mean over
     classes) beside the paper's; ALOCC's F1 against the outlier fraction in a table of its own,
-    beside the F1 of the trivial rules."""
+    beside the F1 of the trivial rules; and the official codes' runs (`anchors`) beside ours."""
     from .reproduce import cells as suite_cells
     cells = suite_cells("all")
     groups = [g for g in iter_groups(runs).values() if not stale_settings(g[0])]
@@ -344,6 +344,8 @@ def summary(runs: list[dict[str, Any]]) -> str:
     video = video_summary(runs)
     if video:
         out.append(video)
+    if anchors:
+        out.append(official_summary(anchors, runs))
     return "\n\n".join(out) + "\n"
 
 
@@ -358,16 +360,49 @@ def _ours_beside(anchor: dict[str, Any], runs: list[dict[str, Any]]) -> list[dic
     return max(groups, key=len) if groups else []
 
 
+def _anchor_groups(anchors: list[dict[str, Any]]) -> list[tuple[tuple, list[dict[str, Any]]]]:
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for a in anchors:
+        key = (a["method"], a["dataset"], a["protocol"], a["protocol_info"].get("outlier_fraction"), a["epochs"],
+               a["settings"].get("epoch_choice", "?"))
+        groups.setdefault(key, []).append(a)
+    return sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0]))
+
+
+def _choice(choice: str) -> str:
+    return {"last": "label-free (last epoch)", "val_auroc": "paper-style (labelled selection set)"}.get(choice, choice)
+
+
+def official_summary(anchors: list[dict[str, Any]], runs: list[dict[str, Any]]) -> str:
+    """One row per protocol the official code ran: its headline AUROC and best F1, the mean over
+    the classes it finished, beside ours over the same classes."""
+    rows = []
+    for (method, dataset, protocol, fraction, epochs, choice), group in _anchor_groups(anchors):
+        head = group[0]["headline"]
+        classes = sorted({a["normal_class"] for a in group})
+        ours = [r for r in _ours_beside(group[0], runs) if r["normal_class"] in classes]
+        mean = lambda rs, k: _fmt(float(np.mean([r["metrics"][head][k] for r in rs]))) if rs else "–"  # noqa: E731
+        pv = paper_value(method, dataset, protocol, head, "{}")
+        paper = "≈ 0.97–0.99 (F1)" if method == "alocc" and protocol == "outlier-fraction" else (
+            _fmt(pv["mean"], 4) + " (AUROC)" if pv else "–")
+        where = f"{dataset}, {protocol}" + (f" p = {fraction:g}" if fraction is not None else "")
+        rows.append([method, where, str(epochs), _choice(choice), ",".join(map(str, classes)),
+                     str(len({a["seed"] for a in group})), mean(group, "auroc"), mean(ours, "auroc"),
+                     mean(group, "f1_best"), mean(ours, "f1_best"), paper])
+    return ("The papers' official code on our splits (`results/anchors/`, `scripts/anchors/`), beside our "
+            "implementation on the same classes: mean over those classes of the headline score's AUROC and best "
+            "F1 (novel positive). Per class and the changes made around each code: `report.md`.\n\n"
+            + _markdown(["method", "data, protocol", "official epochs", "official epoch choice", "classes", "seeds",
+                         "official AUROC",
+                         "ours AUROC", "official F1 best", "ours F1 best", "paper"], rows))
+
+
 def official_table(anchors: list[dict[str, Any]], runs: list[dict[str, Any]]) -> str:
     """The papers' official code run on our splits (`results/anchors/`, scripts/anchors/) beside
     our implementation on the same protocol, per class: AUROC and best F1 of the headline score
     (mean ± std over seeds), and the paper's value where it reports that cell."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for a in anchors:
-        key = (a["method"], a["dataset"], a["protocol"], a["protocol_info"].get("outlier_fraction"), a["epochs"])
-        groups.setdefault(key, []).append(a)
-    out = []
-    for (method, dataset, protocol, fraction, epochs), group in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    out, described = [], set()
+    for (method, dataset, protocol, fraction, epochs, choice), group in _anchor_groups(anchors):
         head = group[0]["headline"]
         ours = _ours_beside(group[0], runs)
         pv = paper_value(method, dataset, protocol, head, "{}") or {}
@@ -395,13 +430,16 @@ def official_table(anchors: list[dict[str, Any]], runs: list[dict[str, Any]]) ->
         first = group[0]
         where = f"{dataset}, {protocol}" + (f" p = {fraction:g}" if fraction is not None else "")
         mine_epochs = sorted({r["epochs"] for r in ours})
-        out.append(f"### {method}: official code ({first['repository']} @ {first['commit'][:7]}) beside ours — "
-                   f"{where}\n\n"
+        code = f"{first['repository']} @ {first['commit'][:7]}"
+        if code not in described:  # the changes once per code, not per table
+            described.add(code)
+            out.append(f"### {method}: official code ({code})\n\nChanges made around it (its files unedited): "
+                       + "; ".join(f"({i}) {c}" for i, c in enumerate(first["changes"], 1)) + ".")
+        out.append(f"#### {method}, {where}, official {_choice(choice)} beside ours\n\n"
                    f"Score `{head}`; official: {epochs} epochs, {first['device']} ({first.get('device_name', '')}), "
                    f"TensorFlow {first['versions'].get('tensorflow', '?')}, epoch choice "
-                   f"{first['settings'].get('epoch_choice', '?')}; ours: {', '.join(map(str, mine_epochs)) or '–'} epochs, "
-                   "today's defaults. Changes made around the official code (its files unedited): "
-                   + "; ".join(f"({i}) {c}" for i, c in enumerate(first["changes"], 1)) + ".\n\n"
+                   f"{_choice(choice)}; ours: {', '.join(map(str, mine_epochs)) or '–'} epochs, "
+                   f"{', '.join(sorted({r['device'] for r in ours})) or '–'}, today's defaults.\n\n"
                    + _markdown(header, rows))
     return "\n\n".join(out)
 
@@ -425,12 +463,12 @@ def embed_summary(path: str | Path, text: str, write: bool = True) -> str:
 
 def report(results: str | Path, write: bool = True) -> str:
     """Markdown for every group of runs; with `write`, also `report.md` and `report.csv` in `results`."""
-    runs = collect(results)
+    runs, anchors = collect(results), collect_anchors(results)
     if not runs:
         return f"no finished runs under {results}"
     sections = ["# oneclass results\n\nAUROC per normal class (label 1 = novel), mean ± standard deviation over "
                 "seeds; the papers' values beside ours where the paper reports that method, dataset and protocol.",
-                "## Summary\n\n" + summary(runs)]
+                "## Summary\n\n" + summary(runs, anchors)]
     csv_buf = io.StringIO()
     writer = csv.writer(csv_buf)
     writer.writerow(["method", "options", "dataset", "protocol", "outlier_fraction", "epochs", "normal_class",
@@ -466,7 +504,6 @@ def report(results: str | Path, write: bool = True) -> str:
         sections.append(text)
     if fraction_runs:
         sections.append("## outlier-fraction protocol\n\n" + fraction_table(fraction_runs))
-    anchors = collect_anchors(results)
     if anchors:
         sections.append("## Official code beside ours\n\n" + official_table(anchors, runs))
     md = "\n\n".join(sections) + "\n"
