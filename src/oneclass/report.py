@@ -369,6 +369,16 @@ def _anchor_groups(anchors: list[dict[str, Any]]) -> list[tuple[tuple, list[dict
     return sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0]))
 
 
+def _where(dataset: str, protocol: str, fraction: float | None) -> str:
+    return f"{dataset}, {protocol}" + (f" p = {fraction:g}" if fraction is not None else "")
+
+
+def _mean_metric(rs: list[dict[str, Any]], head: str, key: str, empty: str = "") -> str:
+    """Mean of one metric of the headline score over runs that have it."""
+    values = [r["metrics"][head][key] for r in rs if key in r["metrics"][head]]
+    return _fmt(float(np.mean(values))) if values else empty
+
+
 def _choice(choice: str) -> str:
     return {"last": "label-free (last epoch)", "val_auroc": "paper-style (labelled selection set)"}.get(choice, choice)
 
@@ -381,12 +391,11 @@ def official_summary(anchors: list[dict[str, Any]], runs: list[dict[str, Any]]) 
         head = group[0]["headline"]
         classes = sorted({a["normal_class"] for a in group})
         ours = [r for r in _ours_beside(group[0], runs) if r["normal_class"] in classes]
-        mean = lambda rs, k: _fmt(float(np.mean([r["metrics"][head][k] for r in rs]))) if rs else "–"  # noqa: E731
+        mean = lambda rs, k: _mean_metric(rs, head, k, "–")  # noqa: E731
         pv = paper_value(method, dataset, protocol, head, "{}")
         paper = "≈ 0.97–0.99 (F1)" if method == "alocc" and protocol == "outlier-fraction" else (
             _fmt(pv["mean"], 4) + " (AUROC)" if pv else "–")
-        where = f"{dataset}, {protocol}" + (f" p = {fraction:g}" if fraction is not None else "")
-        rows.append([method, where, str(epochs), _choice(choice), ",".join(map(str, classes)),
+        rows.append([method, _where(dataset, protocol, fraction), str(epochs), _choice(choice), ",".join(map(str, classes)),
                      str(len({a["seed"] for a in group})), mean(group, "auroc"), mean(ours, "auroc"),
                      mean(group, "f1_best"), mean(ours, "f1_best"), paper])
     return ("The papers' official code on our splits (`results/anchors/`, `scripts/anchors/`), beside our "
@@ -420,15 +429,12 @@ def official_table(anchors: list[dict[str, Any]], runs: list[dict[str, Any]]) ->
                          _fmt(per[cls]) if per and cls < len(per) else "",
                          f"{','.join(str(a['seed']) for a in off)} / {','.join(str(r['seed']) for r in mine) or '–'}"])
         mine_same = [r for r in ours if r["normal_class"] in classes]
-        def mean(rs: list[dict[str, Any]], k: str) -> str:
-            values = [r["metrics"][head][k] for r in rs if k in r["metrics"][head]]
-            return _fmt(float(np.mean(values))) if values else ""
-
+        mean = lambda rs, k: _mean_metric(rs, head, k)  # noqa: E731
         rows.append([f"mean ({len(classes)} classes)", mean(group, "auroc"), mean(mine_same, "auroc"),
                      mean(group, "f1_best"), mean(mine_same, "f1_best"), mean(group, "f1_at_tau_0.5"),
                      mean(mine_same, "f1_at_tau_0.5"), "", ""])
         first = group[0]
-        where = f"{dataset}, {protocol}" + (f" p = {fraction:g}" if fraction is not None else "")
+        where = _where(dataset, protocol, fraction)
         mine_epochs = sorted({r["epochs"] for r in ours})
         code = f"{first['repository']} @ {first['commit'][:7]}"
         if code not in described:  # the changes once per code, not per table
