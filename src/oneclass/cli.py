@@ -30,6 +30,20 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _parse_choices(pairs: tuple[str, ...]) -> dict[str, list[Any]]:
+    """`--choose key=v1,v2`; each value read as JSON where it parses, like --option's."""
+    out: dict[str, list[Any]] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        if not sep or not key.strip() or not values:
+            raise OneClassError(f"--choose takes key=value1,value2, got {pair!r}")
+        if key.strip() in out:
+            raise OneClassError(f"--choose {key.strip()} is given twice: list its values once")
+        out[key.strip()] = [_parse_options((f"v={v}",))["v"] for v in values]
+    return out
+
+
 class _Group(click.Group):
     """Turns library errors into one clear line unless --debug."""
 
@@ -318,13 +332,20 @@ def export(model: str, fmt: str, out: str) -> None:
               help="For the outlier-fraction protocol.")
 @click.option("--preset", default=None)
 @click.option("--option", "options", multiple=True, help="Method option key=value (repeatable).")
+@click.option("--choose", "choose", multiple=True, metavar="KEY=V1,V2",
+              help="Candidate values of an option, chosen per class on the labelled selection set from the "
+                   "training split (paper-style; repeatable: every combination is trained).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | None, classes: str, seeds: str,
-             epochs: int | None, outlier_fractions: str, preset: str | None, options: tuple[str, ...], device: str,
-             results: str, quiet: bool) -> None:
-    """Run (or reuse) every (class, seed) run of a method on a protocol; print the table."""
+             epochs: int | None, outlier_fractions: str, preset: str | None, options: tuple[str, ...],
+             choose: tuple[str, ...], device: str, results: str, quiet: bool) -> None:
+    """Run (or reuse) every (class, seed) run of a method on a protocol; print the table.
+
+    With --choose, every combination of the candidate values is a run whose epoch is picked on a
+    labelled selection set drawn from the training split (150 normal, 150 other-class images); per
+    class and seed the combination with the best selection AUROC is kept (ties: the first given)."""
     from .data import is_video
     from .evaluation import EvalSpec, evaluate as run, iter_groups, parse_classes, parse_numbers
     protocol = protocol or ("video" if is_video(dataset) else "mvtec" if dataset == "mvtec" else "standard")
@@ -332,7 +353,7 @@ def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | N
     spec = EvalSpec(method=method, dataset=dataset, protocol=protocol, classes=parse_classes(classes),
                     seeds=parse_numbers(seeds, int, "--seeds"), epochs=epochs,
                     outlier_fractions=parse_numbers(outlier_fractions, float, "--outlier-fractions"),
-                    device=device, options=_parse_options(options), preset=preset)
+                    device=device, options=_parse_options(options), preset=preset, choose=_parse_choices(choose))
     runs = run(spec, data_root, results, progress=not quiet, echo=lambda s: click.echo(s, err=True))
     if protocol == "outlier-fraction":
         click.echo(fraction_table(runs))

@@ -56,6 +56,8 @@ class EvalSpec:
     device: str = "auto"
     options: dict[str, Any] = field(default_factory=dict)  # method options (preset overrides)
     preset: str | None = None
+    # settings chosen per class on the labelled selection set (`choice`): option -> candidate values
+    choose: dict[str, list[Any]] = field(default_factory=dict)
 
 
 # ---- run identity ------------------------------------------------------------------------
@@ -80,7 +82,8 @@ def _variant_tag(options: dict[str, Any]) -> str:
 
 
 def _options_tag(options: dict[str, Any]) -> str:
-    return "".join(f"_{k}={v}" for k, v in sorted(options.items()))
+    # chosen settings by name only (`_choose=noise_std+w_inf`): their values are in the key
+    return "".join(f"_{k}={'+'.join(v) if isinstance(v, dict) else v}" for k, v in sorted(options.items()))
 
 
 def group_name(identity: dict[str, Any], options: dict[str, Any]) -> str:
@@ -394,8 +397,14 @@ def read_log(result: Path) -> list[dict[str, Any]]:
 
 def evaluate(spec: EvalSpec, data_root: str | Path | None, results: str | Path, *,
              progress: bool = True, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Run every missing run of `spec` in this process, return all its runs (finished before or now)."""
+    """Run every missing run of `spec` in this process, return all its runs (finished before or now).
+    With `spec.choose`, every candidate's runs, then the choice records made from them (`choice`)."""
     data = load_dataset(spec.dataset, data_root)
+    if spec.choose:
+        from . import choice
+        for candidate in choice.candidate_specs(spec):
+            evaluate(candidate, data_root, results, progress=progress, echo=echo)
+        return choice.finish(spec, data_root, results, train=data[0], echo=echo)
     out: list[dict[str, Any]] = []
     for task in plan(spec, data_root, results, train=data[0]):
         if task.finished:
@@ -566,6 +575,8 @@ def rekey(results: str | Path, echo: Callable[[str], None] = print, dry_run: boo
         record = read_result(path)
         if record is None or "method" not in record or "normal_class" not in record:
             continue
+        if "choose" in record.get("run_identity", {}):
+            continue  # a choice record: keyed by its candidates, refreshed by `evaluate --choose`
         ident = identity_of(record)
         for m in record["metrics"].values():  # written as Infinity before: standard JSON now
             thr = m.get("f1_best_normal_threshold")

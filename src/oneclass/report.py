@@ -31,14 +31,15 @@ def paper_value(method: str, dataset: str, protocol: str, component: str,
                 options: str = "{}") -> dict[str, Any] | None:
     """The paper's value for a run group; `options` is the group's sorted JSON options. Ablation
     options have their own entries ("method {options}"); options that only pick the epoch
-    ("select") compare with the method's own values; other options have none."""
+    ("select") or the settings a paper leaves unstated ("choose") compare with the method's own
+    values; other options have none."""
     ds = _PAPER_DATASET.get(dataset)
     if not ds:
         return None
     opts = json.loads(options) if options else {}
     key = method if not opts else f"{method} {options}"
     # options that only pick the epoch, or (video) shrink the budget, compare with the paper's value
-    same = {"select"} | (VIDEO_BUDGET if protocol == "video" else set())
+    same = {"select", "choose"} | (VIDEO_BUDGET if protocol == "video" else set())
     if key not in paper_values() and set(opts) - same <= _default_keys(method, json.dumps(opts, sort_keys=True)):
         key = method
     return paper_values().get(key, {}).get(ds, {}).get(protocol, {}).get(component)
@@ -281,7 +282,7 @@ def _class_mean_over_seeds(runs: list[dict[str, Any]], value: Any) -> tuple[str,
 def _cell_of(run: dict[str, Any], cells: list[Any]) -> Any:
     for c in cells:
         if (c.method, c.dataset, c.protocol, c.epochs if c.epochs is not None else "na") == \
-                (run["method"], run["dataset"], run["protocol"], run["epochs"]) and c.options == run.get("options", {}):
+                (run["method"], run["dataset"], run["protocol"], run["epochs"]) and c.record_options == run.get("options", {}):
             return c
     return None
 
@@ -307,10 +308,11 @@ def summary(runs: list[dict[str, Any]], anchors: list[dict[str, Any]] = ()) -> s
             first = group[0]
             head = first["headline"]
             ours, n_seeds = _class_mean_over_seeds(group, lambda r: r["metrics"][head]["auroc"])
-            pv = paper_value(cell.method, cell.dataset, cell.protocol, head, json.dumps(cell.options, sort_keys=True))
+            shown = cell.record_options
+            pv = paper_value(cell.method, cell.dataset, cell.protocol, head, json.dumps(shown, sort_keys=True))
             n_classes = len({r["normal_class"] for r in group})
-            rows.append([f"{cell.suite} {cell.table}", cell.method + (f" {json.dumps(cell.options, sort_keys=True)}"
-                                                                      if cell.options else ""),
+            rows.append([f"{cell.suite} {cell.table}", cell.method + (f" {json.dumps(shown, sort_keys=True)}"
+                                                                      if shown else ""),
                          f"{first.get('data_source', cell.dataset)}, {cell.protocol}",
                          "–" if first["epochs"] == "na" else str(first["epochs"]),
                          cell.selection, head, ours, str(n_seeds), str(n_classes),

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-from . import evaluation
+from . import choice, evaluation
 from .data import load as load_dataset
 from .errors import OneClassError
 from .fileio import write_text
@@ -41,6 +41,15 @@ class Cell:
     baseline: bool = False
     selection: str = "label-free"
     paper: str = ""
+    # settings chosen per class on the labelled selection set (`choice`): option -> candidates
+    choose: dict[str, list[Any]] = field(default_factory=dict, hash=False)
+
+    @property
+    def record_options(self) -> dict[str, Any]:
+        """The options its runs are recorded under (a choice's include the candidates)."""
+        if not self.choose:
+            return dict(self.options)
+        return {**self.options, "select": "val_auroc", "choose": {k: list(v) for k, v in self.choose.items()}}
 
     @property
     def title(self) -> str:
@@ -107,7 +116,7 @@ def spec_of(cell: Cell, seeds: list[int], classes: list[int | str] | None = None
         classes=list(classes) if classes is not None else (list(cell.classes) if cell.classes else None),
         seeds=list(seeds), epochs=epochs if epochs is not None and cell.epochs is not None else cell.epochs,
         outlier_fractions=list(cell.outlier_fractions), device=device, options=dict(cell.options),
-        preset=cell.preset)
+        preset=cell.preset, choose={k: list(v) for k, v in cell.choose.items()})
 
 
 @dataclass
@@ -139,7 +148,9 @@ def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, 
         if cell.dataset not in train_splits:  # load (and decode into the cache) once, here
             train_splits[cell.dataset] = load_dataset(cell.dataset, data_root)[0]
         spec = spec_of(cell, seeds, classes, epochs, device)
-        tasks[cell] = evaluation.plan(spec, data_root, results, train=train_splits[cell.dataset])
+        # a choice cell runs its candidates; its records are made from them once they are stored
+        tasks[cell] = [t for s in (choice.candidate_specs(spec) if spec.choose else [spec])
+                       for t in evaluation.plan(s, data_root, results, train=train_splits[cell.dataset])]
     todo, seen = [], set()
     for cell_tasks in tasks.values():
         for t in cell_tasks:
@@ -157,7 +168,10 @@ def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, 
         summary = run_local(todo, data_root, results, progress=progress, echo=echo)
     else:
         summary = RunSummary(executor="none")
-    text = suite_report(suite, chosen, tasks, results)
+    chosen_runs = {cell: choice.finish(spec_of(cell, seeds, classes, epochs, device), data_root, results,
+                                       train=train_splits[cell.dataset], echo=echo)
+                   for cell in chosen if cell.choose}
+    text = suite_report(suite, chosen, tasks, results, chosen_runs)
     write_text(Path(results) / f"reproduce-{suite}.md", text)
     return Reproduction(chosen, tasks, summary, skipped, text)
 
@@ -167,14 +181,16 @@ def _finished(task: evaluation.RunTask) -> list[dict[str, Any]]:
 
 
 def suite_report(suite: str, chosen: list[Cell], tasks: dict[Cell, list[evaluation.RunTask]],
-                 results: str | Path) -> str:
-    """Markdown: for each cell, ours (mean ± std over seeds) beside the paper's value."""
+                 results: str | Path, chosen_runs: dict[Cell, list[dict[str, Any]]] | None = None) -> str:
+    """Markdown: for each cell, ours (mean ± std over seeds) beside the paper's value (a choice
+    cell: its choice records, `chosen_runs`)."""
     from .report import _markdown, _settings, fraction_table, group_table, video_budget, video_table
     title = suites().get(suite, suite)
     parts = [f"# Reproduction: {suite}\n\n{title}. AUROC per normal class, mean ± standard deviation over "
              f"seeds; the paper's value beside ours. Written by `oneclass reproduce {suite}`."]
     for cell in chosen:
-        runs = [r for t in tasks[cell] for r in _finished(t)]
+        runs = (chosen_runs or {}).get(cell) if cell.choose else [r for t in tasks[cell] for r in _finished(t)]
+        runs = runs or []
         missing = sum(1 for t in tasks[cell] if len(_finished(t)) < len(t.paths))
         head = f"## {cell.title}\n\nPaper: {cell.paper or 'no value declared'}."
         if not runs:
