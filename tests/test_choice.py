@@ -103,7 +103,12 @@ def test_cli_choose(tmp_path):
                   "--results", tmp_path, "--quiet")
     assert "chose {\"lr\": " in out.output and "select" in out.output
     (path,) = tmp_path.glob("dae_batch_size=256_choose=lr_select=val_auroc__*/class1_seed0.json")
-    assert json.loads(path.read_text())["options"]["choose"] == {"lr": [0.01, 0.001]}
+    rec = json.loads(path.read_text())
+    assert rec["options"]["choose"] == {"lr": [0.01, 0.001]}
+    # the report says per class what was kept, and on what selection AUROC
+    from oneclass.report import report
+    best = max(c["selection_auroc"] for c in rec["candidates"])
+    assert f"| lr={rec['chosen']['lr']:g} ({best:.3f}) |" in report(tmp_path, write=False)
     for bad, message in (("lr", "takes key=value1,value2"), ("lr=", "takes key=value1,value2"),
                          ("nosuch=1,2", "nosuch")):
         res = run_cli("evaluate", "--method", "dae", "--dataset", "mnist-embedded", "--classes", "1", "--epochs", "1",

@@ -103,6 +103,9 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
     with_pixels = any(pixel(r) is not None for r in runs)
     if with_pixels:
         header.append(f"pixel AUROC ({next(r['pixel_level']['map'] for r in runs if pixel(r) is not None)} map)")
+    chosen = any("chosen" in r for r in runs)  # a choice (`--choose`): what each class kept, and on what
+    if chosen:
+        header.append("chosen (selection AUROC)")
     header += ["seeds"]
     rows = []
     for cls in sorted(by_class):
@@ -117,6 +120,8 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
         if with_pixels:
             values = [pixel(r) for r in rs if pixel(r) is not None]
             row.append(_mean_std(values) if values else "–")
+        if chosen:
+            row.append("; ".join(_chosen(r) for r in rs))
         row.append(",".join(str(r["seed"]) for r in rs))
         rows.append(row)
     seeds = sorted({r["seed"] for r in runs})
@@ -137,9 +142,18 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
     if with_pixels:
         values = [pixel(r) for r in runs if pixel(r) is not None]
         mean_row.append(_fmt(float(np.mean(values))) if values else "–")
+    if chosen:
+        mean_row.append("")
     mean_row.append(",".join(map(str, complete)))
     rows.append(mean_row)
     return header, rows, notes
+
+
+def _chosen(run: dict[str, Any]) -> str:
+    """`noise_std=0.5 w_inf=1 (0.953)`: the values a choice record kept, with their selection AUROC."""
+    best = max(c["selection_auroc"] for c in run["candidates"])
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in run["chosen"].items()) \
+        + f" ({best:.3f})"
 
 
 def video_budget(run: dict[str, Any]) -> str:
