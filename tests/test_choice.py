@@ -127,3 +127,13 @@ def test_a_choice_cell_of_a_suite_runs_its_candidates_and_reports_the_choice(tmp
     (path,) = tmp_path.glob("dae_batch_size=256_choose=lr_select=val_auroc__*/class1_seed0.json")
     rec = json.loads(path.read_text())
     assert rec["options"] == cell.record_options and f"{rec['metrics']['rec']['auroc']:.3f}" in out.report
+
+
+def test_dry_run_lists_a_choice_cells_candidates(tmp_path, monkeypatch):
+    from oneclass import reproduce as rep
+    cell = rep.Cell("tiny", "Table 1", "dae", "mnist-embedded", epochs=1, classes=(1, 2), choose={"lr": [1e-2, 1e-3]})
+    monkeypatch.setattr(rep, "cells", lambda *a, **k: [cell])
+    out = run_cli("reproduce", "tiny", "--seeds", "0", "--dry-run", "--results", tmp_path).output
+    assert cell.title.endswith("epoch and lr")
+    assert f"{cell.title}: 4 run(s) to do" in out  # 2 classes × 2 candidate values
+    assert out.count("_lr=0.01_select=val_auroc__") == 2 and out.count("_lr=0.001_select=val_auroc__") == 2

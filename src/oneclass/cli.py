@@ -411,7 +411,7 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, see
             if cell.dataset not in train_splits:
                 train_splits[cell.dataset] = load_dataset(cell.dataset, data_root)[0]
             spec = rep.spec_of(cell, seed_list, class_list, epochs, device)
-            todo = [t for t in evaluation.plan(spec, data_root, results, train=train_splits[cell.dataset])
+            todo = [t for t in rep.plan_cell(spec, data_root, results, train=train_splits[cell.dataset])
                     if not t.finished]
             click.echo(f"{cell.title}: {len(todo)} run(s) to do")
             for t in todo:

@@ -54,7 +54,8 @@ class Cell:
     @property
     def title(self) -> str:
         opts = " " + json.dumps(self.options, sort_keys=True) if self.options else ""
-        return f"{self.table}: {self.method}{opts} on {self.dataset} ({self.protocol}), {self.selection} epoch"
+        chosen = f" and {', '.join(self.choose)}" if self.choose else ""
+        return f"{self.table}: {self.method}{opts} on {self.dataset} ({self.protocol}), {self.selection} epoch{chosen}"
 
 
 @lru_cache(maxsize=1)
@@ -119,6 +120,14 @@ def spec_of(cell: Cell, seeds: list[int], classes: list[int | str] | None = None
         preset=cell.preset, choose={k: list(v) for k, v in cell.choose.items()})
 
 
+def plan_cell(spec: evaluation.EvalSpec, data_root: str | Path | None, results: str | Path,
+              train: Any = None) -> list[evaluation.RunTask]:
+    """The runs of a cell's evaluation; a choice cell's are its candidates' (its choice records
+    are made from them once they are stored)."""
+    return [t for s in (choice.candidate_specs(spec) if spec.choose else [spec])
+            for t in evaluation.plan(s, data_root, results, train=train)]
+
+
 @dataclass
 class Reproduction:
     cells: list[Cell]
@@ -148,9 +157,7 @@ def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, 
         if cell.dataset not in train_splits:  # load (and decode into the cache) once, here
             train_splits[cell.dataset] = load_dataset(cell.dataset, data_root)[0]
         spec = spec_of(cell, seeds, classes, epochs, device)
-        # a choice cell runs its candidates; its records are made from them once they are stored
-        tasks[cell] = [t for s in (choice.candidate_specs(spec) if spec.choose else [spec])
-                       for t in evaluation.plan(s, data_root, results, train=train_splits[cell.dataset])]
+        tasks[cell] = plan_cell(spec, data_root, results, train=train_splits[cell.dataset])
     todo, seen = [], set()
     for cell_tasks in tasks.values():
         for t in cell_tasks:
