@@ -137,3 +137,9 @@ def test_dry_run_lists_a_choice_cells_candidates(tmp_path, monkeypatch):
     assert cell.title.endswith("epoch and lr")
     assert f"{cell.title}: 4 run(s) to do" in out  # 2 classes × 2 candidate values
     assert out.count("_lr=0.01_select=val_auroc__") == 2 and out.count("_lr=0.001_select=val_auroc__") == 2
+
+
+def test_a_method_without_epochs_cannot_choose(tmp_path):
+    with pytest.raises(OneClassError, match="ocsvm trains no epochs"):
+        evaluate(EvalSpec("ocsvm", "mnist-embedded", classes=[0], choose={"nu": [0.1, 0.2]}), None, tmp_path,
+                 progress=False, echo=lambda s: None)

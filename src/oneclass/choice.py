@@ -53,6 +53,10 @@ def check_grid(grid: dict[str, list[Any]], options: dict[str, Any]) -> None:
 
 def candidate_specs(spec: Any) -> list[Any]:
     """The evaluation of each combination (plain runs, each cached under its own identity)."""
+    from .registry import detector_class
+    if "select" not in getattr(detector_class(spec.method), "defaults", {}):
+        raise OneClassError(f"--choose picks each candidate's epoch on the labelled selection set, and "
+                            f"{spec.method} trains no epochs: give its settings with --option")
     check_grid(spec.choose, spec.options)
     return [replace(spec, options={**spec.options, **combo, "select": "val_auroc"}, choose={})
             for combo in combinations(spec.choose)]
