@@ -143,3 +143,8 @@ def test_a_method_without_epochs_cannot_choose(tmp_path):
     with pytest.raises(OneClassError, match="ocsvm trains no epochs"):
         evaluate(EvalSpec("ocsvm", "mnist-embedded", classes=[0], choose={"nu": [0.1, 0.2]}), None, tmp_path,
                  progress=False, echo=lambda s: None)
+
+
+def test_a_video_dataset_cannot_choose_on_its_test_clips(tmp_path):
+    with pytest.raises(OneClassError, match="does not have"):
+        choice.candidate_specs(EvalSpec("oled", "ped2", protocol="video", choose={"lr": [1e-3, 1e-4]}))

@@ -57,6 +57,9 @@ def candidate_specs(spec: Any) -> list[Any]:
     if "select" not in getattr(detector_class(spec.method), "defaults", {}):
         raise OneClassError(f"--choose picks each candidate's epoch on the labelled selection set, and "
                             f"{spec.method} trains no epochs: give its settings with --option")
+    if spec.protocol == "video":  # a video's labelled set holds anomalous patches of the *test* clips
+        raise OneClassError("--choose chooses on a labelled set from the training split, which a video dataset "
+                            "does not have (its select=val_auroc uses test clips): fix the settings with --option")
     check_grid(spec.choose, spec.options)
     return [replace(spec, options={**spec.options, **combo, "select": "val_auroc"}, choose={})
             for combo in combinations(spec.choose)]
