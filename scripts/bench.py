@@ -11,6 +11,7 @@ threads, torch version) as JSON and Markdown."""
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import time
 from pathlib import Path
@@ -246,7 +247,13 @@ def main() -> None:
     ap.add_argument("--compare-option", default=None, metavar="NAME",
                     help="a boolean option of the neural methods (channels_last): train and score each method "
                          "with it off and on, alternately, and write the ratio to <out>-<NAME>-<device>")
+    ap.add_argument("--suite", action="store_true",
+                    help="wall time of a small `oneclass reproduce` suite (OC-SVM and KDE, --classes, seed 0) run "
+                         "one run after the other and on Ray, and how far their AUROCs differ; writes "
+                         "<out>-suite-cpu")
     args = ap.parse_args()
+    if args.suite:
+        return main_suite(args)
     if args.pyod:
         return main_pyod(args)
     if args.video:
@@ -406,6 +413,80 @@ def write_rows(out: Path, settings: dict, rows: list[dict], title: str, head: li
 
 
 VIDEO_ORDER = ["alocc", "oled", "lsa"]
+
+
+def _headline_aurocs(results: Path) -> dict[str, float]:
+    """{group/classC_seedS: headline AUROC} of every run record under `results`."""
+    out = {}
+    for path in sorted(results.glob("*/class*_seed*.json")):
+        record = json.loads(path.read_text())
+        out[f"{path.parent.name}/{path.stem}"] = record["metrics"][record["headline"]]["auroc"]
+    return out
+
+
+def _idle_window(seconds: float = 5.0) -> dict:
+    """The cores other processes keep busy while this one sleeps `seconds`."""
+    watch = Sharing("cpu")
+    time.sleep(seconds)
+    return watch.finish()
+
+
+def main_suite(args: argparse.Namespace) -> None:
+    """The same suite, each executor into an empty results folder, timed as a user would time it
+    (the whole command, Ray's start included); the AUROCs of the two compared run by run."""
+    import subprocess
+    import sys
+    import tempfile
+    data_root = args.data_root or os.environ.get("ONECLASS_DATA")
+    if not data_root:
+        raise SystemExit("--suite needs --data-root (or $ONECLASS_DATA) with mnist/ and the CIFAR-10 copy")
+    suite = ["baselines", "--method", "ocsvm,kde", "--classes", args.classes, "--seeds", "0"]
+    rows, aurocs = [], {}
+    with tempfile.TemporaryDirectory(prefix="oneclass-suite-") as tmp:
+        for executor, how in (("local", "one run after the other in one process"),
+                              ("ray", "a local Ray instance, one run per CPU")):
+            results = Path(tmp) / executor
+            command = [sys.executable, "-m", "oneclass", "reproduce", *suite, "--executor", executor,
+                       "--data-root", data_root, "--results", str(results)]
+            # the suite's own work runs in other processes (Ray's workers are not even our children),
+            # so other work on the CPU is read in quiet windows just before and after the command
+            before = _idle_window()
+            t0 = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wall = time.perf_counter() - t0
+            after = _idle_window()
+            others = max(before["other_cpu_cores_busy"], after["other_cpu_cores_busy"])
+            aurocs[executor] = _headline_aurocs(results)
+            rows.append({"executor": executor, "how": how, "wall_seconds": round(wall, 1),
+                         "runs": len(aurocs[executor]), "command": "oneclass reproduce " + " ".join(suite) +
+                         f" --executor {executor}", "measured_at": before["measured_at"],
+                         "other_cpu_cores_busy_before": before["other_cpu_cores_busy"],
+                         "other_cpu_cores_busy_after": after["other_cpu_cores_busy"],
+                         "other_cpu_cores_busy": others, "device_shared": others > 0.25})
+            print(json.dumps(rows[-1]), flush=True)
+    common = sorted(set(aurocs["local"]) & set(aurocs["ray"]))
+    differences = {k: round(aurocs["ray"][k] - aurocs["local"][k], 6) for k in common}
+    by_method: dict[str, float] = {}
+    for k, d in differences.items():
+        group = k.split("__")[0] + " " + k.split("__")[1]
+        by_method[group] = max(by_method.get(group, 0.0), abs(d))
+    out = Path(f"{args.out}-suite-cpu")
+    settings = run_settings(torch.device("cpu"), time.strftime("%Y-%m-%dT%H:%M:%S%z"), data_root=data_root)
+    record = {"settings": settings, "results": rows, "auroc_local": aurocs["local"], "auroc_ray": aurocs["ray"],
+              "auroc_ray_minus_local": differences, "largest_auroc_difference": by_method}
+    write_json(out.with_suffix(".json"), record)
+    head = ["executor", "how", "runs", "wall time (s)", "measured", "device shared"]
+    cells = [[r["executor"], r["how"], r["runs"], r["wall_seconds"], r["measured_at"][:16], _shared(r, {})]
+             for r in rows]
+    lines = markdown_table(f"Wall time of `oneclass reproduce {' '.join(suite)}` on {settings['host_cpu']} "
+                           f"({os.cpu_count()} CPUs), each executor into an empty results folder. Written by "
+                           f"`scripts/bench.py --suite` from {out.name}.json.", head, cells)
+    lines += ["", "Largest |AUROC(ray) − AUROC(local)| of a run, per method and dataset (the same seed; the two "
+              "differ only in BLAS threads: the local process uses every core, a Ray worker one):", ""]
+    lines += markdown_table("", ["method, dataset", "largest difference"],
+                            [[k, f"{v:.4f}"] for k, v in sorted(by_method.items())])[2:]
+    write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def bench_export(method: str, train: torch.Tensor, test: torch.Tensor, seconds: float) -> dict:

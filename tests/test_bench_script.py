@@ -39,3 +39,20 @@ def test_throughput_rows_merge_by_method_and_preset(bench, tmp_path):
     merged = bench._merge_rows(out, [{"method": "dae", "preset": "mnist", "v": 4}], bench.NEURAL)
     assert [(r["method"], r["preset"], r["v"]) for r in merged] == [
         ("dae", "cifar10", 2), ("dae", "mnist", 4), ("lsa", "mnist", 1)]
+
+
+def test_every_hand_mutant_still_applies_to_the_code_once():
+    """scripts/hand_mutants.json follows the code: each mutant's text stands exactly once in its
+    file and changes it, and the first tests it names exist (else the script refuses to run)."""
+    root = BENCH.parents[1]
+    spec = importlib.util.spec_from_file_location("hand_mutants", root / "scripts" / "hand_mutants.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    mutants = module.load_mutants(root / "scripts" / "hand_mutants.json")
+    assert len(mutants) >= 31
+    for m in mutants:
+        text = (root / "src" / "oneclass" / m["file"]).read_text()
+        assert text.count(m["find"]) == 1 and m["find"] != m["replace"], m["id"]
+        assert all((root / f).is_file() for f in m.get("first", [])), m["id"]
+    record = json.loads((root / "results" / "hand-mutants.json").read_text())
+    assert {r["id"] for r in record["after"]["mutants"]} == {m["id"] for m in mutants}

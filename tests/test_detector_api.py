@@ -142,6 +142,26 @@ def test_threshold_ends_and_rule_and_a_score_on_the_threshold(fitted, small, tmp
         loaded.predict(val)
 
 
+def test_an_interrupted_write_leaves_the_old_file_whole(fitted, tmp_path):
+    """Models and results are written atomically: a write cut off half-way (an error, Ctrl-C)
+    leaves the previous file as it was and no temporary file beside it."""
+    import json
+    from oneclass.fileio import atomic_open, write_json
+    path = tmp_path / "run.json"
+    write_json(path, {"auroc": 0.9})
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_open(path, "w") as fh:
+            fh.write('{"auroc": 0.')
+            raise KeyboardInterrupt
+    assert json.loads(path.read_text()) == {"auroc": 0.9}
+    model = fitted.save(tmp_path / "m.oneclass")
+    before = model.read_bytes()
+    with pytest.raises(KeyboardInterrupt), atomic_open(model) as fh:
+        fh.write(before[:100])
+        raise KeyboardInterrupt
+    assert model.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.oneclass", "run.json"]
+
+
 def test_save_load_round_trip(fitted, small, tmp_path):
     _, val, test, _ = small
     fitted.set_threshold(val, quantile=0.95)

@@ -124,8 +124,7 @@ def test_ns_uses_validation_statistics_saved_with_the_model(tmp_path, embedded_s
 
 
 # ---- video: MSC, causal 3D convolutions, clip and frame scores ---------------------------------
-from oneclass.models.lsa_video import (CausalConv3d, MaskedStackedConvolution, MSCEstimator,  # noqa: E402
-                                       clip_scores, frame_scores, normalise_per_sequence)
+from oneclass.models.lsa_video import CausalConv3d, MaskedStackedConvolution, MSCEstimator  # noqa: E402
 
 
 def _dependency_video(f, t: int, d: int) -> np.ndarray:
@@ -199,18 +198,6 @@ def test_video_lsa_trains_and_scores_synthetic_clips():
     # a clip model's maps come from its patches in the video path, not from score_maps
     with pytest.raises(oneclass.OneClassError, match="video models map patches"):
         det.score_maps(normal[:2])
-
-
-def test_clip_and_frame_scores():
-    patches = np.array([1.0, 3.0, 2.0, 2.0, 5.0])
-    np.testing.assert_allclose(clip_scores(patches, np.array([0, 0, 1, 1, 2])), [2.0, 2.0, 5.0])
-    # clips of length 3 starting at 0, 1, 2 over 5 frames
-    frames = frame_scores(np.array([3.0, 6.0, 9.0]), np.array([0, 1, 2]), 3, 5)
-    np.testing.assert_allclose(frames, [3.0, 4.5, 6.0, 7.5, 9.0])
-    with pytest.raises(ValueError, match="in no clip"):
-        frame_scores(np.array([1.0]), np.array([0]), 2, 4)
-    norm = normalise_per_sequence(np.array([1.0, 3.0, 10.0, 20.0]), np.array([0, 0, 1, 1]))
-    np.testing.assert_allclose(norm, [0.0, 1.0, 0.0, 1.0])
 
 
 def test_lsa_objective_is_rec_plus_lambda_llk_and_training_lowers_llk(embedded_split):

@@ -155,10 +155,43 @@ def test_frame_patches_cover_the_frame_and_cut_in_grid_order():
     np.testing.assert_array_equal(x[1 * 4 + 2, 0, 0, 1:31].numpy(), frames[1, 30, 60:90])
 
 
-def test_window_scores_become_frame_means_and_patch_scores_frame_maxima():
+def test_window_scores_become_frame_means():
     lay = video.ClipLayout([(0, 4), (2, 4), (4, 4)], 8, ([0], [0]), 1, (1, 1))
     np.testing.assert_allclose(video._windows_to_frames(np.array([1.0, 3.0, 5.0]), lay),
                                [1, 1, 2, 2, 4, 4, 5, 5])
+
+
+def _patch_mean_scorer(det, monkeypatch):
+    """`det` scores a patch by its mean grey value (every component), finalised as it is."""
+    monkeypatch.setattr(det, "_check_fitted", lambda: None)
+    monkeypatch.setattr(det, "prepare", lambda x: x)
+    monkeypatch.setattr(det, "_raw", lambda x: {k: x.float().mean((1, 2, 3)).numpy() for k in det.components})
+    monkeypatch.setattr(det, "finalise", lambda raw: dict(raw))
+
+
+def test_a_patch_method_scores_a_frame_by_its_most_novel_patch_and_maps_each_patch(monkeypatch):
+    """ALOCC and OLED (frame patches): a frame's score is its highest patch score (one small
+    anomaly must not be averaged away by the rest of the frame), and its map holds each patch's."""
+    det = oneclass.create("oled", preset="ped2", device="cpu")
+    _patch_mean_scorer(det, monkeypatch)
+    frames = np.full((3, 70, 95), 10, np.uint8)
+    frames[1, 30:60, 60:90] = 250  # one patch of frame 1 (row 1, col 2 of the grid) is novel
+    frames[2] = np.random.default_rng(0).integers(0, 60, (70, 95))
+    sampler = video.Sampler(det)
+    lay = sampler.layout(Clip("c", frames), 1)
+    per_patch = [sampler.cut(torch.from_numpy(frames), lay, [u]).float().mean((1, 2, 3)).numpy() for u in range(3)]
+    cs = video.score_clip(det, Clip("c", frames))
+    for k in det.components:
+        np.testing.assert_allclose(cs.final[k], [p.max() for p in per_patch], rtol=1e-6)
+        np.testing.assert_allclose(cs.raw[k], [p.max() for p in per_patch], rtol=1e-6)
+    assert cs.final["avg"][1] > 200 > cs.final["avg"][2] > cs.final["avg"][0]
+    np.testing.assert_allclose(cs.cell_maps, np.stack(per_patch).reshape(3, 3, 4), rtol=1e-6)
+    assert cs.cell_maps[1].argmax() == 1 * 4 + 2 and cs.samples == 3 * 12
+    # painted on the frame: each pixel the mean of the patches over it ((35, 62) lies in one patch only)
+    painted = video.pixel_map(cs, (70, 95))
+    assert painted[1, 35, 62] == pytest.approx(per_patch[1][6]) and painted[0].std() == pytest.approx(0, abs=1e-4)
+    # where patches overlap (rows 40–59 lie in grid rows 1 and 2), the mean of the two
+    assert painted[1, 50, 10] == pytest.approx((per_patch[1][4] + per_patch[1][8]) / 2)
 
 
 def test_per_clip_normalisation_scales_each_clip_before_combining():
@@ -171,13 +204,17 @@ def test_per_clip_normalisation_scales_each_clip_before_combining():
 
 
 def test_frame_metrics_pool_micro_and_average_macro():
-    rng = np.random.default_rng(0)
-    labels = [np.array([0, 0, 1, 1, 1]), np.array([0, 1, 0, 1]), np.array([1, 1, 1])]
-    scores = [rng.normal(size=len(l)) + l for l in labels]
+    labels = [np.array([0, 0, 1, 1, 1]), np.array([0, 1, 0, 1]), np.array([1, 1, 1]), np.array([0, 0, 1, 1])]
+    scores = [np.array([0.1, 0.2, 0.3, 0.4, 0.5]),   # clip AUROC 1
+              np.array([0.9, 0.1, 0.5, 0.6]),        # 1 of 4 pairs in order: 0.25
+              np.array([0.2, 0.2, 0.9]),             # all abnormal: no AUROC of its own
+              np.array([0.4, 0.8, 0.3, 0.9])]        # 2 of 4: 0.5
     m = video.frame_metrics(labels, scores)
     assert m["auroc"] == pytest.approx(roc_auc_score(np.concatenate(labels), np.concatenate(scores)))
-    per = [roc_auc_score(l, s) for l, s in zip(labels[:2], scores[:2])]  # the all-abnormal clip has none
-    assert m["auroc_macro"] == pytest.approx(np.mean(per)) and m["auroc_macro_clips"] == 2
+    per = [roc_auc_score(l, s) for l, s in zip(labels, scores) if 0 < l.sum() < len(l)]
+    assert per == pytest.approx([1.0, 0.25, 0.5])
+    # the mean over the three clips with both kinds of frame (not their median, 0.5)
+    assert m["auroc_macro"] == pytest.approx(1.75 / 3) and m["auroc_macro_clips"] == 3
 
 
 def test_short_clip_and_small_frames_are_refused_by_name():
@@ -302,6 +339,10 @@ def test_paper_style_selection_uses_anomalous_test_patches_and_says_so(ped2_fram
     # every chosen outlier patch holds the synthetic anomaly (bright pixels), no normal one does
     assert all((x[0, 1:31, 1:31] >= 240).float().mean() >= 0.1 for x in images[4:])
     assert all((x[0, 1:31, 1:31] >= 240).float().mean() == 0 for x in images[:4])
+    # the draw is the seed's: the same seed, the same patches; another seed, others
+    again, _, _ = video.labelled_selection(det, train, test, seed=0, n=4, min_abnormal=0.1)
+    other, _, _ = video.labelled_selection(det, train, test, seed=1, n=4, min_abnormal=0.1)
+    assert torch.equal(again, images) and not torch.equal(other[4:], images[4:])
     with pytest.raises(DataError, match="only .* anomalous patches"):
         video.labelled_selection(det, train, test, seed=0, n=10_000)
 

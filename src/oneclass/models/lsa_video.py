@@ -1,7 +1,8 @@
 """LSA for video (Abati et al., CVPR 2019, §3 and supplement Table 2): causal 3D residual
 encoder, temporally-shared full connections (TFC), a 3D decoder, and the Masked Stacked
-Convolution (MSC, eqs. 7–8) estimator over the code of every time step; plus the clip → frame
-scoring of §4.2.
+Convolution (MSC, eqs. 7–8) estimator over the code of every time step. The clip → frame scoring
+of §4.2 (a frame's score is the mean over the windows that contain it) is `oneclass.video`'s, shared
+with every video method.
 
 A clip is C×T×H×W (Ped2: 1×8×32×32 patches; ShanghaiTech: 3×16×256×512). The code is T′×d:
 one d-vector per remaining time step, each CPD a multinomial over B bins of [0, 1]."""
@@ -160,37 +161,3 @@ class MSCEstimator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.unsqueeze(-1))
-
-
-# ---- clip and frame scores (§4.2) ------------------------------------------------------------
-def clip_scores(patch_scores: np.ndarray, clip_index: np.ndarray) -> np.ndarray:
-    """A clip's score is the mean over its patches; `clip_index[p]` names the clip of patch p."""
-    clip_index = np.asarray(clip_index)
-    sums = np.bincount(clip_index, weights=np.asarray(patch_scores, dtype=np.float64))
-    counts = np.bincount(clip_index)
-    if (counts == 0).any():
-        raise ValueError("every clip needs at least one patch")
-    return sums / counts
-
-
-def frame_scores(scores: np.ndarray, clip_starts: np.ndarray, clip_length: int, n_frames: int) -> np.ndarray:
-    """A frame's score is the mean over the clips that contain it (clip c covers frames
-    clip_starts[c] … clip_starts[c] + clip_length − 1)."""
-    sums, counts = np.zeros(n_frames), np.zeros(n_frames)
-    for s, start in zip(np.asarray(scores, dtype=np.float64), np.asarray(clip_starts)):
-        sums[start:start + clip_length] += s
-        counts[start:start + clip_length] += 1
-    if (counts == 0).any():
-        raise ValueError(f"frames {np.flatnonzero(counts == 0)[:5].tolist()}… are in no clip")
-    return sums / counts
-
-
-def normalise_per_sequence(scores: np.ndarray, sequence: np.ndarray) -> np.ndarray:
-    """Min-max normalise frame scores within each test sequence (the paper's video protocol)."""
-    scores, sequence = np.asarray(scores, dtype=np.float64), np.asarray(sequence)
-    out = np.empty_like(scores)
-    for s in np.unique(sequence):
-        part = scores[sequence == s]
-        span = part.max() - part.min()
-        out[sequence == s] = (part - part.min()) / span if span > 0 else 0.0
-    return out
