@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 TORCH_PIN = torch==2.13.0
 
-.PHONY: demo test install mutation mutation-sample clean
+.PHONY: demo test install mutation mutation-sample mutation-hand clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,5 +48,10 @@ mutation-sample: install
 	  $$($(PY) scripts/mutation_sample.py $(SAMPLE)) || true
 	$(PY) scripts/mutation_scores.py
 
+# Hand-written mutants of promised behaviours (scripts/hand_mutants.json), each against the fast tests;
+# minutes, not hours: a killed mutant stops at its first failing test
+mutation-hand: install
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) scripts/hand_mutants.py --out mutants-hand.json
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache mutants
+	rm -rf $(VENV) demo-output .pytest_cache mutants mutants-hand.json

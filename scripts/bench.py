@@ -474,7 +474,7 @@ def main_suite(args: argparse.Namespace) -> None:
     settings = run_settings(torch.device("cpu"), time.strftime("%Y-%m-%dT%H:%M:%S%z"), data_root=data_root)
     record = {"settings": settings, "results": rows, "auroc_local": aurocs["local"], "auroc_ray": aurocs["ray"],
               "auroc_ray_minus_local": differences, "largest_auroc_difference": by_method}
-    write_json(out.with_suffix(".json"), record)
+    write_json(out.with_suffix(".json"), record, compact=True)
     head = ["executor", "how", "runs", "wall time (s)", "measured", "device shared"]
     cells = [[r["executor"], r["how"], r["runs"], r["wall_seconds"], r["measured_at"][:16], _shared(r, {})]
              for r in rows]
