@@ -122,6 +122,9 @@ def test_a_record_holds_the_model_its_identity_names(tmp_path, spec):
     (record,) = evaluate(EvalSpec(**spec), None, tmp_path, progress=False, echo=lambda s: None)
     built = oneclass.create(spec["method"], spec.get("preset", "mnist"), device="cpu", **spec.get("options", {}))
     assert record["config"] == built.config and record["preset"] == spec.get("preset", "mnist")
+    # the CPU it ran on, beside the device: speeds and rounding differ between the VM's CPU types
+    from oneclass.detector import cpu_name
+    assert record["host_cpu"] == cpu_name() != ""
     bare = {k: v for k, v in record.items() if k not in ("run_identity", "run_key")}
     assert identity_of(bare) == record["run_identity"]
 

@@ -3,7 +3,6 @@ print AUROC and the time taken, save the model, a ROC curve and a score histogra
 from __future__ import annotations
 
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -18,20 +17,10 @@ from sklearn.metrics import RocCurveDisplay  # noqa: E402
 import torch  # noqa: E402
 
 from . import metrics, protocols  # noqa: E402
-from .detector import versions  # noqa: E402
+from .detector import cpu_name, versions  # noqa: E402
 from .fileio import write_json  # noqa: E402
 from .data import embedded  # noqa: E402
 from .registry import create  # noqa: E402
-
-
-def _cpu_name() -> str:
-    try:  # Linux names the model here; platform.processor() is often empty
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_demo(method: str = "dae", digit: int = 8, epochs: int = 15, device: str = "auto",
@@ -82,7 +71,7 @@ def run_demo(method: str = "dae", digit: int = 8, epochs: int = 15, device: str 
     summary = {"method": method, "digit": digit, "epochs": det.config.get("epochs"), "seed": 0,
                "auroc": auroc, "novel_flagged": flagged, "false_alarms": false_alarms,
                "fit_seconds": fit_seconds, "total_seconds": total, "device": str(det.device),
-               "cpu": _cpu_name(), "cpus": os.cpu_count(),
+               "cpu": cpu_name(), "cpus": os.cpu_count(),
                "torch_threads": torch.get_num_threads(), "cpu_load_1min_before": round(load_before, 2),
                "versions": versions(),
                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

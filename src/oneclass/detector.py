@@ -105,6 +105,18 @@ def check_option(method: str, key: str, value: Any, default: Any, declared: str 
         fail("must not be negative")
 
 
+def cpu_name() -> str:
+    """The host CPU's model, e.g. "AMD EPYC 7B13": the same VM type comes on CPUs whose speed and
+    float rounding differ, so run records and benchmarks name it beside the device."""
+    try:  # Linux names the model here; platform.processor() is often empty
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def versions() -> dict[str, str]:
     import sklearn
     return {"oneclass": __version__, "torch": str(torch.__version__), "numpy": np.__version__,

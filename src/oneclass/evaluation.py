@@ -29,7 +29,7 @@ import torch
 
 from . import metrics, protocols
 from .data import is_video as is_video_dataset, load as load_dataset, source_of
-from .detector import Detector, resolve_device, versions
+from .detector import Detector, cpu_name, resolve_device, versions
 from .errors import OneClassError
 from .fileio import atomic_open, write_json
 from .maps import examples_png
@@ -281,7 +281,7 @@ def _base_record(task: RunTask, det: Detector, ident: dict[str, Any], device: to
         "data_source": ident["data_source"], "protocol": spec.protocol,
         "seed": task.seed, "epochs": det.config.get("epochs", "na"), "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch_threads": torch.get_num_threads(), "versions": versions(), "config": det.config,
+        "host_cpu": cpu_name(), "torch_threads": torch.get_num_threads(), "versions": versions(), "config": det.config,
         "options": spec.options, "run_identity": ident, "run_key": run_key(ident), "headline": det.headline,
         "train_seconds": train_seconds,
         "train_images_per_second": det.fit_info.get("train_images_per_second"),
