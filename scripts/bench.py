@@ -11,8 +11,8 @@ threads, torch version) as JSON and Markdown."""
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import oneclass
-from oneclass.detector import versions
+from oneclass.detector import cpu_name, versions
 from oneclass.fileio import write_json, write_text
 from oneclass.training import StepContext
 
@@ -668,15 +668,13 @@ def _merge_rows(out: Path, rows: list[dict], order: list[str],
 def host_cpu() -> str:
     """The CPU's model and widest FP32 vector unit, e.g. "AMD EPYC (avx2)": sessions of the same
     2-core VM have come on an AVX-512 Xeon and on an AVX2 EPYC, whose peaks differ by 2×."""
-    import platform
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor() or platform.machine()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+        info = ""
     flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
     isa = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "")
-    return f"{model or platform.machine()}" + (f" ({isa})" if isa else "")
+    return cpu_name() + (f" ({isa})" if isa else "")
 
 
 def run_settings(device: torch.device, stamp: str, **extra: object) -> dict:
