@@ -110,6 +110,32 @@ def test_every_part_of_a_run_identity_makes_a_new_run(tmp_path, change, monkeypa
     assert len(list(tmp_path.glob("*/*.json"))) == 2  # nothing overwritten
 
 
+def test_an_option_given_at_its_default_is_the_default_run(tmp_path):
+    """`--option nu=0.1` where 0.1 is the default: the same run, found in the cache under the
+    default run's name, and a record written under the explicit name before is moved there."""
+    lines: list[str] = []
+    (plain,) = evaluate(EvalSpec("ocsvm", "mnist-embedded", classes=[0]), None, tmp_path, progress=False,
+                        echo=lines.append)
+    (explicit,) = evaluate(EvalSpec("ocsvm", "mnist-embedded", classes=[0], options={"nu": 0.1}), None, tmp_path,
+                           progress=False, echo=lines.append)
+    assert [line.split()[0] for line in lines if line.split()[0] != "->"] == ["run", "skip"]
+    assert explicit == plain and plain["options"] == {}
+    (path,) = tmp_path.glob("*/class0_seed0.json")
+    assert path.parent.name.startswith("ocsvm__mnist-embedded__")
+    # another option value is another run, named by it
+    (other,) = evaluate(EvalSpec("ocsvm", "mnist-embedded", classes=[1], options={"nu": 0.2, "gamma": "scale"}),
+                        None, tmp_path, progress=False, echo=lines.append)
+    assert other["options"] == {"nu": 0.2}
+    assert list(tmp_path.glob("ocsvm_nu=0.2__*/class1_seed0.json"))
+    # a record stored under the explicit name (as before this rule) is re-keyed into the default run
+    legacy = tmp_path / "legacy" / f"ocsvm_nu=0.1__{path.parent.name.split('__', 1)[1]}"
+    legacy.mkdir(parents=True)
+    (legacy / "class2_seed0.json").write_text(json.dumps({**plain, "normal_class": 2, "options": {"nu": 0.1}}))
+    assert len(rekey(tmp_path / "legacy", echo=lambda s: None)) == 1 and not legacy.exists()
+    (moved,) = (tmp_path / "legacy").glob("*/class2_seed0.json")
+    assert moved.parent.name == path.parent.name and json.loads(moved.read_text())["options"] == {}
+
+
 @pytest.mark.parametrize("spec", [
     dict(method="ocsvm", dataset="mnist-embedded", classes=[0], preset="cifar10"),
     dict(method="ocsvm", dataset="mnist-embedded", classes=[0], options={"nu": 0.2}),

@@ -58,10 +58,10 @@ def test_evaluate_fit_and_score_on_the_mvtec_layout(tmp_path):
     write_mvtec(tmp_path)
     results = tmp_path / "results"
     r = CliRunner().invoke(main, ["evaluate", "--method", "dae", "--dataset", "mvtec", "--data-root", str(tmp_path),
-                                  "--epochs", "20", "--option", "batch_size=16", "--option", "lr=0.003",
-                                  # this 20-epoch fit's pixel AUROC swings with kernel rounding (0.53 in NHWC at
-                                  # 2 threads, 0.70 at 1, 0.71 in NCHW): the layout its bound was set in
-                                  "--option", "channels_last=false",
+                                  # at lr 3e-3 this 20-epoch fit's pixel AUROC swung with kernel rounding from
+                                  # 0.54 to 0.83 (layout, threads, CPU model); at 1e-2 it converges: 0.98-0.995
+                                  # in NCHW and NHWC, 1 and 2 threads, 20 and 30 epochs (AMD EPYC, 2026-12-02)
+                                  "--epochs", "20", "--option", "batch_size=16", "--option", "lr=0.01",
                                   "--device", "cpu", "--results", str(results), "--quiet"])
     assert r.exit_code == 0, r.output
     record = json.loads(next(results.rglob("class0_seed0.json")).read_text())
@@ -69,7 +69,7 @@ def test_evaluate_fit_and_score_on_the_mvtec_layout(tmp_path):
     pixel = record["pixel_level"]
     assert pixel["map"] == "rec" and pixel["pixels"] == 16 * 32 * 32 and pixel["defect_pixels"] > 0
     # a bright bar on a plain part: both image- and pixel-level are easy, and measured
-    assert record["metrics"]["rec"]["auroc"] > 0.9 and pixel["pixel_auroc"] > 0.65, (record["metrics"]["rec"]["auroc"], pixel)
+    assert record["metrics"]["rec"]["auroc"] > 0.9 and pixel["pixel_auroc"] > 0.9, (record["metrics"]["rec"]["auroc"], pixel)
     # fit on the category's train/good, score its test folder with maps
     model = tmp_path / "m.oneclass"
     r = CliRunner().invoke(main, ["fit", "--method", "dae", "--train-dir", str(tmp_path / "mvtec" / "widget"),

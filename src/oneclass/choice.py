@@ -66,8 +66,12 @@ def candidate_specs(spec: Any) -> list[Any]:
 
 
 def choice_options(spec: Any) -> dict[str, Any]:
-    """The options a choice record is reported under: the fixed ones, the selection and the candidates."""
-    return {**spec.options, "select": "val_auroc", "choose": {k: list(v) for k, v in spec.choose.items()}}
+    """The options a choice record is reported under: the fixed ones (less those at their default,
+    as a run's), the selection and the candidates."""
+    from .evaluation import distinct_options
+    from .registry import preset_for
+    fixed = distinct_options(spec.method, spec.preset or preset_for(spec.method, spec.dataset), spec.options)
+    return {**fixed, "select": "val_auroc", "choose": {k: list(v) for k, v in spec.choose.items()}}
 
 
 def _identity(run: dict[str, Any], grid: dict[str, list[Any]]) -> dict[str, Any]:

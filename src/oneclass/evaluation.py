@@ -21,6 +21,7 @@ import io
 import json
 import time
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -86,9 +87,26 @@ def _options_tag(options: dict[str, Any]) -> str:
     return "".join(f"_{k}={'+'.join(v) if isinstance(v, dict) else v}" for k, v in sorted(options.items()))
 
 
+@lru_cache(maxsize=None)
+def _preset_defaults(method: str, preset: str) -> dict[str, Any]:
+    return detector_class(method)(preset, device="cpu").config
+
+
+def distinct_options(method: str, preset: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` less those given at the preset's own value: `--option likelihood=gaussian`
+    where that is the default is the default run, and must find it in the cache (same key, same
+    folder, one row in the report) rather than train it again under another name."""
+    try:
+        defaults = _preset_defaults(method, preset)
+    except (OneClassError, ValueError, TypeError):
+        return dict(options)
+    return {k: v for k, v in options.items() if not (k in defaults and defaults[k] == v)}
+
+
 def group_name(identity: dict[str, Any], options: dict[str, Any]) -> str:
     """`<method>[_opt=v…][_preset=p]__<dataset>__<protocol>[-variant]__e<epochs>__<key>`: readable
-    at a glance, unique by the key."""
+    at a glance, unique by the key. `options` are those a run was given away from its defaults
+    (`distinct_options`, applied when the run is planned), so a name never changes with the code."""
     method, dataset = identity["method"], identity["dataset"]
     try:
         default_preset = preset_for(method, dataset)
@@ -190,6 +208,7 @@ def plan(spec: EvalSpec, data_root: str | Path | None, results: str | Path,
                             "layout (dataset 'mvtec') takes protocol 'mvtec', which no other dataset can")
     preset = spec.preset or preset_for(spec.method, spec.dataset)
     config = create(spec.method, preset, epochs=spec.epochs, device="cpu", **spec.options).config
+    spec = replace(spec, options=distinct_options(spec.method, preset, spec.options))
     if train is None:
         train, _ = load_dataset(spec.dataset, data_root)
     source = source_of(spec.dataset, data_root)
@@ -553,7 +572,7 @@ def identity_of(record: dict[str, Any]) -> dict[str, Any]:
     method, preset = record["method"], record.get("preset") or "mnist"
     config = dict(record.get("config", {}))
     try:
-        current = detector_class(method)(preset, device="cpu").config
+        current = _preset_defaults(method, preset)
     except OneClassError:
         current = config
     config = {k: config.get(k, v) for k, v in current.items()}
@@ -563,21 +582,44 @@ def identity_of(record: dict[str, Any]) -> dict[str, Any]:
                         record["protocol"], variant)
 
 
+def _renamed_options(record: dict[str, Any], ident: dict[str, Any]) -> dict[str, Any]:
+    """A record's options less those at today's defaults, where today's code given those options
+    makes this very identity (the run `evaluate` would look for); else its options unchanged, so
+    an ablation whose other defaults have moved since keeps the name it was run under."""
+    options = record.get("options", {})
+    fewer = distinct_options(record["method"], ident["preset"], options)
+    if fewer == options:
+        return options
+    epochs = record.get("epochs")
+    try:
+        config = create(record["method"], ident["preset"], epochs=epochs if isinstance(epochs, int) else None,
+                        device="cpu", **fewer).config
+    except (OneClassError, ValueError, TypeError):
+        return options
+    today = {k: v for k, v in sorted(config.items()) if k not in EXECUTION_ONLY}
+    return fewer if json.dumps(today, sort_keys=True) == json.dumps(ident["config"], sort_keys=True) else options
+
+
 def rekey(results: str | Path, echo: Callable[[str], None] = print, dry_run: bool = False) -> list[tuple[Path, Path]]:
     """Move every finished run under `results` to the path its identity keys it by, with its
-    epoch log (compressed) and any leftover checkpoint; records gain `run_identity` and
-    `run_key`. Nothing is overwritten: a clash with a different record is reported and left."""
+    epoch log (compressed), its other files (example strips, frame scores, plots) and any
+    leftover checkpoint; records gain `run_identity` and `run_key`, and lose options given at
+    their default value (`_renamed_options`). A record whose stored identity matches its key keeps
+    it. Nothing is overwritten: a clash with a different record is reported and left."""
     results = Path(results)
     moves = []
     for path in sorted(results.rglob("*.json")):
-        if "_work" in path.parts or "superseded" in path.parts or "anchors" in path.parts:
+        skipped = ("_work", "superseded", "anchors", "checks", "examples", "frames", "plots", "logs")
+        if any(part in skipped for part in path.relative_to(results).parts[:-1]):
             continue
         record = read_result(path)
         if record is None or "method" not in record or "normal_class" not in record:
             continue
         if "choose" in record.get("run_identity", {}):
             continue  # a choice record: keyed by its candidates, refreshed by `evaluate --choose`
-        ident = identity_of(record)
+        stored = record.get("run_identity")
+        ident = stored if stored and record.get("run_key") == run_key(stored) else identity_of(record)
+        record["options"] = _renamed_options(record, ident)
         for m in record["metrics"].values():  # written as Infinity before: standard JSON now
             thr = m.get("f1_best_normal_threshold")
             if isinstance(thr, float) and not np.isfinite(thr):
@@ -600,13 +642,26 @@ def rekey(results: str | Path, echo: Callable[[str], None] = print, dry_run: boo
                 fh.write(gzip.compress(old_log.read_bytes(), mtime=0))
             old_log.unlink()
         if target != path:
+            for extra in _run_files(path):
+                moved = target.parent / extra.relative_to(path.parent)
+                moved.parent.mkdir(parents=True, exist_ok=True)
+                extra.replace(moved)
             path.unlink()
     for folder in sorted({p.parent for p, _ in moves}, reverse=True):
         if not dry_run:
-            _remove_if_empty(folder / "_work")
+            for sub in sorted(folder.rglob("*"), reverse=True):
+                _remove_if_empty(sub)
             _remove_if_empty(folder)
     echo(f"{len(moves)} run(s) re-keyed under {results}")
     return moves
+
+
+def _run_files(path: Path) -> list[Path]:
+    """The files a run keeps beside its record (`store`): log, example strip, frame scores, plots."""
+    folder, stem = path.parent, path.stem
+    found = [folder / "logs" / f"{stem}.log.jsonl.gz", folder / "examples" / f"{stem}.png",
+             folder / "frames" / f"{stem}.npz", *sorted((folder / "plots" / stem).glob("*"))]
+    return [p for p in found if p.is_file()]
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -19,6 +19,7 @@ from . import choice, evaluation
 from .data import load as load_dataset
 from .errors import OneClassError
 from .fileio import write_text
+from .registry import preset_for
 from .runners import RunSummary, ray_available, run_local, run_ray
 
 SUITES_FILE = Path(__file__).with_name("suites.json")
@@ -46,10 +47,16 @@ class Cell:
 
     @property
     def record_options(self) -> dict[str, Any]:
-        """The options its runs are recorded under (a choice's include the candidates)."""
-        if not self.choose:
+        """The options its runs are recorded under: those away from the preset's defaults (a
+        choice's also the selection and the candidates)."""
+        try:
+            preset = self.preset or preset_for(self.method, self.dataset)
+        except OneClassError:
             return dict(self.options)
-        return {**self.options, "select": "val_auroc", "choose": {k: list(v) for k, v in self.choose.items()}}
+        fixed = evaluation.distinct_options(self.method, preset, self.options)
+        if not self.choose:
+            return fixed
+        return {**fixed, "select": "val_auroc", "choose": {k: list(v) for k, v in self.choose.items()}}
 
     @property
     def title(self) -> str:

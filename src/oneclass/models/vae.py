@@ -19,7 +19,7 @@ reached 154.3 after 100 (AUROC .845, 3,798 s); at 1e-3, 30 epochs reach 121.0 an
 there, ~.85 against the paper's .962: more training is not what the remaining gap needs.
 
 Those runs had the Bernoulli likelihood. On the same digit at lr 1e-3 × 30 epochs the Gaussian one
-gives −ELBO AUROC .886 and rec .921 (`vae_likelihood=gaussian__…`) against the Bernoulli .846 and
+gives −ELBO AUROC .886 and rec .921 (`results/superseded/explicit-default-name__vae_likelihood=gaussian__…`) against the Bernoulli .846 and
 .846, so it is the default. The KL term alone scores .57 and takes rec's .921 down to .886 in the
 ELBO; the paper's .962 (above LSA's own .959 on that digit) stays unexplained.
 
