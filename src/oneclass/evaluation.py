@@ -596,8 +596,9 @@ def _renamed_options(record: dict[str, Any], ident: dict[str, Any]) -> dict[str,
                         device="cpu", **fewer).config
     except (OneClassError, ValueError, TypeError):
         return options
-    today = {k: v for k, v in sorted(config.items()) if k not in EXECUTION_ONLY}
-    return fewer if json.dumps(today, sort_keys=True) == json.dumps(ident["config"], sort_keys=True) else options
+    today = run_identity(ident["method"], ident["preset"], config, ident["dataset"], ident["data_source"],
+                         ident["protocol"], ident["protocol_options"])
+    return fewer if run_key(today) == run_key(ident) else options
 
 
 def rekey(results: str | Path, echo: Callable[[str], None] = print, dry_run: bool = False) -> list[tuple[Path, Path]]:

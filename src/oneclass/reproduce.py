@@ -49,14 +49,13 @@ class Cell:
     def record_options(self) -> dict[str, Any]:
         """The options its runs are recorded under: those away from the preset's defaults (a
         choice's also the selection and the candidates)."""
+        if self.choose:
+            return choice.choice_options(self)
         try:
-            preset = self.preset or preset_for(self.method, self.dataset)
+            return evaluation.distinct_options(self.method, self.preset or preset_for(self.method, self.dataset),
+                                               self.options)
         except OneClassError:
             return dict(self.options)
-        fixed = evaluation.distinct_options(self.method, preset, self.options)
-        if not self.choose:
-            return fixed
-        return {**fixed, "select": "val_auroc", "choose": {k: list(v) for k, v in self.choose.items()}}
 
     @property
     def title(self) -> str:
