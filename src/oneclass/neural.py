@@ -127,14 +127,17 @@ class NeuralDetector(Detector):
 
     def _placed(self, networks: nn.ModuleDict) -> nn.ModuleDict:
         """On the device, in the memory format of `channels_last` (it converts 4-D weights only: a
-        video model's 3-D convolutions and every linear layer stay as they are)."""
+        video model's 3-D convolutions and every linear layer stay as they are). With it, each 2-D
+        convolution also gets its input in NHWC, so the feature maps stay NHWC end to end."""
         networks = networks.to(self.device)
         if self.channels_last:  # Module.to(memory_format=...) refuses a model that has any 5-D weight
             for module in networks.modules():
                 for tensors in (module._parameters, module._buffers):
                     for t in tensors.values():
                         if t is not None and t.dim() == 4:
-                            t.data = t.data.contiguous(memory_format=torch.channels_last)
+                            t.data = _nhwc(t.data)
+                if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                    module.register_forward_pre_hook(_nhwc_input)
         return networks
 
     # ---- Detector hooks -------------------------------------------------------------------
@@ -226,6 +229,24 @@ class NeuralDetector(Detector):
         self.networks = self._placed(self.networks)
         self.optimizers = {}
         self.normalisers = {k: MinMax(**v) for k, v in state["normalisers"].items()}
+
+
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    """A 4-D tensor with NHWC strides, also where its shape makes both layouts equally contiguous
+    (one input channel, 1×1 kernels): `contiguous(memory_format=...)` leaves such a tensor as it
+    is, and oneDNN, reading the layout from the strides of the input and the weight, then runs
+    that layer and the next ones in NCHW with a reorder at each change."""
+    return torch.empty_like(t, memory_format=torch.channels_last).copy_(t)
+
+
+def _nhwc_input(module: nn.Module, args: tuple) -> tuple | None:
+    """A conv's 4-D input with NHWC strides (channel stride 1): an image batch with one channel or
+    a feature map reshaped from a linear layer comes in NCHW, and with an ambiguous weight (one
+    input channel, 1×1) the convolution would follow the input."""
+    x = args[0] if args else None
+    if isinstance(x, torch.Tensor) and x.dim() == 4 and x.stride(1) != 1:
+        return (_nhwc(x), *args[1:])
+    return None
 
 
 def adam(params: Any, lr: float, betas: Any, weight_decay: float = 0.0) -> torch.optim.Adam:
