@@ -393,3 +393,16 @@ def test_output_paths_under_a_regular_file_are_one_line(tmp_path):
     r = runner.invoke(main, ["score", "--model", str(model), "--input", str(images),
                              "--output", str(tmp_path / "some_file" / "s.csv")])
     assert r.exit_code == 1 and "Traceback" not in r.output and "some_file is a regular file" in r.output
+
+
+def test_a_new_default_of_an_execution_only_setting_leaves_every_run_current():
+    """The scoring batch and the layout pick kernels, not numbers (they are not part of a run's
+    identity): when their defaults change, finished runs stay in the summary, while a change of
+    a setting that does change the numbers still marks a run as made under other defaults."""
+    from oneclass.report import stale_settings
+    config = oneclass.create("dae", "mnist", epochs=3, device="cpu").config
+    run = {"method": "dae", "preset": "mnist", "epochs": 3, "options": {},
+           "config": {**config, "score_batch_size": 1024, "channels_last": False, "checkpoint_every_s": 5.0}}
+    assert stale_settings(run) == []
+    run["config"]["lr"] = config["lr"] * 10
+    assert stale_settings(run) == [f"lr {config['lr'] * 10!r} → {config['lr']!r}"]

@@ -487,8 +487,9 @@ def config_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]
     """Keys whose value differs between a finished run's config and what would run now (a
     default changed since): such a run is kept, since it is what was measured, but said so.
     Keys on one side only are left out: an option added later (its default keeps the old
-    behaviour) or a setting the method no longer has."""
-    return [f"{k} {stored[k]!r} → {current[k]!r}" for k in sorted(set(stored) & set(current))
+    behaviour) or a setting the method no longer has; and execution-only settings (scoring batch,
+    layout), which pick kernels, not numbers: a new default of those leaves every run current."""
+    return [f"{k} {stored[k]!r} → {current[k]!r}" for k in sorted(set(stored) & set(current) - EXECUTION_ONLY)
             if stored[k] != current[k]]
 
 
