@@ -117,8 +117,7 @@ def test_runs_of_a_check_stay_out_of_the_report(tmp_path):
 
 
 def test_the_scoring_batch_follows_the_threads_on_a_cpu_and_the_option_wins(monkeypatch):
-    """128 images per CPU thread (a smaller batch's feature maps stay in cache: DAE MNIST scored
-    1.5× faster at 256 than at 1024 on two threads), at most 1024; 1024 on a GPU; an explicit
+    """128 images per CPU thread (a smaller batch's feature maps stay in cache), at most 1024; 1024 on a GPU; an explicit
     `score_batch_size` always. Execution only: the scores do not depend on it."""
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert oneclass.create("dae", "mnist", device="cpu").score_batch_size == 256

@@ -26,8 +26,7 @@ NEURAL_DEFAULTS: dict[str, Any] = {
     "select": "last",      # validation quantity whose minimum picks the kept epoch, or "last"
     "patience": None,      # early stopping after this many epochs without improvement
     # images per scoring batch; None: 128 per CPU thread (at most 1024), so each thread's share of
-    # the feature maps stays in its cache (2-core EPYC, 2 threads: DAE MNIST scores 1.5× faster at
-    # 256 than at 1024, LSA 1.1×), 1024 on a GPU
+    # the feature maps stays in its cache (results/benchmarks-cpu.md, rows of 2026-12-02), 1024 on a GPU
     "score_batch_size": None,
     "checkpoint_every_s": 60.0,  # how often an interrupted run's progress is saved
     # conv weights, and so the activations, in NHWC, the layout oneDNN's CPU convolutions run
