@@ -56,6 +56,24 @@ def test_memae_reads_every_position_from_memory_and_reconstructs_the_input_size(
         torch.testing.assert_close(read.permute(0, 2, 3, 1), rebuilt)
 
 
+def test_memae_without_memory_is_the_papers_ae_baseline():
+    """memory_size=0: the decoder reads the encoder's z itself (MemAE Table 1's "AE" row), the
+    addressing entropy is 0, and the networks are the same but for the memory's items."""
+    torch.manual_seed(0)
+    plain = oneclass.create("memae", "mnist", device="cpu", memory_size=0)
+    plain._build()
+    net = plain.networks["memae"]
+    x = torch.rand(4, 1, 28, 28) * 2 - 1
+    net.eval()
+    out, weights = net(x)
+    torch.testing.assert_close(out, net.decoder(net.encoder(x)))
+    assert float(plain.losses(x)["entropy"].abs().max()) == 0.0
+    with_memory = oneclass.create("memae", "mnist", device="cpu")
+    with_memory._build()
+    names = lambda n: {k for k in n.state_dict() if not k.startswith("memory.")}  # noqa: E731
+    assert names(net) == names(with_memory.networks["memae"]) and "memory.items" not in net.state_dict()
+
+
 def test_memae_layers_are_the_papers_list_with_the_official_codes_activations_and_init():
     """Conv2(k, s, c): MNIST Conv2(1, 2, 16)–Conv2(3, 2, 32)–Conv2(3, 2, 64), Dconv2(3, 2, 64)–
     Dconv2(3, 2, 32)–Dconv2(3, 2, 1); CIFAR-10 64–128–256 and back (MemAE §4.1); LeakyReLU 0.2
@@ -194,5 +212,7 @@ def test_baseline_options_that_cannot_work_are_refused_at_creation():
         oneclass.create("deep-svdd", "mnist", rep_dim=20)
     with pytest.raises(OneClassError, match="shrink"):
         oneclass.create("memae", "mnist", shrink=1.5)
+    with pytest.raises(OneClassError, match=r"memory_size=-1 .* must not be negative"):
+        oneclass.create("memae", "mnist", memory_size=-1)
     with pytest.raises(OneClassError, match="arch"):
         oneclass.create("vae", "mnist", arch="cifar10")

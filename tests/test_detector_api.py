@@ -195,6 +195,13 @@ def test_corrupt_truncated_and_foreign_files(fitted, tmp_path):
             oneclass.load(tmp_path / name)
     with pytest.raises(ModelFileError, match="not a oneclass model"):
         oneclass.load(tmp_path / "foreign.pt")
+    # one byte of a weight changed: torch.load reads it without complaint, the CRC-32 does not match
+    flipped = bytearray(raw)
+    flipped[_offset_in_largest_member(good) + 100] ^= 0x40
+    (tmp_path / "flipped.oneclass").write_bytes(bytes(flipped))
+    with pytest.raises(ModelFileError, match=r"flipped.oneclass is not a readable oneclass model \(corrupt file\): "
+                                              r"member archive/data/\d+ fails its CRC-32 check"):
+        oneclass.load(tmp_path / "flipped.oneclass")
     with pytest.raises(ModelFileError, match="no model file"):
         oneclass.load(tmp_path / "missing.oneclass")
     # a file of another format version says which version it is, and which this oneclass reads
@@ -202,6 +209,19 @@ def test_corrupt_truncated_and_foreign_files(fitted, tmp_path):
     torch.save({**payload, "format_version": 999}, tmp_path / "future.oneclass")
     with pytest.raises(ModelFileError, match=r"has model format 999; this oneclass reads format \d"):
         oneclass.load(tmp_path / "future.oneclass")
+
+
+def _offset_in_largest_member(path):
+    """Where the bytes of the archive's largest member (a weight tensor) begin."""
+    import struct
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        header = fh.read(30)
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    return info.header_offset + 30 + name_len + extra_len
 
 
 def test_load_onto_the_device_asked_for(fitted, small, tmp_path):

@@ -24,7 +24,7 @@ import torch
 from . import __version__
 from .data.images import as_uint8_images, conform
 from .errors import DataError, ModelFileError, NotFittedError, OneClassError
-from .fileio import _json_default, atomic_open
+from .fileio import _json_default, archive_damage, atomic_open
 
 MODEL_FORMAT = "oneclass-model"
 MODEL_FORMAT_VERSION = 1
@@ -52,7 +52,7 @@ POSITIVE_OPTIONS = {"lr", "batch_size", "epochs", "score_batch_size", "code", "c
                     "bins", "channels", "frames", "size", "patch", "patch_stride", "window", "train_stride",
                     "test_stride", "max_train_samples", "patience", "r_steps", "mm_every_epochs", "square", "ratio",
                     "resize", "r_widths", "r_dec_widths", "d_widths", "bandwidths", "rep_dim", "widths",
-                    "elbo_samples", "memory_size", "filters", "layers", "first_kernel", "kernel", "width",
+                    "elbo_samples", "filters", "layers", "first_kernel", "kernel", "width",
                     "search_lr"}
 FRACTION_OPTIONS = {"keep": "(0, 1]", "nu": "(0, 1]", "pca_variance": "(0, 1]", "score_lambda": "[0, 1]",
                     "betas": "[0, 1)"}
@@ -294,6 +294,9 @@ def load(path: str | os.PathLike, device: str | None = "auto") -> Detector:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"no model file at {path}")
+    damage = archive_damage(path)
+    if damage:
+        raise ModelFileError(f"{path} is not a readable oneclass model (corrupt file): {damage}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle, refused globals: all mean "not ours"

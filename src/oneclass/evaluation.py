@@ -35,14 +35,11 @@ from .errors import OneClassError
 from .fileio import atomic_open, write_json
 from .maps import examples_png
 from .registry import create, detector_class, preset_for
+from .training import EXECUTION_ONLY, numeric_config
 
 
 SELECTION_SIZE = 150  # inliers and outliers each, as ALOCC and OLED pick epochs
 RUN_KEY_VERSION = 1
-# configuration keys that change how a run is carried out, not its numbers (the memory format,
-# like the device, picks other kernels for the same FP32 maths; results/README.md shows the
-# AUROCs of both layouts)
-EXECUTION_ONLY = frozenset({"score_batch_size", "checkpoint_every_s", "channels_last"})
 
 
 @dataclass
@@ -66,7 +63,7 @@ def run_identity(method: str, preset: str, config: dict[str, Any], dataset: str,
                  protocol: str, variant: dict[str, Any]) -> dict[str, Any]:
     """Everything that changes a run's numbers, but its class and seed (they name the file)."""
     return {"key_version": RUN_KEY_VERSION, "method": method, "preset": preset,
-            "config": {k: v for k, v in sorted(config.items()) if k not in EXECUTION_ONLY},
+            "config": dict(sorted(numeric_config(config).items())),
             "dataset": dataset, "data_source": data_source, "protocol": protocol,
             "protocol_options": dict(sorted(variant.items()))}
 

@@ -25,7 +25,17 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import OneClassError
-from .fileio import atomic_open
+from .fileio import archive_damage, atomic_open
+
+# configuration keys that change how a run is carried out, not its numbers (the memory format,
+# like the device, picks other kernels for the same FP32 maths; results/README.md shows the
+# AUROCs of both layouts): they neither name a run nor stop a checkpoint from resuming
+EXECUTION_ONLY = frozenset({"score_batch_size", "checkpoint_every_s", "channels_last"})
+
+
+def numeric_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a method's configuration that changes its numbers."""
+    return {k: v for k, v in config.items() if k not in EXECUTION_ONLY}
 
 
 def seed_everything(seed: int) -> None:
@@ -201,16 +211,20 @@ class Trainer:
             fh.write(buf.getvalue())
 
     def _load_checkpoint(self, method: Any) -> dict[str, Any]:
+        damage = archive_damage(self.checkpoint)
+        if damage:
+            raise OneClassError(f"cannot resume: checkpoint {self.checkpoint} is corrupt ({damage}); "
+                                "delete it to start over")
         try:
             ck = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
         except Exception as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""  # torch's own text runs to a page
             raise OneClassError(f"cannot resume: checkpoint {self.checkpoint} is unreadable "
                                 f"({type(e).__name__}: {first_line}); delete it to start over") from e
-        if ck.get("method") != method.name or ck.get("config") != method.config or ck.get("seed") != self.seed:
-            saved = ck.get("config") or {}
+        saved, current = numeric_config(ck.get("config") or {}), numeric_config(method.config)
+        if ck.get("method") != method.name or saved != current or ck.get("seed") != self.seed:
             # name the keys, so an option added since the checkpoint was written shows as the cause
-            keys = sorted(k for k in set(saved) | set(method.config) if saved.get(k, ...) != method.config.get(k, ...))
+            keys = sorted(k for k in set(saved) | set(current) if saved.get(k, ...) != current.get(k, ...))
             raise OneClassError(f"cannot resume: checkpoint {self.checkpoint} belongs to another configuration "
                                 f"({ck.get('method')}, seed {ck.get('seed')}"
                                 + (f"; differs in {', '.join(keys)}" if keys else "") + "); delete it to start over")

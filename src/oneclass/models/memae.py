@@ -19,7 +19,9 @@ after every layer but the last, DCGAN initialisation (conv N(0, 0.02), batch-nor
 N(1, 0.02)), inputs normalised to [−1, 1], the memory applied to every position of the feature
 map, the reconstruction error the mean squared error per pixel (its MSELoss). An earlier version
 of this module used stride 1 in MNIST's first layer, ReLU, PyTorch's default initialisation and
-inputs in [0, 1] (digit 0: AUROC 0.685, results/superseded/). The paper does not give batch size or
+inputs in [0, 1] (digit 0: AUROC 0.685, results/superseded/). `memory_size=0` drops the memory: an "AE"
+row of the MemAE paper's Table 1 (quoted by OLED's Table 1: MNIST .9619), the same networks
+decoding z itself; `shrink=0` is the paper's non-sparse ablation. The paper does not give batch size or
 epochs for the image sets: 64 and 60 are ours. Seed papers: OLED Table 1, .9751 on MNIST with the MemAE protocol
 (2:1 split of the normal class, 30 % anomalies in the test set)."""
 from __future__ import annotations
@@ -94,7 +96,8 @@ class MemAE(nn.Module):
             sizes.append((sizes[-1] + 1) // 2)  # a stride-2 'same' convolution
             c = w
         self.encoder = nn.Sequential(*enc)
-        self.memory = Memory(items, c, threshold)
+        # no memory (items 0): the MemAE paper's "AE" baseline, the same encoder and decoder
+        self.memory = Memory(items, c, threshold) if items > 0 else None
         dec: list[nn.Module] = []
         widths = [*spec["decoder"], channels]
         for i, w in enumerate(widths):
@@ -112,7 +115,10 @@ class MemAE(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        read, weights = self.memory(self.encoder(x))
+        z = self.encoder(x)
+        if self.memory is None:  # one weight of 1 per position: entropy 0
+            return self.decoder(z), z.new_ones(x.shape[0], z.shape[2] * z.shape[3], 1)
+        read, weights = self.memory(z)
         return self.decoder(read), weights
 
 
