@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import oneclass
+from oneclass import neural
 from oneclass.evaluation import run_identity
 from oneclass.training import StepContext
 
@@ -70,6 +71,27 @@ def test_every_feature_map_stays_nhwc_through_ambiguous_layers(method, embedded_
         layouts[on] = seen
     assert [name for name, nhwc in layouts[True] if not nhwc] == []
     assert not layouts[False][0][1]  # the option off keeps PyTorch's layout (MemAE's memory reads back NHWC by itself)
+
+
+@pytest.mark.parametrize("method", ["dae", "lsa", "vae", "memae"])
+def test_a_strided_1x1_conv_with_few_input_channels_runs_in_nchw(method, embedded_split):
+    """oneDNN's jit_1x1 backward-weights kernel writes past its scratchpad for a strided 1×1
+    convolution whose NHWC source has fewer channels than its block (uxlfoundation/oneDNN#6035);
+    the heap it corrupted crashed later tests at random (CI: an abort in Adam's state init, a
+    segfault in GANomaly's backward). Such a layer (the MNIST presets' Conv2(1, 2, ·)) must get its
+    input and weight in plain NCHW, and give the layers after it NHWC again."""
+    det = oneclass.create(method, "mnist", seed=0, device="cpu", batch_size=16)
+    det._build()
+    hazards = [m for net in det.networks.values() for m in net.modules() if neural._onednn_nhwc_hazard(m)]
+    assert hazards
+    seen = []
+    for m in hazards:
+        assert m.weight.stride() == neural.nchw_strides(m.weight.shape)
+        m.register_forward_hook(lambda mod, a, out: seen.append((a[0].stride() == neural.nchw_strides(a[0].shape),
+                                                                 out.stride(1) == 1)))
+    det.train_mode(True)
+    det.train_step(det.prepare(embedded_split.train.images[:16]), StepContext(1, 0, torch.Generator().manual_seed(0)))
+    assert seen and all(nchw_in and nhwc_out for nchw_in, nhwc_out in seen)
 
 
 def test_the_layout_survives_save_and_load(embedded_split, tmp_path):

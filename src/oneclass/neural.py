@@ -143,6 +143,10 @@ class NeuralDetector(Detector):
         networks = networks.to(self.device)
         if self.channels_last:  # Module.to(memory_format=...) refuses a model that has any 5-D weight
             for module in networks.modules():
+                if _onednn_nhwc_hazard(module):  # this layer runs in NCHW, the layers after it in NHWC
+                    module.register_forward_pre_hook(_nchw_input)
+                    module.register_forward_hook(_nhwc_output)
+                    continue
                 for tensors in (module._parameters, module._buffers):
                     for t in tensors.values():
                         if t is not None and t.dim() == 4:
@@ -258,6 +262,35 @@ def _nhwc_input(module: nn.Module, args: tuple) -> tuple | None:
     if isinstance(x, torch.Tensor) and x.dim() == 4 and x.stride(1) != 1:
         return (_nhwc(x), *args[1:])
     return None
+
+
+def _onednn_nhwc_hazard(module: nn.Module) -> bool:
+    """A strided 1×1 convolution with fewer input channels than oneDNN's channel block (16 with
+    AVX-512, 8 with AVX2), e.g. MemAE's MNIST Conv2(1, 2, 16): with an NHWC source, oneDNN's
+    jit_1x1 backward-weights kernel writes past its scratchpad (uxlfoundation/oneDNN#6035), which
+    corrupted the heap and crashed later, unrelated steps of the test suite. In NCHW oneDNN pads
+    the channels to its block and the kernel stays inside its buffer."""
+    return (isinstance(module, nn.Conv2d) and tuple(module.kernel_size) == (1, 1)
+            and tuple(module.stride) != (1, 1) and module.in_channels < 16)
+
+
+def _nchw_input(module: nn.Module, args: tuple) -> tuple | None:
+    """A conv's 4-D input in plain NCHW (see `_onednn_nhwc_hazard`)."""
+    x = args[0] if args else None
+    if isinstance(x, torch.Tensor) and x.dim() == 4 and x.stride() != nchw_strides(x.shape):
+        # not `contiguous()`: a one-channel NHWC tensor counts as contiguous, oneDNN reads its strides
+        return (torch.empty_like(x, memory_format=torch.contiguous_format).copy_(x), *args[1:])
+    return None
+
+
+def _nhwc_output(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+    return _nhwc(out)
+
+
+def nchw_strides(shape: Any) -> tuple[int, ...]:
+    """The strides of a dense NCHW tensor of this shape."""
+    n, c, h, w = shape
+    return (c * h * w, h * w, w, 1)
 
 
 def adam(params: Any, lr: float, betas: Any, weight_decay: float = 0.0) -> torch.optim.Adam:
