@@ -74,24 +74,47 @@ def test_every_feature_map_stays_nhwc_through_ambiguous_layers(method, embedded_
 
 
 @pytest.mark.parametrize("method", ["dae", "lsa", "vae", "memae"])
-def test_a_strided_1x1_conv_with_few_input_channels_runs_in_nchw(method, embedded_split):
+def test_no_strided_1x1_conv_with_few_input_channels_reaches_onednn(method, embedded_split, monkeypatch):
     """oneDNN's jit_1x1 backward-weights kernel writes past its scratchpad for a strided 1×1
     convolution whose NHWC source has fewer channels than its block (uxlfoundation/oneDNN#6035);
     the heap it corrupted crashed later tests at random (CI: an abort in Adam's state init, a
-    segfault in GANomaly's backward). Such a layer (the MNIST presets' Conv2(1, 2, ·)) must get its
-    input and weight in plain NCHW, and give the layers after it NHWC again."""
+    segfault in GANomaly's backward). Such a layer (the MNIST presets' Conv2(1, 2, ·)) must run as a
+    unit-stride 1×1 convolution on the subsampled input, in NHWC like the layers around it."""
     det = oneclass.create(method, "mnist", seed=0, device="cpu", batch_size=16)
     det._build()
     hazards = [m for net in det.networks.values() for m in net.modules() if neural._onednn_nhwc_hazard(m)]
-    assert hazards
-    seen = []
-    for m in hazards:
-        assert m.weight.stride() == neural.nchw_strides(m.weight.shape)
-        m.register_forward_hook(lambda mod, a, out: seen.append((a[0].stride() == neural.nchw_strides(a[0].shape),
-                                                                 out.stride(1) == 1)))
+    assert hazards and all(isinstance(m, neural.SubsampledPointwiseConv) for m in hazards)
+    calls = []
+    conv2d = torch.nn.functional.conv2d
+
+    def recorded(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        calls.append((tuple(weight.shape[2:]), torch.nn.modules.utils._pair(stride), weight.shape[1] * groups,
+                      x.stride(1) == 1))
+        return conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    monkeypatch.setattr(torch.nn.functional, "conv2d", recorded)
     det.train_mode(True)
     det.train_step(det.prepare(embedded_split.train.images[:16]), StepContext(1, 0, torch.Generator().manual_seed(0)))
-    assert seen and all(nchw_in and nhwc_out for nchw_in, nhwc_out in seen)
+    pointwise = [c for c in calls if c[0] == (1, 1) and c[2] < 16]
+    assert pointwise and all(stride == (1, 1) and nhwc for _, stride, _, nhwc in pointwise)
+
+
+@pytest.mark.parametrize("padding, padding_mode", [(0, "zeros"), ((1, 2), "zeros"), (1, "reflect"), ("valid", "zeros")])
+def test_the_subsampled_pointwise_conv_equals_the_strided_one(padding, padding_mode):
+    torch.manual_seed(0)
+    plain = torch.nn.Conv2d(3, 5, 1, stride=(2, 3), padding=padding, padding_mode=padding_mode)
+    fast = torch.nn.Conv2d(3, 5, 1, stride=(2, 3), padding=padding, padding_mode=padding_mode)
+    fast.load_state_dict(plain.state_dict())
+    fast.__class__ = neural.SubsampledPointwiseConv
+    x = torch.randn(4, 3, 11, 13)
+    out_plain, out_fast = plain(x), fast(x)
+    assert out_fast.shape == out_plain.shape
+    torch.testing.assert_close(out_fast, out_plain)
+    grad = torch.randn_like(out_plain)
+    out_plain.backward(grad)
+    out_fast.backward(grad)
+    torch.testing.assert_close(fast.weight.grad, plain.weight.grad)
+    torch.testing.assert_close(fast.bias.grad, plain.bias.grad)
 
 
 def test_the_layout_survives_save_and_load(embedded_split, tmp_path):

@@ -69,6 +69,20 @@ def test_nll_is_minus_the_log_softmax_of_each_pixel_summed():
     assert torch.allclose(logp[:, 0, :, 0, 0].exp().sum(1), torch.ones(3))
 
 
+@pytest.mark.parametrize("nhwc", [False, True])
+def test_the_nll_of_each_pixel_and_colour_is_its_own(nhwc):
+    """`pixel_nll` reshapes the logits to rows of 256: each map entry must be the NLL of its own
+    pixel and colour, for plain and NHWC feature maps (where the reshape is a view)."""
+    torch.manual_seed(0)
+    out = torch.randn(2, 3 * 256, 5, 4)
+    if nhwc:
+        out = out.contiguous(memory_format=torch.channels_last)
+    logits = out.view(2, 3, 256, 5, 4)
+    x = torch.randint(0, 256, (2, 3, 5, 4), dtype=torch.uint8)
+    by_hand = -torch.log_softmax(logits, dim=2).gather(2, x.long()[:, :, None]).squeeze(2)
+    torch.testing.assert_close(pixel_cnn.pixel_nll(logits, x), by_hand)
+
+
 def test_pixel_cnn_learns_the_training_density(embedded_data):
     train, test = embedded_data
     ones = train.images[train.labels == 1][:96]

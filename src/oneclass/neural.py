@@ -143,10 +143,8 @@ class NeuralDetector(Detector):
         networks = networks.to(self.device)
         if self.channels_last:  # Module.to(memory_format=...) refuses a model that has any 5-D weight
             for module in networks.modules():
-                if _onednn_nhwc_hazard(module):  # this layer runs in NCHW, the layers after it in NHWC
-                    module.register_forward_pre_hook(_nchw_input)
-                    module.register_forward_hook(_nhwc_output)
-                    continue
+                if _onednn_nhwc_hazard(module):  # same maths, without oneDNN's strided 1×1 path
+                    module.__class__ = SubsampledPointwiseConv
                 for tensors in (module._parameters, module._buffers):
                     for t in tensors.values():
                         if t is not None and t.dim() == 4:
@@ -268,29 +266,25 @@ def _onednn_nhwc_hazard(module: nn.Module) -> bool:
     """A strided 1×1 convolution with fewer input channels than oneDNN's channel block (16 with
     AVX-512, 8 with AVX2), e.g. MemAE's MNIST Conv2(1, 2, 16): with an NHWC source, oneDNN's
     jit_1x1 backward-weights kernel writes past its scratchpad (uxlfoundation/oneDNN#6035), which
-    corrupted the heap and crashed later, unrelated steps of the test suite. In NCHW oneDNN pads
-    the channels to its block and the kernel stays inside its buffer."""
+    corrupted the heap and crashed later, unrelated steps of the test suite. Such a layer runs as
+    a `SubsampledPointwiseConv` (oneDNN's unit-stride 1×1 path has no such buffer)."""
     return (isinstance(module, nn.Conv2d) and tuple(module.kernel_size) == (1, 1)
             and tuple(module.stride) != (1, 1) and module.in_channels < 16)
 
 
-def _nchw_input(module: nn.Module, args: tuple) -> tuple | None:
-    """A conv's 4-D input in plain NCHW (see `_onednn_nhwc_hazard`)."""
-    x = args[0] if args else None
-    if isinstance(x, torch.Tensor) and x.dim() == 4 and x.stride() != nchw_strides(x.shape):
-        # not `contiguous()`: a one-channel NHWC tensor counts as contiguous, oneDNN reads its strides
-        return (torch.empty_like(x, memory_format=torch.contiguous_format).copy_(x), *args[1:])
-    return None
+class SubsampledPointwiseConv(nn.Conv2d):
+    """A strided 1×1 convolution computed as a unit-stride one on the subsampled input: the same
+    products (each output reads one input position), but oneDNN never takes the strided 1×1 path
+    whose backward-weights kernel overruns its buffer (see `_onednn_nhwc_hazard`), and the layer
+    stays in NHWC with the ones around it. `_placed` turns a hazardous nn.Conv2d into one; its
+    parameters and state-dict keys are unchanged."""
 
-
-def _nhwc_output(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
-    return _nhwc(out)
-
-
-def nchw_strides(shape: Any) -> tuple[int, ...]:
-    """The strides of a dense NCHW tensor of this shape."""
-    n, c, h, w = shape
-    return (c * h * w, h * w, w, 1)
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ph, pw = (0, 0) if self.padding == "valid" else self.padding  # 'same' refuses a stride
+        if (ph, pw) != (0, 0):  # a 1×1 kernel over padding: pad first, then subsample
+            x = F.pad(x, (pw, pw, ph, ph), mode="constant" if self.padding_mode == "zeros" else self.padding_mode)
+        sh, sw = self.stride
+        return F.conv2d(_nhwc(x[:, :, ::sh, ::sw]), weight, bias, 1, 0, 1, self.groups)
 
 
 def adam(params: Any, lr: float, betas: Any, weight_decay: float = 0.0) -> torch.optim.Adam:

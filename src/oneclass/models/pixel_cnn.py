@@ -145,8 +145,17 @@ class GatedPixelCNN(nn.Module):
 
 
 def pixel_nll(logits: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-    """−log p(x_i | x_<i) of every pixel and channel (N×C×H×W, nats) for the uint8 batch."""
-    return F.cross_entropy(logits.transpose(1, 2), batch.long(), reduction="none")
+    """−log p(x_i | x_<i) of every pixel and channel (N×C×H×W, nats) for the uint8 batch and the
+    N×C×256×H×W logits. The softmax runs over rows of 256 adjacent logits: with NHWC feature maps
+    (the CPU default) the reshape is a view, and this is about twice as fast as a softmax over a
+    strided class dimension."""
+    n, c, levels, h, w = logits.shape
+    rows = logits.permute(0, 3, 4, 1, 2).reshape(-1, levels)
+    target = batch.permute(0, 2, 3, 1).reshape(-1, 1).long()
+    # log_softmax + gather, not cross_entropy: the ONNX exporter's decomposition of an unreduced
+    # 2-D cross_entropy returns a scalar
+    nll = -F.log_softmax(rows, dim=1).gather(1, target)
+    return nll.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
 class PixelCNNDetector(NeuralDetector):
