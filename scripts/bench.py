@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import oneclass
+from oneclass.cpu_memory import keep_freed_memory
 from oneclass.detector import cpu_name, versions
 from oneclass.fileio import write_json, write_text
 from oneclass.training import StepContext
@@ -140,12 +142,15 @@ def bench_neural(method: str, preset: str, images: torch.Tensor, device: str, se
     for _ in range(3):  # warm-up (cuDNN autotuning, allocator)
         det.train_step(batch, ctx)
     _sync(dev)
+    faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     steps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds or steps < 3:
         det.train_step(data[(steps * bs) % (len(data) - bs):][:bs], ctx)
         steps += 1
     _sync(dev)
     train_ips = steps * bs / (time.perf_counter() - t0)
+    # pages the kernel had to hand over afresh: malloc returning freed feature maps (cpu_memory.py)
+    faults_per_step = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / steps
     det.train_mode(False)
     # AnoGAN searches the latent space for every image (500 gradient steps): a few images suffice
     searched = "search_steps" in det.config
@@ -164,6 +169,7 @@ def bench_neural(method: str, preset: str, images: torch.Tensor, device: str, se
     score_ips = reps * n_score / (time.perf_counter() - t0)
     return {"method": method, "preset": preset, "batch_size": bs, "channels_last": det.channels_last,
             "train_images_per_second": round(train_ips, 1), "score_images_per_second": round(score_ips, 1),
+            "train_minor_page_faults_per_step": round(faults_per_step), "keep_freed_memory": keep_freed_memory(),
             "train_gflop_per_image": round(train_flops / 1e9, 4),
             "score_gflop_per_image": None if score_flops is None else round(score_flops / 1e9, 4),
             "train_achieved_gflops": round(train_ips * train_flops / 1e9, 1),
@@ -695,11 +701,12 @@ def markdown_table(title: str, head: list[str], cells: list[list[object]]) -> li
 
 def write_markdown(out: Path, settings: dict, rows: list[dict], old_settings: dict) -> None:
     head = ["method", "preset", "batch", "train img/s", "score img/s", "train GFLOP/img", "train GFLOP/s achieved",
-            "share of host sgemm", "host sgemm GFLOP/s", "host CPU", "measured", "device shared"]
+            "share of host sgemm", "page faults / train step", "host sgemm GFLOP/s", "host CPU", "measured",
+            "device shared"]
     cells = [[r["method"], r["preset"], r.get("batch_size", ""), r["train_images_per_second"],
               r["score_images_per_second"], r.get("train_gflop_per_image", ""), r.get("train_achieved_gflops", ""),
               f"{100 * r['train_share_of_sgemm']:.0f} %" if r.get("train_share_of_sgemm") is not None else "",
-              r.get("host_sgemm_gflops", "not measured"), r.get("host_cpu", "not recorded"),
+              _faults(r), r.get("host_sgemm_gflops", "not measured"), r.get("host_cpu", "not recorded"),
               r.get("measured_at", settings["measured_at"])[:16], _shared(r, old_settings)] for r in rows]
     lines = markdown_table(f"Throughput on {settings['device_name']} ({settings.get('host_cpu', '')}, "
                            f"{settings['torch_threads']} threads), "
@@ -709,6 +716,13 @@ def write_markdown(out: Path, settings: dict, rows: list[dict], old_settings: di
         lines += ["", f"Rows without their own record: device shared {old_settings['device_shared']}."]
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _faults(row: dict) -> str:
+    """Minor page faults per training step, and whether freed memory was kept (`cpu_memory`)."""
+    if "train_minor_page_faults_per_step" not in row:
+        return "not recorded"
+    return f"{row['train_minor_page_faults_per_step']:,}" + ("" if row.get("keep_freed_memory") else " (malloc default)")
 
 
 def _shared(row: dict, old_settings: dict) -> str:

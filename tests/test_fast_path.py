@@ -2,12 +2,18 @@
 maths as NCHW, survive save and load, and do not split a run's identity."""
 from __future__ import annotations
 
+import os
+import platform
+import resource
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 import oneclass
-from oneclass import neural
+from oneclass import cpu_memory, neural
 from oneclass.evaluation import run_identity
 from oneclass.training import StepContext
 
@@ -186,3 +192,34 @@ def test_scores_do_not_depend_on_the_scoring_batch(embedded_split):
         scores[size] = det.score_samples(images)
     np.testing.assert_allclose(scores[7], scores[1024], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(scores[64], scores[1024], rtol=1e-5, atol=1e-6)
+
+
+FAULTS_OF_FRESH_BLOCKS = """
+import resource, torch, oneclass
+oneclass.create("dae", "mnist", device="cpu")._build()  # a CPU detector: freed memory kept from here on
+
+def faults():
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        torch.ones(16 << 20).sum()  # a 64 MB feature map, freed at once
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
+
+faults()
+print(faults())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="glibc's malloc only")
+def test_a_cpu_detector_keeps_freed_memory_for_the_next_step():
+    """glibc hands a block over its mmap threshold back to the kernel on free, so each training
+    step faulted its feature maps in again page by page (DAE CIFAR-10: most of a step's kernel
+    time); a CPU detector makes malloc keep freed memory. The environment can turn that off."""
+    def faults(env: dict) -> int:
+        out = subprocess.run([sys.executable, "-c", FAULTS_OF_FRESH_BLOCKS], capture_output=True, text=True,
+                             env={**os.environ, **env}, timeout=120, check=True).stdout
+        return int(out.split()[-1])
+
+    pages = 3 * (64 << 20) // resource.getpagesize()
+    assert faults({}) < pages // 100
+    assert faults({cpu_memory.ENV: "0"}) > pages // 2

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cpu_memory import keep_freed_memory
 from .data.images import to_float
 from .detector import Detector
 from .errors import DataError, OneClassError
@@ -141,6 +142,8 @@ class NeuralDetector(Detector):
         video model's 3-D convolutions and every linear layer stay as they are). With it, each 2-D
         convolution also gets its input in NHWC, so the feature maps stay NHWC end to end."""
         networks = networks.to(self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # process-wide: no page faults for each step's fresh feature maps
         if self.channels_last:  # Module.to(memory_format=...) refuses a model that has any 5-D weight
             for module in networks.modules():
                 if _onednn_nhwc_hazard(module):  # same maths, without oneDNN's strided 1×1 path
