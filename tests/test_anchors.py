@@ -102,6 +102,19 @@ def test_official_runs_are_reported_beside_ours_and_never_counted_as_ours(tmp_pa
     assert cells[6:8] == ["0.222", f"{ours[0.5]['metrics']['score']['auroc']:.3f}"]  # mean over the same classes
     other = next(line for line in brief.splitlines() if "paper-style (labelled selection set)" in line)
     assert "| 0.900 |" in other  # a separate row: the two epoch choices are never averaged together
+    cells = [c.strip() for c in other.strip("|").split("|")]
+    assert cells[7] == "–"  # no run of ours chose its epoch on labels: the label-free one is not set beside it
+    # ours with a labelled epoch choice (select=val_auroc) is what a paper-style official run is set beside
+    labelled = json.loads(json.dumps(ours[0.5]))
+    labelled["options"] = {"select": "val_auroc"}
+    labelled["metrics"]["score"]["auroc"] = 0.777
+    (tmp_path / "ocsvm_select=val_auroc__x").mkdir()
+    (tmp_path / "ocsvm_select=val_auroc__x" / "class0_seed0.json").write_text(json.dumps(labelled))
+    brief = summary(collect(tmp_path), collect_anchors(tmp_path)).split("official code on our splits", 1)[1]
+    rows = {line.split("|")[4].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in brief.splitlines() if line.startswith("| ocsvm |")}
+    assert rows["paper-style (labelled selection set)"][7] == "0.777"
+    assert rows["label-free (last epoch)"][7] == f"{ours[0.5]['metrics']['score']['auroc']:.3f}"
 
 
 def test_selection_set_is_labelled_mixed_and_never_trained_on(harness):
@@ -116,3 +129,18 @@ def test_selection_set_is_labelled_mixed_and_never_trained_on(harness):
     assert all(bytes(x) in val for x in images[labels == 0]) and info["normal"] == info["outliers"] == 5
     again, _, _ = harness._selection_set(train, split, 0, 0, n=5)
     np.testing.assert_array_equal(images, again)  # seeded
+
+
+def test_a_tensorflow_python_missing_a_module_is_named_before_any_training(harness, tmp_path):
+    import subprocess
+    import sys
+    # this Python has scikit-learn, SciPy and Matplotlib but no TensorFlow: named, not a crash an hour in
+    missing = harness._missing_modules(sys.executable)
+    assert "tensorflow" in missing and "sklearn" not in missing and "scipy" not in missing
+    assert harness._missing_modules(str(tmp_path / "no-python")) == list(harness.WORKER_MODULES)
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "models.py").write_text("")
+    run = subprocess.run([sys.executable, str(HARNESS), "--checkout", str(checkout), "--tf-python", sys.executable,
+                          "--classes", "0"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "lacks tensorflow" in run.stderr and "Traceback" not in run.stderr

@@ -320,6 +320,31 @@ def test_selection_set_sizes_at_their_bounds_and_its_own_generator(embedded_data
     assert (a.val.images == protocols.make("standard", train, test, 3, seed=1).val.images).all()
 
 
+
+def test_every_protocol_with_outliers_to_label_takes_a_selection_set(embedded_data):
+    """ALOCC's outlier-fraction protocol (and COIL's) draw the labelled selection set too, from
+    data that is neither trained on nor tested: the same set at every outlier fraction, so one
+    training is scored on all of them; asking it of a protocol without one, or any option a
+    protocol does not take, is an error naming it, not a TypeError."""
+    train, test = embedded_data
+    keys = lambda d: {bytes(img.numpy().tobytes()) for img in d.images}  # noqa: E731
+    plain = protocols.make("outlier-fraction", train, test, 3, outlier_fraction=0.3)
+    assert plain.selection is None and "selection" not in plain.info
+    low, high = (protocols.make("outlier-fraction", train, test, 3, outlier_fraction=p, selection=20) for p in (0.1, 0.5))
+    assert (low.selection.images == high.selection.images).all() and (low.train.images == high.train.images).all()
+    assert low.info["selection"] == 20 and low.selection_labels.tolist() == [0] * 20 + [1] * 20
+    assert (low.selection.labels[:20] == 3).all() and (low.selection.labels[20:] != 3).all()
+    assert len(low.train) == len(plain.train) - 20 and (low.val.images == plain.val.images).all()
+    assert not keys(low.selection) & (keys(low.train) | keys(low.val) | keys(high.test))
+    coil = protocols.make("coil", train, test, 3, selection=10)
+    assert len(coil.selection) == 20 and not keys(coil.selection) & (keys(coil.train) | keys(coil.test))
+    assert (coil.test.images == protocols.make("coil", train, test, 3).test.images).all()
+    with pytest.raises(DataError, match=r"^protocol 'mvtec' has no labelled selection set"):
+        protocols.make("mvtec", train, test, 3, selection=10)
+    with pytest.raises(DataError, match=r"^protocol 'standard' takes no option anomaly_ratio; it takes val_fraction, "
+                                        r"selection$"):
+        protocols.make("standard", train, test, 3, anomaly_ratio=0.3)
+
 def test_hold_out_bounds_and_classes_without_names(embedded_data):
     """A validation part needs one image and leaves at least two to train on; a class without a
     name (labels past the dataset's class list, as a folder of unnamed classes gives) is

@@ -10,7 +10,7 @@ training of ours is scored on every fraction.
 
 The official code is never copied into this project: this script imports it from `--checkout`
 inside a second Python (`--tf-python`, with tensorflow-cpu 2.16, tf-slim, tf-keras, scikit-image,
-scipy, matplotlib, six) and leaves its files unedited. What it changes around them, the fewest
+scikit-learn, scipy, matplotlib, six) and leaves its files unedited. What it changes around them, the fewest
 changes that let the TF1 code run under TF 2 and see our data (each also written in every record):
 
 1. `import tensorflow` gives `tensorflow.compat.v1` with v2 behaviour off; `tf.contrib.layers.batch_norm`
@@ -77,6 +77,8 @@ CHANGES = [
 ]
 SETTINGS = {"epochs": 40, "batch_size": 128, "learning_rate": 0.002, "optimizer": "RMSProp", "r_alpha": 0.2,
             "noise": "skimage random_noise var 0.155^2", "gf_dim": 16, "df_dim": 16, "epoch_choice": "last"}
+# what the worker (and the official code through it) imports in the TensorFlow Python
+WORKER_MODULES = ("tensorflow", "tf_slim", "tf_keras", "skimage", "sklearn", "scipy", "matplotlib", "six")
 
 
 # ---- worker: runs in the TensorFlow Python ------------------------------------------------
@@ -210,6 +212,25 @@ def _nhwc01(images) -> np.ndarray:
     return (images.numpy().astype(np.float32) / 255.0).transpose(0, 2, 3, 1)
 
 
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(busy CPU-seconds of the whole machine, of this process and its children) so far; None
+    without /proc/stat."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return None
+    own = os.times()
+    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # all but idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system + own.children_user + own.children_system
+
+
+def _others_busy(before: tuple[float, float] | None, after: tuple[float, float] | None, wall: float) -> float | None:
+    """Cores that other processes kept busy during the official training (its speed depends on it)."""
+    if before is None or after is None:
+        return None
+    return round(max(((after[0] - before[0]) - (after[1] - before[1])) / max(wall, 1e-9), 0.0), 2)
+
+
 def _commit(checkout: Path) -> str:
     try:
         return subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -247,6 +268,7 @@ def _run_one(args: argparse.Namespace, train, test, normal: int, seed: int, frac
     import gzip
 
     from oneclass import metrics
+    from oneclass.detector import cpu_name
     from oneclass.fileio import atomic_open, write_json
 
     splits = _splits(train, test, normal, seed, fractions)
@@ -265,12 +287,14 @@ def _run_one(args: argparse.Namespace, train, test, normal: int, seed: int, frac
         print(f"official ALOCC on mnist class {normal} seed {seed}, {args.epochs} epochs; scored on "
               f"{', '.join(names)}", flush=True)
         log = Path(work) / "official.log"
+        busy0, wall0 = _cpu_seconds(), time.perf_counter()
         with open(log, "w") as fh:
             rc = subprocess.run([args.tf_python, __file__, "--worker-in", str(w_in), "--worker-out", str(w_out),
                                  "--work", str(Path(work) / "run"), "--checkout", str(args.checkout)],
                                 stdout=fh, stderr=subprocess.STDOUT).returncode
         if rc != 0:
             sys.exit(f"the official code failed (exit {rc}); the end of its output:\n" + log.read_text()[-3000:])
+        other_load = _others_busy(busy0, _cpu_seconds(), time.perf_counter() - wall0)
         out = dict(np.load(w_out))
         log_bytes = log.read_bytes()
     choices = {"last": ("", {"epoch_choice": "last", "label_free": True}),
@@ -298,7 +322,8 @@ def _run_one(args: argparse.Namespace, train, test, normal: int, seed: int, frac
                 "settings": {**SETTINGS, "epochs": args.epochs, **extra}, "dataset": "mnist",
                 "protocol": split.info["protocol"], "protocol_info": split.info, "normal_class": normal,
                 "seed": seed, "epochs": args.epochs, "device": "cpu",
-                "device_name": platform.processor() or platform.machine(), "tf_threads": args.threads,
+                "device_name": platform.processor() or platform.machine(), "host_cpu": cpu_name(),
+                "tf_threads": args.threads, "other_cpu_cores_busy": other_load,
                 "versions": {"tensorflow": str(out["tf_version"]), "python": platform.python_version()},
                 "headline": "d_rx", "metrics": results, "train_seconds": float(out["train_seconds"]),
                 "train_images_per_second": len(split.train) * args.epochs / float(out["train_seconds"]),
@@ -330,11 +355,22 @@ def _selection_set(train, split, normal: int, seed: int, n: int = 150) -> tuple[
                                          "normal": n, "outliers": n}
 
 
+def _missing_modules(python: str) -> list[str]:
+    """The modules the worker imports that `python` cannot import (all of them if it does not run)."""
+    probe = ("import importlib.util as u; print(' '.join(m for m in " + repr(WORKER_MODULES)
+             + " if u.find_spec(m) is None))")
+    try:
+        run = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return list(WORKER_MODULES)
+    return run.stdout.split() if run.returncode == 0 else list(WORKER_MODULES)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkout", type=Path, help="a checkout (work tree) of khalooei/ALOCC-CVPR2018")
     ap.add_argument("--tf-python", help="a Python with tensorflow-cpu 2.16, tf-slim, tf-keras, scikit-image, "
-                                        "scipy, matplotlib and six")
+                                        "scikit-learn, scipy, matplotlib and six")
     ap.add_argument("--fractions", default="0.1,0.2,0.3,0.4,0.5",
                     help="outlier fractions to score (the standard protocol is always scored too)")
     ap.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
@@ -353,6 +389,9 @@ def main() -> None:
         ap.error("--checkout and --tf-python are needed")
     if not (args.checkout / "models.py").is_file():
         ap.error(f"{args.checkout} has no models.py: not a checkout of ALOCC-CVPR2018")
+    missing = _missing_modules(args.tf_python)
+    if missing:  # before an hour of training, not after its first epoch
+        ap.error(f"--tf-python {args.tf_python} lacks {', '.join(missing)} (see scripts/anchors/README.md)")
     from oneclass.data import load
     train, test = load("mnist", args.data_root)
     fractions = [float(p) for p in args.fractions.split(",")]

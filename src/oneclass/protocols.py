@@ -5,6 +5,7 @@ and validation images of the normal class only, a labelled test set (1 = novel),
 of how it was built. Everything is deterministic given the seed."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -125,9 +126,11 @@ def memae(train: ImageData, test: ImageData, normal: int, seed: int = 0,
 
 
 def outlier_fraction(train: ImageData, test: ImageData, normal: int, seed: int = 0,
-                     outlier_fraction: float = 0.5, val_fraction: float = 0.1) -> Split:
+                     outlier_fraction: float = 0.5, val_fraction: float = 0.1, selection: int = 0) -> Split:
     """ALOCC's MNIST experiment: train on the target class; the test set is the target class's
-    test images mixed with outliers from the other classes making `outlier_fraction` of it."""
+    test images mixed with outliers from the other classes making `outlier_fraction` of it. A
+    selection set (paper-style epoch choice) comes from the training split: the same for every
+    fraction, so one training serves them all."""
     if not 0.0 < outlier_fraction < 1.0:
         raise DataError(f"outlier fraction must lie in (0, 1), got {outlier_fraction}")
     rng = np.random.default_rng(seed)
@@ -140,14 +143,15 @@ def outlier_fraction(train: ImageData, test: ImageData, normal: int, seed: int =
     te_out = np.sort(rng.choice(others, size=n_out, replace=False))
     te = np.concatenate([te_in, te_out])
     labels = np.concatenate([np.zeros(len(te_in), np.int64), np.ones(n_out, np.int64)])
-    split = Split(train.subset(tr), train.subset(va), test.subset(te), labels)
+    tr, sel, sel_labels = _take_selection(train, tr, np.flatnonzero(train.labels.numpy() != normal), selection, seed)
+    split = Split(train.subset(tr), train.subset(va), test.subset(te), labels, selection=sel, selection_labels=sel_labels)
     split.info = _record("outlier-fraction", normal, seed, split, outlier_fraction=outlier_fraction,
-                         val_fraction=val_fraction)
+                         val_fraction=val_fraction, **({"selection": selection} if selection else {}))
     return split
 
 
 def coil(train: ImageData, test: ImageData, normal: int, seed: int = 0,
-         train_fraction: float = 0.8, val_fraction: float = 0.15) -> Split:
+         train_fraction: float = 0.8, val_fraction: float = 0.15, selection: int = 0) -> Split:
     """Tian et al.'s COIL-100 protocol, for any dataset: all images pooled; 80% of the normal
     class trains (15% of it held out for validation, as the paper), 20% tests, with as many
     anomalies drawn from the other classes. Repeat over seeds and average."""
@@ -161,8 +165,10 @@ def coil(train: ImageData, test: ImageData, normal: int, seed: int = 0,
     te_out = np.sort(rng.choice(others, size=len(te_in), replace=False))
     te = np.concatenate([te_in, te_out])
     labels = np.concatenate([np.zeros(len(te_in), np.int64), np.ones(len(te_out), np.int64)])
-    split = Split(pool.subset(tr), pool.subset(va), pool.subset(te), labels)
-    split.info = _record("coil", normal, seed, split, train_fraction=train_fraction, val_fraction=val_fraction)
+    tr, sel, sel_labels = _take_selection(pool, tr, np.setdiff1d(others, te_out), selection, seed)
+    split = Split(pool.subset(tr), pool.subset(va), pool.subset(te), labels, selection=sel, selection_labels=sel_labels)
+    split.info = _record("coil", normal, seed, split, train_fraction=train_fraction, val_fraction=val_fraction,
+                         **({"selection": selection} if selection else {}))
     return split
 
 
@@ -190,4 +196,12 @@ PROTOCOLS: dict[str, Callable[..., Split]] = {
 def make(name: str, train: ImageData, test: ImageData, normal: int, seed: int = 0, **options) -> Split:
     if name not in PROTOCOLS:
         raise DataError(f"unknown protocol {name!r}; known protocols: {', '.join(PROTOCOLS)}")
-    return PROTOCOLS[name](train, test, normal, seed, **options)
+    protocol = PROTOCOLS[name]
+    takes = [p for p in inspect.signature(protocol).parameters if p not in ("train", "test", "normal", "seed")]
+    unknown = sorted(set(options) - set(takes))
+    if "selection" in unknown:  # an epoch chosen on labelled outliers (select='val_auroc')
+        raise DataError(f"protocol {name!r} has no labelled selection set, so select='val_auroc' cannot choose "
+                        "an epoch there: its training split has no outliers to label")
+    if unknown:
+        raise DataError(f"protocol {name!r} takes no option {', '.join(unknown)}; it takes {', '.join(takes)}")
+    return protocol(train, test, normal, seed, **options)

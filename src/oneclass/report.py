@@ -350,8 +350,10 @@ def summary(runs: list[dict[str, Any]], anchors: list[dict[str, Any]] = ()) -> s
             all_novel = np.mean([2 * c["test_novel"] / (2 * c["test_novel"] + c["test_normal"]) for c in counts])
             f1_rows.append([f"{p:g}", *cols, _fmt(float(all_novel)), _fmt(float(all_normal)),
                             str(len({r['seed'] for r in rs})), "≈ 0.97–0.99"])
-        out.append(f"F1 of {cell.method} `{head}` against the outlier fraction ({cell.suite} {cell.table}; "
-                   f"{group[0]['epochs']} epochs, {cell.dataset}). F1 counts the novel class as positive, F1⁺ the "
+        shown = cell.record_options
+        out.append(f"F1 of {cell.method}{' ' + json.dumps(shown, sort_keys=True) if shown else ''} `{head}` against "
+                   f"the outlier fraction ({cell.suite} {cell.table}; {group[0]['epochs']} epochs, {cell.dataset}; "
+                   f"{cell.selection} epoch choice). F1 counts the novel class as positive, F1⁺ the "
                    "target (normal) class; τ = 0.5 calls D(R(X)) < 0.5 novel. The trivial rules' F1: calling "
                    "everything novel (novel positive) and everything normal (target positive). The paper does "
                    "not say which class is positive; its values are read from its Figure 8.\n\n"
@@ -367,12 +369,14 @@ def summary(runs: list[dict[str, Any]], anchors: list[dict[str, Any]] = ()) -> s
 
 def _ours_beside(anchor: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Our runs of the anchor's method, data and protocol (outlier fraction included) at today's
-    defaults: the largest such group."""
+    defaults, with the same kind of epoch choice (the last epoch: no options; a labelled
+    selection set: `select=val_auroc`): the largest such group."""
     fraction = anchor["protocol_info"].get("outlier_fraction")
+    options = {"select": "val_auroc"} if anchor["settings"].get("epoch_choice") == "val_auroc" else {}
     groups = [g for g in iter_groups(runs).values()
               if (g[0]["method"], g[0]["dataset"], g[0]["protocol"], g[0]["protocol_info"].get("outlier_fraction"))
               == (anchor["method"], anchor["dataset"], anchor["protocol"], fraction)
-              and not g[0].get("options") and not stale_settings(g[0])]
+              and (g[0].get("options") or {}) == options and not stale_settings(g[0])]
     return max(groups, key=len) if groups else []
 
 
