@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from oneclass import evaluation, reproduce as rep, runners
 from oneclass.cli import main
+from oneclass.errors import OneClassError
 from oneclass.reproduce import Cell, reproduce
 
 # CI installs the test extras (Ray among them): there a missing Ray is a failure, not a skip
@@ -133,3 +134,19 @@ def test_cli_reproduce_dry_run_and_errors(tmp_path):
     assert res.exit_code == 1 and "no table '9'" in res.output and "Table 1" in res.output
     res = runner.invoke(main, ["reproduce", "lsa", "--seeds", "x", "--dry-run"])
     assert res.exit_code == 1 and "--seeds" in res.output
+    res = runner.invoke(main, ["reproduce", "lsa", "--selection", "paper-style", "--dry-run"])
+    assert res.exit_code == 1 and "no paper-style cell in suite 'lsa'" in res.output
+
+
+def test_cells_narrowed_to_one_kind_of_epoch_choice():
+    """`--selection`: the label-free cells or the paper-style ones (epoch chosen on labelled
+    outliers) of a table, which `--table` alone gives together."""
+    both = rep.cells("alocc", ["Figure 8"])
+    assert {c.selection for c in both} == {"label-free", "paper-style"}
+    paper = rep.cells("alocc", ["Figure 8"], selection="paper-style")
+    assert len(paper) == 1 and paper[0].options == {"select": "val_auroc"}
+    free = rep.cells("oled", ["1"], ["oled"], selection="label-free")
+    assert [c.options for c in free] == [{}]
+    assert all(c.selection == "paper-style" for c in rep.cells("all", selection="paper-style"))
+    with pytest.raises(OneClassError, match="unknown epoch choice 'tuned'"):
+        rep.cells("alocc", selection="tuned")

@@ -378,6 +378,8 @@ def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | N
 @click.argument("suite")
 @click.option("--table", "tables", multiple=True, help="Only this table of the suite, e.g. 'Table 1' (repeatable).")
 @click.option("--method", "only_methods", default=None, help="Only the cells of these methods (comma-separated).")
+@click.option("--selection", type=click.Choice(["label-free", "paper-style"]), default=None,
+              help="Only the cells whose epoch is chosen this way (default: both).")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
 @click.option("--classes", default=None, help="Comma-separated classes instead of each cell's own (default: all).")
 @click.option("--epochs", type=int, default=None, help="Train every cell this many epochs instead of its budget.")
@@ -392,7 +394,8 @@ def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | N
               help="Share of a GPU per run, e.g. 0.1 (default: 1/8 where the cluster has GPUs, else 0).")
 @click.option("--dry-run", is_flag=True, help="List the runs to do and stop.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, seeds: str, classes: str | None, epochs: int | None,
+def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, selection: str | None, seeds: str,
+              classes: str | None, epochs: int | None,
               data_root: str | None, results: str, device: str, executor: str, address: str | None,
               cpus_per_run: float, gpus_per_run: float | None, dry_run: bool, quiet: bool) -> None:
     """Re-measure a paper's tables: SUITE is lsa, alocc, oled, attn-entropy, baselines or all.
@@ -403,7 +406,7 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, see
     from . import evaluation, reproduce as rep
     seed_list = evaluation.parse_numbers(seeds, int, "--seeds")
     class_list = evaluation.parse_classes(classes) if classes else None
-    chosen = rep.cells(suite, list(tables), only_methods.split(",") if only_methods else None)
+    chosen = rep.cells(suite, list(tables), only_methods.split(",") if only_methods else None, selection)
     if dry_run:
         from .data import load as load_dataset
         train_splits: dict[str, Any] = {}  # each dataset read once, not once per cell

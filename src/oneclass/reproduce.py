@@ -24,6 +24,8 @@ from .runners import RunSummary, ray_available, run_local, run_ray
 
 SUITES_FILE = Path(__file__).with_name("suites.json")
 DEFAULT_SEEDS = (0, 1, 2)
+# how a cell's epoch (or setting) is chosen: without any label, or on labelled outliers as the paper's code did
+SELECTIONS = ("label-free", "paper-style")
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,11 @@ def pending(suite: str) -> list[dict[str, str]]:
     return [p for p in _suites_file()["pending"] if suite == "all" or p["suite"] == suite]
 
 
-def cells(suite: str, tables: list[str] | None = None, methods: list[str] | None = None) -> list[Cell]:
+def cells(suite: str, tables: list[str] | None = None, methods: list[str] | None = None,
+          selection: str | None = None) -> list[Cell]:
     """The cells of `suite` (`baselines`: the baseline rows of every paper; `all`: every cell),
-    narrowed to the tables named in `tables` ("Table 1", "table1" and "1" all name Table 1) and
-    to `methods`."""
+    narrowed to the tables named in `tables` ("Table 1", "table1" and "1" all name Table 1), to
+    `methods` and to one kind of epoch choice (`selection`: "label-free" or "paper-style")."""
     if suite not in suites():
         raise OneClassError(f"unknown suite {suite!r}; suites: {', '.join(suites())}")
     out = []
@@ -106,6 +109,13 @@ def cells(suite: str, tables: list[str] | None = None, methods: list[str] | None
         if not out:
             raise OneClassError(f"no cell of method(s) {', '.join(methods)} in suite {suite!r}"
                                 f"{' ' + repr(tables) if tables else ''}; methods: {', '.join(known)}")
+    if selection:
+        if selection not in SELECTIONS:
+            raise OneClassError(f"unknown epoch choice {selection!r}; use {' or '.join(SELECTIONS)}")
+        out = [c for c in out if c.selection == selection]
+        if not out:
+            raise OneClassError(f"no {selection} cell in suite {suite!r}" + (f" {tables!r}" if tables else "")
+                                + (f" for {', '.join(methods)}" if methods else ""))
     return out
 
 
