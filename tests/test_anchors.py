@@ -144,3 +144,66 @@ def test_a_tensorflow_python_missing_a_module_is_named_before_any_training(harne
     run = subprocess.run([sys.executable, str(HARNESS), "--checkout", str(checkout), "--tf-python", sys.executable,
                           "--classes", "0"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "lacks tensorflow" in run.stderr and "Traceback" not in run.stderr
+
+
+OLED_CHECK = Path(__file__).resolve().parents[1] / "scripts" / "anchors" / "oled_split_check.py"
+# a stand-in for OLED's scripts (not its code): get_data draws a split from NumPy's global state,
+# train.py once per process, the test scripts once per digit in one process
+_FAKE_TRAIN = '''
+import numpy as np
+SEED = 3
+TRAIN_PERC = 0.5
+OUTLIER_PERC = 0.5
+INLIER = int(sys.argv[3])
+def get_data():
+    x = np.concatenate((np.load(TRAIN_IMG_PATH), np.load(TEST_IMG_PATH))).astype("float32") / 127.5 - 1
+    y = np.concatenate((np.load(TRAIN_LABEL_PATH), np.load(TEST_LABEL_PATH)))
+    inl, out = x[y == INLIER], x[y != INLIER]
+    order = np.random.permutation(len(inl))
+    k = int(len(inl) * TRAIN_PERC)
+    val, train, test = inl[order[:2]], inl[order[2:k]], inl[order[k:]]
+    ds = tf.data.Dataset.from_tensor_slices(train).batch(BATCH_SIZE)
+    return (ds, np.concatenate((val, out[:1])), np.array([1, 1, 0]), np.concatenate((test, out[1:3])),
+            np.r_[np.ones(len(test)), np.zeros(2)])
+train_ds = get_data()
+'''
+_FAKE_TEST = '''
+import numpy as np
+SEED = 3
+TRAIN_PERC = 0.5
+OUTLIER_PERC = 0.5
+def get_data(inlier):
+    x = np.concatenate((np.load(TRAIN_IMG_PATH), np.load(TEST_IMG_PATH))).astype("float32") / 127.5 - 1
+    y = np.concatenate((np.load(TRAIN_LABEL_PATH), np.load(TEST_LABEL_PATH)))
+    inl, out = x[y == inlier], x[y != inlier]
+    order = np.random.permutation(len(inl))
+    test = inl[order[int(len(inl) * TRAIN_PERC):]]
+    return np.concatenate((test, out[1:3])), np.r_[np.zeros(len(test)), np.ones(2)].astype(int)
+'''
+
+
+def test_the_oled_split_check_follows_each_image_through_the_scripts_own_draws(tmp_path):
+    spec = importlib.util.spec_from_file_location("oled_split_check", OLED_CHECK)
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    # every index of MNIST's 70,000 images survives get_data's x / 127.5 - 1 and comes back
+    ids = check._ids(check._indexed(70000, 0).astype(np.float32) / 127.5 - 1)
+    assert (ids == np.arange(70000)).all()
+    scripts = tmp_path / "mnist_experiment" / "scripts"
+    scripts.mkdir(parents=True)
+    (scripts / "train.py").write_text(_FAKE_TRAIN)
+    for name in ("test.py", "test_trained.py"):
+        (scripts / name).write_text(_FAKE_TEST)
+    labels = np.arange(400) % 10
+    out = check.check(tmp_path, labels[:300].astype(np.uint8), labels[300:].astype(np.uint8))
+    first, second = out["test"][0], out["test"][1]
+    # digit 0: the test script's first draw is the training process's own: its held-out images
+    assert first["test_inliers"] == 20 and first["test_inliers_trained_on"] == 0
+    assert first["test_inliers_held_out_by_training"] == 20 and first["test_outliers_in_selection_set"] == 0
+    # digit 1 on: the same seed in another state, another split: trained-on images in the test set
+    assert second["test_inliers_trained_on"] > 0
+    assert second["test_inliers_trained_on"] + second["test_inliers_held_out_by_training"] \
+        + second["test_inliers_in_selection_set"] == second["test_inliers"]
+    (scripts / "train.py").write_text("SEED = 3\n")
+    with pytest.raises(SystemExit, match="has no get_data"):
+        check.check(tmp_path, labels[:300].astype(np.uint8), labels[300:].astype(np.uint8))

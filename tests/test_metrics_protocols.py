@@ -202,7 +202,9 @@ def _keys(data):
 
 
 @pytest.mark.parametrize("name, options", [("standard", {"selection": 20}), ("memae", {"selection": 200}),
-                                           ("coil", {}), ("outlier-fraction", {"outlier_fraction": 0.3})])
+                                           ("coil", {}), ("outlier-fraction", {"outlier_fraction": 0.3}),
+                                           ("coil", {"selection": 30}),
+                                           ("outlier-fraction", {"outlier_fraction": 0.5, "selection": 40})])
 def test_no_image_is_in_two_parts_of_a_split(embedded_data, name, options):
     """No leakage: training, validation, test and the labelled selection set share no image."""
     train, test = embedded_data
