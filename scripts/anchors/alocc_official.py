@@ -59,6 +59,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, also when loaded by path
+from checkout import commit_of  # noqa: E402
+
 CHANGES = [
     "tensorflow -> tensorflow.compat.v1 with v2 behaviour disabled (TF 2.16); tf.contrib.layers and "
     "tensorflow.contrib.slim from tf-slim",
@@ -231,14 +234,6 @@ def _others_busy(before: tuple[float, float] | None, after: tuple[float, float] 
     return round(max(((after[0] - before[0]) - (after[1] - before[1])) / max(wall, 1e-9), 0.0), 2)
 
 
-def _commit(checkout: Path) -> str:
-    try:
-        return subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return (checkout / ".commit").read_text().strip() if (checkout / ".commit").exists() else "unknown"
-
-
 def _splits(train, test, normal: int, seed: int, fractions: list[float]) -> dict[str, object]:
     """The protocols that share one training split: ALOCC's outlier-fraction test sets at each
     fraction and the standard protocol's test set. One training of the official code is scored
@@ -318,7 +313,7 @@ def _run_one(args: argparse.Namespace, train, test, normal: int, seed: int, frac
             folder = _folder(args.results, name, args.epochs, choice)
             record = {
                 "method": "alocc", "implementation": "official", "repository": "khalooei/ALOCC-CVPR2018",
-                "commit": _commit(Path(args.checkout)), "changes": CHANGES,
+                "commit": commit_of(Path(args.checkout)), "changes": CHANGES,
                 "settings": {**SETTINGS, "epochs": args.epochs, **extra}, "dataset": "mnist",
                 "protocol": split.info["protocol"], "protocol_info": split.info, "normal_class": normal,
                 "seed": seed, "epochs": args.epochs, "device": "cpu",

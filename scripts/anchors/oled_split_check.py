@@ -35,6 +35,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, also when loaded by path
+from checkout import commit_of  # noqa: E402
+
 SCRIPTS = {"train": "mnist_experiment/scripts/train.py", "test_trained": "mnist_experiment/scripts/test_trained.py",
            "test": "mnist_experiment/scripts/test.py"}
 CONSTANTS = ("SEED", "TRAIN_PERC", "OUTLIER_PERC", "PERC")
@@ -117,14 +120,6 @@ def check(checkout: Path, y_train: np.ndarray, y_test: np.ndarray) -> dict[str, 
     return out
 
 
-def _commit(checkout: Path) -> str:
-    try:
-        return subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return (checkout / ".commit").read_text().strip() if (checkout / ".commit").exists() else "unknown"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkout", type=Path, required=True, help="a checkout (work tree) of jewelltaylor/OLED")
@@ -137,7 +132,7 @@ def main() -> None:
     result = check(args.checkout, train.labels.numpy().astype(np.uint8), test.labels.numpy().astype(np.uint8))
     record = {"what": "which images OLED's official MNIST scripts train on and test on (their own get_data, run "
                       "on images that carry their index)",
-              "repository": "jewelltaylor/OLED", "commit": _commit(args.checkout), "scripts": SCRIPTS,
+              "repository": "jewelltaylor/OLED", "commit": commit_of(args.checkout), "scripts": SCRIPTS,
               "command": "python " + " ".join(sys.argv), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "data": "MNIST IDX files in their published order (60,000 training + 10,000 test images)",
               **result}
