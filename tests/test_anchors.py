@@ -135,9 +135,9 @@ def test_a_tensorflow_python_missing_a_module_is_named_before_any_training(harne
     import subprocess
     import sys
     # this Python has scikit-learn, SciPy and Matplotlib but no TensorFlow: named, not a crash an hour in
-    missing = harness._missing_modules(sys.executable)
+    missing = harness.missing_modules(sys.executable, harness.WORKER_MODULES)
     assert "tensorflow" in missing and "sklearn" not in missing and "scipy" not in missing
-    assert harness._missing_modules(str(tmp_path / "no-python")) == list(harness.WORKER_MODULES)
+    assert harness.missing_modules(str(tmp_path / "no-python"), harness.WORKER_MODULES) == list(harness.WORKER_MODULES)
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     (checkout / "models.py").write_text("")
@@ -207,3 +207,19 @@ def test_the_oled_split_check_follows_each_image_through_the_scripts_own_draws(t
     (scripts / "train.py").write_text("SEED = 3\n")
     with pytest.raises(SystemExit, match="has no get_data"):
         check.check(tmp_path, labels[:300].astype(np.uint8), labels[300:].astype(np.uint8))
+
+
+def test_the_oled_harness_reads_each_scores_chosen_epoch_from_the_codes_printout():
+    spec = importlib.util.spec_from_file_location("oled_official", HARNESS.parent / "oled_official.py")
+    oled = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(oled)
+    epochs = [(0.2, 0.9, 0.5, 0.4), (0.7, 0.9, 0.1, 0.8), (0.7, 0.3, 0.6, 0.6)]  # rec, mask, cont, avg
+    log = "".join("Epoch:  {}\nWARNING: noise\nNormal Score AUC: tf.Tensor({}, shape=(), dtype=float32)\n"
+                  "Validation Score AUC: tf.Tensor({}, shape=(), dtype=float32)\n"
+                  "Context Score AUC: tf.Tensor({}, shape=(), dtype=float32)\n"
+                  "AVG Score AUC: tf.Tensor({}, shape=(), dtype=float32)\n".format(i + 1, *a) for i, a in enumerate(epochs))
+    got = oled.selection_history(log)
+    assert got["selection_auc_per_epoch"]["mask"] == [0.9, 0.9, 0.3]
+    # the code saves a score's models only on a strictly higher AUC: a tie keeps the earlier epoch
+    assert got["selected_epoch"] == {"rec": 2, "mask": 1, "cont": 3, "avg": 2}
+    assert "tensorflow" in oled.missing_modules(__import__("sys").executable, oled.WORKER_MODULES)

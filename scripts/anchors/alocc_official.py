@@ -51,7 +51,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,7 +59,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, also when loaded by path
-from checkout import commit_of  # noqa: E402
+from common import check_set_up, commit_of, harness_parser, missing_modules, run_worker  # noqa: E402, F401
 
 CHANGES = [
     "tensorflow -> tensorflow.compat.v1 with v2 behaviour disabled (TF 2.16); tf.contrib.layers and "
@@ -215,25 +214,6 @@ def _nhwc01(images) -> np.ndarray:
     return (images.numpy().astype(np.float32) / 255.0).transpose(0, 2, 3, 1)
 
 
-def _cpu_seconds() -> tuple[float, float] | None:
-    """(busy CPU-seconds of the whole machine, of this process and its children) so far; None
-    without /proc/stat."""
-    try:
-        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return None
-    own = os.times()
-    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # all but idle and iowait
-    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system + own.children_user + own.children_system
-
-
-def _others_busy(before: tuple[float, float] | None, after: tuple[float, float] | None, wall: float) -> float | None:
-    """Cores that other processes kept busy during the official training (its speed depends on it)."""
-    if before is None or after is None:
-        return None
-    return round(max(((after[0] - before[0]) - (after[1] - before[1])) / max(wall, 1e-9), 0.0), 2)
-
-
 def _splits(train, test, normal: int, seed: int, fractions: list[float]) -> dict[str, object]:
     """The protocols that share one training split: ALOCC's outlier-fraction test sets at each
     fraction and the standard protocol's test set. One training of the official code is scored
@@ -281,17 +261,8 @@ def _run_one(args: argparse.Namespace, train, test, normal: int, seed: int, frac
         (Path(work) / "run").mkdir()
         print(f"official ALOCC on mnist class {normal} seed {seed}, {args.epochs} epochs; scored on "
               f"{', '.join(names)}", flush=True)
-        log = Path(work) / "official.log"
-        busy0, wall0 = _cpu_seconds(), time.perf_counter()
-        with open(log, "w") as fh:
-            rc = subprocess.run([args.tf_python, __file__, "--worker-in", str(w_in), "--worker-out", str(w_out),
-                                 "--work", str(Path(work) / "run"), "--checkout", str(args.checkout)],
-                                stdout=fh, stderr=subprocess.STDOUT).returncode
-        if rc != 0:
-            sys.exit(f"the official code failed (exit {rc}); the end of its output:\n" + log.read_text()[-3000:])
-        other_load = _others_busy(busy0, _cpu_seconds(), time.perf_counter() - wall0)
-        out = dict(np.load(w_out))
-        log_bytes = log.read_bytes()
+        out, log_bytes, other_load = run_worker(__file__, args, w_in, w_out, Path(work) / "run",
+                                                Path(work) / "official.log")
     choices = {"last": ("", {"epoch_choice": "last", "label_free": True}),
                "val_auroc": ("sel_", {"epoch_choice": "val_auroc", "label_free": False,
                                       "selected_epoch": int(out["selected_epoch"]),
@@ -350,43 +321,16 @@ def _selection_set(train, split, normal: int, seed: int, n: int = 150) -> tuple[
                                          "normal": n, "outliers": n}
 
 
-def _missing_modules(python: str) -> list[str]:
-    """The modules the worker imports that `python` cannot import (all of them if it does not run)."""
-    probe = ("import importlib.util as u; print(' '.join(m for m in " + repr(WORKER_MODULES)
-             + " if u.find_spec(m) is None))")
-    try:
-        run = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return list(WORKER_MODULES)
-    return run.stdout.split() if run.returncode == 0 else list(WORKER_MODULES)
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkout", type=Path, help="a checkout (work tree) of khalooei/ALOCC-CVPR2018")
-    ap.add_argument("--tf-python", help="a Python with tensorflow-cpu 2.16, tf-slim, tf-keras, scikit-image, "
-                                        "scikit-learn, scipy, matplotlib and six")
+    ap = harness_parser(__doc__, "khalooei/ALOCC-CVPR2018", "tensorflow-cpu 2.16, tf-slim, tf-keras, "
+                        "scikit-image, scikit-learn, scipy, matplotlib and six")
     ap.add_argument("--fractions", default="0.1,0.2,0.3,0.4,0.5",
                     help="outlier fractions to score (the standard protocol is always scored too)")
-    ap.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
-    ap.add_argument("--seeds", default="0")
     ap.add_argument("--epochs", type=int, default=SETTINGS["epochs"])
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--data-root", default=None)
-    ap.add_argument("--results", type=Path, default=Path("results/anchors"))
-    ap.add_argument("--worker-in", help=argparse.SUPPRESS)
-    ap.add_argument("--worker-out", help=argparse.SUPPRESS)
-    ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker_in:
         return _worker(args)
-    if args.checkout is None or args.tf_python is None:
-        ap.error("--checkout and --tf-python are needed")
-    if not (args.checkout / "models.py").is_file():
-        ap.error(f"{args.checkout} has no models.py: not a checkout of ALOCC-CVPR2018")
-    missing = _missing_modules(args.tf_python)
-    if missing:  # before an hour of training, not after its first epoch
-        ap.error(f"--tf-python {args.tf_python} lacks {', '.join(missing)} (see scripts/anchors/README.md)")
+    check_set_up(ap, args, "khalooei/ALOCC-CVPR2018", ("models.py",), WORKER_MODULES)
     from oneclass.data import load
     train, test = load("mnist", args.data_root)
     fractions = [float(p) for p in args.fractions.split(",")]

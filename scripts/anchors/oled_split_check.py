@@ -36,7 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, also when loaded by path
-from checkout import commit_of  # noqa: E402
+from common import commit_of  # noqa: E402
 
 SCRIPTS = {"train": "mnist_experiment/scripts/train.py", "test_trained": "mnist_experiment/scripts/test_trained.py",
            "test": "mnist_experiment/scripts/test.py"}
