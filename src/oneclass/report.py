@@ -349,7 +349,7 @@ def summary(runs: list[dict[str, Any]], anchors: list[dict[str, Any]] = ()) -> s
             all_normal = np.mean([2 * c["test_normal"] / (2 * c["test_normal"] + c["test_novel"]) for c in counts])
             all_novel = np.mean([2 * c["test_novel"] / (2 * c["test_novel"] + c["test_normal"]) for c in counts])
             f1_rows.append([f"{p:g}", *cols, _fmt(float(all_novel)), _fmt(float(all_normal)),
-                            str(len({r['seed'] for r in rs})), "≈ 0.97–0.99"])
+                            str(len({r['seed'] for r in rs})), str(len({r['normal_class'] for r in rs})), "≈ 0.97–0.99"])
         shown = cell.record_options
         out.append(f"F1 of {cell.method}{' ' + json.dumps(shown, sort_keys=True) if shown else ''} `{head}` against "
                    f"the outlier fraction ({cell.suite} {cell.table}; {group[0]['epochs']} epochs, {cell.dataset}; "
@@ -358,7 +358,7 @@ def summary(runs: list[dict[str, Any]], anchors: list[dict[str, Any]] = ()) -> s
                    "everything novel (novel positive) and everything normal (target positive). The paper does "
                    "not say which class is positive; its values are read from its Figure 8.\n\n"
                    + _markdown(["outlier fraction", "F1 best", "F1 τ=0.5", "F1⁺ best", "F1⁺ τ=0.5",
-                                "all-novel F1", "all-normal F1⁺", "seeds", "paper"], f1_rows))
+                                "all-novel F1", "all-normal F1⁺", "seeds", "classes", "paper"], f1_rows))
     video = video_summary(runs)
     if video:
         out.append(video)
@@ -405,12 +405,15 @@ def _choice(choice: str) -> str:
 
 def official_summary(anchors: list[dict[str, Any]], runs: list[dict[str, Any]]) -> str:
     """One row per protocol the official code ran: its headline AUROC and best F1, the mean over
-    the classes it finished, beside ours over the same classes."""
+    the classes it finished (over those ours has run too, where ours has any), beside ours."""
     rows = []
     for (method, dataset, protocol, fraction, epochs, choice), group in _anchor_groups(anchors):
         head = group[0]["headline"]
         classes = sorted({a["normal_class"] for a in group})
         ours = [r for r in _ours_beside(group[0], runs) if r["normal_class"] in classes]
+        if ours:  # both means over the classes both have run, so the two columns compare
+            classes = sorted({r["normal_class"] for r in ours})
+            group = [a for a in group if a["normal_class"] in classes]
         mean = lambda rs, k: _mean_metric(rs, head, k, "–")  # noqa: E731
         pv = paper_value(method, dataset, protocol, head, "{}")
         paper = "≈ 0.97–0.99 (F1)" if method == "alocc" and protocol == "outlier-fraction" else (
