@@ -83,7 +83,9 @@ def test_official_runs_are_reported_beside_ours_and_never_counted_as_ours(tmp_pa
     paper_style = {**_anchor("ocsvm", 0, 0, 0.9, 0.5), "settings": {"epoch_choice": "val_auroc"}}
     (tmp_path / "anchors" / "ocsvm-official_select=val_auroc__x").mkdir()
     (tmp_path / "anchors" / "ocsvm-official_select=val_auroc__x" / "class0_seed0.json").write_text(json.dumps(paper_style))
-    assert len(collect(tmp_path)) == 2 and len(collect_anchors(tmp_path)) == 3
+    # a class only the official code ran: the summary row compares both over the classes both ran
+    (folder / "class2_seed0.json").write_text(json.dumps(_anchor("ocsvm", 2, 0, 0.999, 0.5)))
+    assert len(collect(tmp_path)) == 2 and len(collect_anchors(tmp_path)) == 4
     text = report(tmp_path, write=False)
     section = text.split("## Official code beside ours", 1)[1]
     assert "someone/code @ 0123456" in section and "(1) a shim" in section
