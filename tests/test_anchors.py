@@ -133,6 +133,47 @@ def test_selection_set_is_labelled_mixed_and_never_trained_on(harness):
     np.testing.assert_array_equal(images, again)  # seeded
 
 
+def test_a_second_official_training_keeps_every_record_measured_before(harness, tmp_path, monkeypatch):
+    """Re-running a (class, seed) to add the records it lacks (paper-style ones, which an earlier
+    version of the harness did not score) writes those only: the label-free records and their log
+    stay as measured, and the new records name their own training and its last epoch."""
+    import argparse
+    train, test = load("mnist-embedded")
+    small = harness._selection_set
+    monkeypatch.setattr(harness, "_selection_set", lambda *a, **k: small(*a, n=5))
+    rng = np.random.default_rng(0)
+
+    def fake_worker(script, args, w_in, w_out, work, log):
+        data = np.load(w_in)
+        out = {"train_seconds": 1.0, "score_seconds": 1.0, "tf_version": "2.16.2", "selected_epoch": 3,
+               "selection_auroc": np.array([0.5, 0.6, 0.7])}
+        for prefix in ("", "sel_"):
+            for key in [k for k in data.files if k.startswith("test")] + ["val"]:
+                for c in ("d_rx", "d_x"):
+                    out[f"{prefix}{key}_{c}"] = rng.random(len(data[key])).astype(np.float32)
+        return out, b"log of this training", 0.0
+
+    monkeypatch.setattr(harness, "run_worker", fake_worker)
+    args = argparse.Namespace(results=tmp_path, epochs=2, checkout=str(tmp_path), threads=1)
+    harness._run_one(args, train, test, 0, 0, [0.5])
+    last = harness._folder(tmp_path, "standard", 2, "last") / "class0_seed0.json"
+    paper = harness._folder(tmp_path, "outlier-fraction-p0.5", 2, "val_auroc") / "class0_seed0.json"
+    first_log = harness._folder(tmp_path, "standard", 2, "last") / "logs" / "class0_seed0.log.gz"
+    assert last.exists() and paper.exists() and first_log.exists()
+    assert json.loads(paper.read_text())["training_log"] == str(first_log.relative_to(tmp_path))
+    kept = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and "_select=" not in str(p)}
+    for p in tmp_path.rglob("*.json"):
+        if "_select=" in str(p):
+            p.unlink()
+    harness._run_one(args, train, test, 0, 0, [0.5])
+    assert {p: p.read_bytes() for p in kept} == kept  # label-free records and their log untouched
+    record = json.loads(paper.read_text())
+    second_log = harness._folder(tmp_path, "standard", 2, "val_auroc") / "logs" / "class0_seed0.log.gz"
+    assert record["training_log"] == str(second_log.relative_to(tmp_path)) and second_log.exists()
+    assert record["label_free_record_from"] == "an earlier training with the same seed"
+    assert 0.0 <= record["this_training_last_epoch_d_rx_auroc"] <= 1.0
+
+
 def test_a_tensorflow_python_missing_a_module_is_named_before_any_training(harness, tmp_path):
     import subprocess
     import sys
