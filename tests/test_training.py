@@ -121,8 +121,13 @@ def test_resume_refuses_a_checkpoint_of_another_configuration(data, tmp_path):
     with pytest.raises(OneClassError, match=r"flipped.ckpt is corrupt \(member \S+ fails its CRC-32 check"):
         make(epochs=1).fit(x, val, progress=False, checkpoint=tmp_path / "flipped.ckpt", resume=True)
     (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
-    with pytest.raises(OneClassError, match=r"bad.ckpt is unreadable \(\w+: \S.*\); delete it to start over$"):
+    with pytest.raises(OneClassError, match=r"bad.ckpt is corrupt \(not a zip archive \(a truncated copy, or another "
+                                            r"kind of file\)\); delete it to start over$"):
         make(epochs=1).fit(x, val, progress=False, checkpoint=tmp_path / "bad.ckpt", resume=True)
+    with zipfile.ZipFile(tmp_path / "zip.ckpt", "w") as z:  # a sound zip, but not torch's
+        z.writestr("notes.txt", "hello")
+    with pytest.raises(OneClassError, match=r"zip.ckpt is unreadable \(\w+: \S.*\); delete it to start over$"):
+        make(epochs=1).fit(x, val, progress=False, checkpoint=tmp_path / "zip.ckpt", resume=True)
 
 
 def test_best_epoch_is_kept_and_early_stopping(data):

@@ -35,13 +35,16 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 def archive_damage(path: str | os.PathLike) -> str | None:
     """What is wrong with a torch archive (`torch.save`'s zip) whose bytes changed after writing,
     or None. torch.load checks no checksum: a flipped byte in a weight loads and scores silently
-    wrong, so every member's CRC-32 is compared here first. A file that is not a zip at all
-    (truncated before its directory, a foreign format) is left for torch.load to refuse."""
+    wrong, so every member's CRC-32 is compared here first. A file that is not a zip at all was
+    cut short before its directory (or is another kind of file): said here in words, where
+    torch.load would fall back to its legacy reader and fail with a bare EOFError."""
+    if not zipfile.is_zipfile(path):
+        return "not a zip archive (a truncated copy, or another kind of file)"
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
     except zipfile.BadZipFile:
-        return None if not zipfile.is_zipfile(path) else "its zip directory is damaged"
+        return "its zip directory is damaged"
     except (OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
         return f"a member cannot be read back ({type(e).__name__}: {e})"
     return None if bad is None else f"member {bad} fails its CRC-32 check (the bytes changed after writing)"
