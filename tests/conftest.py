@@ -1,5 +1,7 @@
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -135,3 +137,11 @@ class _LazyFits(dict):
 def tiny_fitted(embedded_data):
     train, _ = embedded_data
     return _LazyFits(train.images[train.labels == 3][:160])
+
+
+def script_module(relative: str, name: str) -> ModuleType:
+    """A script of the repository (scripts/…, not part of the package) loaded as a module."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,13 +2,13 @@
 TensorFlow, and the report that sets the official numbers beside ours without mixing them in."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import script_module
 from oneclass.data import load
 from oneclass.evaluation import EvalSpec, collect, collect_anchors, evaluate
 from oneclass.report import report, summary
@@ -18,10 +18,7 @@ HARNESS = Path(__file__).resolve().parents[1] / "scripts" / "anchors" / "alocc_o
 
 @pytest.fixture(scope="module")
 def harness():
-    spec = importlib.util.spec_from_file_location("alocc_official", HARNESS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("scripts/anchors/alocc_official.py", "alocc_official")
 
 
 class _FakeSession:
@@ -189,7 +186,6 @@ def test_a_tensorflow_python_missing_a_module_is_named_before_any_training(harne
     assert run.returncode == 2 and "lacks tensorflow" in run.stderr and "Traceback" not in run.stderr
 
 
-OLED_CHECK = Path(__file__).resolve().parents[1] / "scripts" / "anchors" / "oled_split_check.py"
 # a stand-in for OLED's scripts (not its code): get_data draws a split from NumPy's global state,
 # train.py once per process, the test scripts once per digit in one process
 _FAKE_TRAIN = '''
@@ -226,9 +222,7 @@ def get_data(inlier):
 
 
 def test_the_oled_split_check_follows_each_image_through_the_scripts_own_draws(tmp_path):
-    spec = importlib.util.spec_from_file_location("oled_split_check", OLED_CHECK)
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
+    check = script_module("scripts/anchors/oled_split_check.py", "oled_split_check")
     # every index of MNIST's 70,000 images survives get_data's x / 127.5 - 1 and comes back
     ids = check._ids(check._indexed(70000, 0).astype(np.float32) / 127.5 - 1)
     assert (ids == np.arange(70000)).all()
@@ -253,9 +247,7 @@ def test_the_oled_split_check_follows_each_image_through_the_scripts_own_draws(t
 
 
 def test_the_oled_harness_reads_each_scores_chosen_epoch_from_the_codes_printout():
-    spec = importlib.util.spec_from_file_location("oled_official", HARNESS.parent / "oled_official.py")
-    oled = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(oled)
+    oled = script_module("scripts/anchors/oled_official.py", "oled_official")
     epochs = [(0.2, 0.9, 0.5, 0.4), (0.7, 0.9, 0.1, 0.8), (0.7, 0.3, 0.6, 0.6)]  # rec, mask, cont, avg
     log = "".join("Epoch:  {}\nWARNING: noise\nNormal Score AUC: tf.Tensor({}, shape=(), dtype=float32)\n"
                   "Validation Score AUC: tf.Tensor({}, shape=(), dtype=float32)\n"

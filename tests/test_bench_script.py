@@ -2,21 +2,18 @@
 must not drop the others from the committed table."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import script_module
 
 BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_script", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("scripts/bench.py", "bench_script")
 
 
 def test_pyod_rows_of_other_classes_survive_a_later_run(bench, tmp_path):
@@ -45,9 +42,7 @@ def test_every_hand_mutant_still_applies_to_the_code_once():
     """scripts/hand_mutants.json follows the code: each mutant's text stands exactly once in its
     file and changes it, and the first tests it names exist (else the script refuses to run)."""
     root = BENCH.parents[1]
-    spec = importlib.util.spec_from_file_location("hand_mutants", root / "scripts" / "hand_mutants.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = script_module("scripts/hand_mutants.py", "hand_mutants")
     mutants = module.load_mutants(root / "scripts" / "hand_mutants.json")
     assert len(mutants) >= 31
     for m in mutants:

@@ -2,22 +2,15 @@
 MNIST scripts test (what the swap changes, and what it leaves alone)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "leak_check.py"
+from conftest import script_module
 
 
 @pytest.fixture(scope="module")
 def leak():
-    spec = importlib.util.spec_from_file_location("leak_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("scripts/leak_check.py", "leak_check")
 
 
 def _images(n: int, start: int) -> torch.Tensor:
