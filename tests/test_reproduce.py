@@ -150,3 +150,27 @@ def test_cells_narrowed_to_one_kind_of_epoch_choice():
     assert all(c.selection == "paper-style" for c in rep.cells("all", selection="paper-style"))
     with pytest.raises(OneClassError, match="unknown epoch choice 'tuned'"):
         rep.cells("alocc", selection="tuned")
+
+
+def test_a_dry_run_estimates_the_rest_from_the_median_of_the_finished_runs():
+    """Per device, the median of training plus scoring (every variant a run scores), so one run
+    resumed from its checkpoint (its last stretch only) does not pull the estimate down."""
+    from types import SimpleNamespace
+
+    from oneclass.cli import _estimate
+
+    def task(*records):
+        return SimpleNamespace(done=list(records))
+
+    cpu = lambda train, *scores: [{"device": "cpu", "train_seconds": train, "score_seconds": s}  # noqa: E731
+                                  for s in scores]
+    tasks = [task(*cpu(600, 10, 20)), task(*cpu(540, 30, 30)), task(*cpu(40, 5, 5)),  # 630, 600, 50
+             task({"device": "cuda:0", "train_seconds": 80, "score_seconds": 4}), task(None, None)]
+    pace = rep.pace(tasks)
+    assert pace == {"cpu": (600.0, 3), "cuda": (84.0, 1)}
+    assert rep.duration(45) == "45 s" and rep.duration(600) == "10 min" and rep.duration(3 * 3600) == "3.0 h"
+    text = _estimate(pace, 12, "cpu")
+    assert text == ("; a finished run took a median of 10 min on cpu (3 runs), 84 s on cuda (1 run); "
+                    "the rest about 2.0 h on cpu, one after the other")
+    assert _estimate({}, 5, "cpu") == ""
+    assert "the rest" not in _estimate({"cuda": (84.0, 1)}, 5, "cpu")  # no pace on this device: no guess

@@ -414,9 +414,9 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, sel
             if cell.dataset not in train_splits:
                 train_splits[cell.dataset] = load_dataset(cell.dataset, data_root)[0]
             spec = rep.spec_of(cell, seed_list, class_list, epochs, device)
-            todo = [t for t in rep.plan_cell(spec, data_root, results, train=train_splits[cell.dataset])
-                    if not t.finished]
-            click.echo(f"{cell.title}: {len(todo)} run(s) to do")
+            tasks = rep.plan_cell(spec, data_root, results, train=train_splits[cell.dataset])
+            todo = [t for t in tasks if not t.finished]
+            click.echo(f"{cell.title}: {len(todo)} run(s) to do" + _estimate(rep.pace(tasks), len(todo), device))
             for t in todo:
                 click.echo(f"  {t.name}")
         return
@@ -432,6 +432,21 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, sel
         for f in s.failed:
             click.echo(f"failed: {f.task.label}: {f.error}", err=True)
         raise OneClassError(f"{len(s.failed)} run(s) failed (the others are stored; run again to retry them)")
+
+
+def _estimate(pace: dict[str, tuple[float, int]], todo: int, device: str) -> str:
+    """What the finished runs of a cell say about the rest: their median time per device, and the
+    runs to do at that pace on the device this command would use, one after the other."""
+    if not pace:
+        return ""
+    from . import reproduce as rep
+    from .detector import resolve_device
+    took = ", ".join(f"{rep.duration(s)} on {d} ({n} run{'s' if n > 1 else ''})" for d, (s, n) in pace.items())
+    text = f"; a finished run took a median of {took}"
+    here = resolve_device(device).type
+    if todo and here in pace:
+        text += f"; the rest about {rep.duration(todo * pace[here][0])} on {here}, one after the other"
+    return text
 
 
 @main.command()

@@ -15,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from . import choice, evaluation
 from .data import load as load_dataset
 from .errors import OneClassError
@@ -142,6 +144,28 @@ def plan_cell(spec: evaluation.EvalSpec, data_root: str | Path | None, results: 
     are made from them once they are stored)."""
     return [t for s in (choice.candidate_specs(spec) if spec.choose else [spec])
             for t in evaluation.plan(s, data_root, results, train=train)]
+
+
+def pace(tasks: list[evaluation.RunTask]) -> dict[str, tuple[float, int]]:
+    """How long a run of these took, from the finished ones: per device type ("cpu", "cuda"), the
+    median seconds of training plus scoring (every protocol variant a run scores) and how many
+    runs that median is over. What a dry run estimates the rest with; a run resumed from its
+    checkpoint counts only its last stretch, hence the median, not the mean."""
+    by_device: dict[str, list[float]] = {}
+    for task in tasks:
+        done = [r for r in task.done if r is not None]
+        if not done or not all("train_seconds" in r for r in done):
+            continue
+        seconds = float(done[0]["train_seconds"]) + sum(float(r.get("score_seconds") or 0.0) for r in done)
+        by_device.setdefault(str(done[0].get("device", "cpu")).split(":")[0], []).append(seconds)
+    return {d: (float(np.median(v)), len(v)) for d, v in sorted(by_device.items())}
+
+
+def duration(seconds: float) -> str:
+    """A duration as a person reads it: 45 s, 12 min, 3.4 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
 
 
 @dataclass
