@@ -29,6 +29,7 @@ import oneclass
 from oneclass import metrics, protocols
 from oneclass.data import load
 from oneclass.detector import cpu_name, versions
+from oneclass.evaluation import parse_numbers
 from oneclass.fileio import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def swap_in_training_images(test_images: torch.Tensor, labels: np.ndarray, train
 
 
 def run_one(method: str, digit: int, seed: int, epochs: int | None, share: float, device: str,
-            data: tuple, data_root: str | None) -> dict:
+            data: tuple) -> dict:
     train, test = data
     split = protocols.make("memae", train, test, digit, seed)
     det = oneclass.create(method, "mnist", epochs=epochs, seed=seed, device=device)
@@ -104,14 +105,14 @@ def main() -> None:
     data = load("mnist", args.data_root)
     for method in args.methods.split(","):
         epochs = args.epochs or oneclass.create(method, "mnist", device="cpu").config.get("epochs")
-        for seed in (int(s) for s in args.seeds.split(",")):
-            for digit in (int(c) for c in args.classes.split(",")):
+        for seed in parse_numbers(args.seeds, int, "--seeds"):
+            for digit in parse_numbers(args.classes, int, "--classes"):
                 path = Path(args.out) / f"{method}__e{epochs}" / f"class{digit}_seed{seed}.json"
                 if path.exists():
                     print(f"  = {path} (done)")
                     continue
                 share = args.share if args.share is not None else shares[digit]
-                record = run_one(method, digit, seed, epochs, share, args.device, data, args.data_root)
+                record = run_one(method, digit, seed, epochs, share, args.device, data)
                 write_json(path, record)
                 m = record["metrics"][record["headline"]]
                 print(f"  -> {path}: {record['headline']} AUROC clean {m['auroc_clean']:.4f}, with "

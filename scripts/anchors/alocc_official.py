@@ -298,7 +298,8 @@ def _run_one(args: argparse.Namespace, train, test, normal: int, seed: int, frac
             if choice == "last":
                 this_last[name] = results["d_rx"]["auroc"]
             if path.exists():
-                kept.add(name) if choice == "last" else None
+                if choice == "last":
+                    kept.add(name)
                 print(f"  = {folder.name}/{path.name} kept (measured by an earlier training)", flush=True)
                 continue
             record = {
