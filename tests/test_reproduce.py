@@ -42,8 +42,10 @@ def test_tiny_suite_on_ray_reports_failures_and_resumes(tmp_path):
     assert (tmp_path / files[0]).parent.joinpath("logs").is_dir()  # the worker's epoch log came back
     # the report of the suite: mean ± std over the two seeds, per class and for the mean
     assert "Table 1: dae {\"batch_size\": 256} on mnist-embedded" in out.report and " ± " in out.report
-    assert (tmp_path / "reproduce-tiny.md").read_text() == out.report
     assert "No finished runs yet (2 to do)" in out.report  # the failing cell, one per seed
+    # the suite's file: the same cells, over the headline seeds 0, 1, 2 (seed 2 not run)
+    doc = (tmp_path / "reproduce-tiny.md").read_text()
+    assert "2 run(s) of this cell are not finished" in doc and "No finished runs yet (3 to do)" in doc
     # cut one run's result: a second call redoes only that one (and retries the failing ones)
     (tmp_path / files[0]).unlink()
     again = reproduce("tiny", None, tmp_path, seeds=[0, 1], executor="ray", device="cpu", suite_cells=TINY,
@@ -64,6 +66,36 @@ def test_without_ray_the_same_suite_runs_in_this_process(tmp_path, monkeypatch):
     evaluation.evaluate(evaluation.EvalSpec("ocsvm", "mnist-embedded", classes=[2, 3], seeds=[0, 1]), None,
                         tmp_path, progress=False, echo=lines.append)
     assert len(lines) == 4 and all(line.startswith("skip") for line in lines)
+
+
+def test_the_suite_file_keeps_every_cell_and_every_seed_stored(tmp_path, monkeypatch):
+    """Running one cell, or one more seed, rewrites that cell's section over all stored seeds and
+    keeps the sections of the cells not run this time: the file is the suite, not the last call."""
+    monkeypatch.setattr(rep, "ray_available", lambda: False)
+    a = Cell("tiny", "Table 1", "ocsvm", "mnist-embedded", classes=(0, 1))
+    b = Cell("tiny", "Figure 8", "ocsvm", "mnist-embedded", protocol="outlier-fraction", classes=(0,),
+             outlier_fractions=(0.2,))
+    quiet = dict(progress=False, echo=lambda s: None)
+    reproduce("tiny", None, tmp_path, seeds=[0], suite_cells=[a, b], **quiet)
+    path = tmp_path / "reproduce-tiny.md"
+    first = rep._sections(path.read_text())
+    assert list(first) == [a.title, b.title]
+    assert "4 run(s) of this cell are not finished" in first[a.title]  # seeds 1 and 2 of two classes
+    out = reproduce("tiny", None, tmp_path, seeds=[1], classes=[0], suite_cells=[a], **quiet)
+    assert b.title not in out.report and "| 1 |" in out.report  # what this call ran: one seed
+    second = rep._sections(path.read_text())
+    assert second[b.title] == first[b.title]  # not run this time: kept as it was
+    assert "3 run(s) of this cell are not finished" in second[a.title]  # class 0's seed 2, class 1's 1 and 2
+    row = next(line for line in second[a.title].splitlines() if line.startswith("| 0 (0) |"))
+    assert " ± " in row and row.endswith("| 0,1 |")  # class 0 now over seeds 0 and 1
+    # a declared suite: its order, a line for a cell never run, its tables that cannot be run
+    declared = rep.cells("alocc")
+    text = rep.suite_document("alocc", declared, {declared[1].title: f"## {declared[1].title}\n\nfresh"},
+                              tmp_path / "none.md")
+    titles = list(rep._sections(text))
+    assert titles == [c.title for c in declared] and "fresh" in text
+    assert f"## {declared[0].title}\n\nPaper: {declared[0].paper}.\n\nNot run by" in text
+    assert all(f"## {p['table']} — not run" in text for p in rep.pending("alocc"))
 
 
 def test_ctrl_c_stops_the_workers_and_keeps_what_was_stored(tmp_path, monkeypatch):

@@ -401,8 +401,9 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, sel
     """Re-measure a paper's tables: SUITE is lsa, alocc, oled, attn-entropy, baselines or all.
 
     Runs every missing run (finished ones are skipped, so a cut-off suite resumes), then prints
-    ours (mean ± std over seeds) beside the paper's values, also written to
-    RESULTS/reproduce-SUITE.md."""
+    ours (mean ± std over seeds) beside the paper's values. RESULTS/reproduce-SUITE.md
+    (-eEPOCHS.md with --epochs) keeps the whole suite: the cells run now over every class and
+    every seed stored, the others as an earlier run wrote them."""
     from . import evaluation, reproduce as rep
     seed_list = evaluation.parse_numbers(seeds, int, "--seeds")
     class_list = evaluation.parse_classes(classes) if classes else None

@@ -219,8 +219,51 @@ def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, 
                                        train=train_splits[cell.dataset], echo=echo)
                    for cell in chosen if cell.choose}
     text = suite_report(suite, chosen, tasks, results, chosen_runs)
-    write_text(Path(results) / f"reproduce-{suite}.md", text)
+    # The suite's file is the whole suite: the cells run now over every class and every seed
+    # stored (not only those asked for), the other cells' sections as an earlier run wrote them.
+    doc_seeds = sorted({*DEFAULT_SEEDS, *seeds})
+    doc_tasks = {cell: plan_cell(spec_of(cell, doc_seeds, None, epochs, device), data_root, results,
+                                 train=train_splits[cell.dataset]) for cell in chosen}
+    doc_runs = {cell: choice.finish(spec_of(cell, doc_seeds, None, epochs, device), data_root, results,
+                                    train=train_splits[cell.dataset], echo=lambda s: None)
+                for cell in chosen if cell.choose}
+    path = Path(results) / (f"reproduce-{suite}.md" if epochs is None else f"reproduce-{suite}-e{epochs}.md")
+    fresh = {c.title: cell_section(c, doc_tasks[c], results, doc_runs.get(c)) for c in chosen}
+    write_text(path, suite_document(suite, cells(suite) if suite in suites() else [], fresh, path))
     return Reproduction(chosen, tasks, summary, skipped, text)
+
+
+def _sections(text: str) -> dict[str, str]:
+    """The cell sections of a suite file by title (a video cell has one per normalisation, under
+    one title), leaving out the header and the tables that cannot be run."""
+    out: dict[str, str] = {}
+    for part in ("\n" + text).split("\n## ")[1:]:
+        title, section = part.split("\n", 1)[0], "## " + part.rstrip("\n")
+        if not title.endswith(" — not run"):
+            out[title] = f"{out[title]}\n\n{section}" if title in out else section
+    return out
+
+
+def suite_document(suite: str, declared: list[Cell], fresh: dict[str, str], path: Path) -> str:
+    """The suite's file: a section per cell, in the suite's order (`declared`; a suite of one's
+    own: the earlier file's order, then the new cells), each the `fresh` one of this run, else
+    the one an earlier run wrote into `path`, else a line saying it has not been run."""
+    old = _sections(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if declared:
+        titles = [c.title for c in declared]
+        unrun = {c.title: f"## {c.title}\n\nPaper: {c.paper or 'no value declared'}.\n\n"
+                          f"Not run by `oneclass reproduce {suite}` yet." for c in declared}
+    else:
+        titles, unrun = [*old, *(t for t in fresh if t not in old)], {}
+    parts = [_suite_header(suite)] + [fresh.get(t) or old.get(t) or unrun[t] for t in titles]
+    parts += [f"## {p['table']} — not run\n\n{p['reason']}." for p in pending(suite)]
+    return "\n\n".join(parts) + "\n"
+
+
+def _suite_header(suite: str) -> str:
+    title = suites().get(suite, suite)
+    return (f"# Reproduction: {suite}\n\n{title}. AUROC per normal class, mean ± standard deviation over "
+            f"seeds; the paper's value beside ours. Written by `oneclass reproduce {suite}`.")
 
 
 def _finished(task: evaluation.RunTask) -> list[dict[str, Any]]:
@@ -231,34 +274,35 @@ def suite_report(suite: str, chosen: list[Cell], tasks: dict[Cell, list[evaluati
                  results: str | Path, chosen_runs: dict[Cell, list[dict[str, Any]]] | None = None) -> str:
     """Markdown: for each cell, ours (mean ± std over seeds) beside the paper's value (a choice
     cell: its choice records, `chosen_runs`)."""
-    from .report import _markdown, _settings, fraction_table, group_table, video_budget, video_table
-    title = suites().get(suite, suite)
-    parts = [f"# Reproduction: {suite}\n\n{title}. AUROC per normal class, mean ± standard deviation over "
-             f"seeds; the paper's value beside ours. Written by `oneclass reproduce {suite}`."]
-    for cell in chosen:
-        runs = (chosen_runs or {}).get(cell) if cell.choose else [r for t in tasks[cell] for r in _finished(t)]
-        runs = runs or []
-        missing = sum(1 for t in tasks[cell] if len(_finished(t)) < len(t.paths))
-        head = f"## {cell.title}\n\nPaper: {cell.paper or 'no value declared'}."
-        if not runs:
-            parts.append(f"{head}\n\nNo finished runs yet ({missing} to do).")
-            continue
-        note = f"\n\n{missing} run(s) of this cell are not finished; the table shows the others." if missing else ""
-        if cell.protocol == "outlier-fraction":
-            parts.append(f"{head}{note}\n\n{fraction_table(runs)}")
-            continue
-        if cell.protocol == "video":  # one table per normalisation of the frame scores
-            for group in evaluation.iter_groups(runs).values():
-                header, rows, notes = video_table(group)
-                text = (f"{head}{note}\n\nNormalisation: {group[0]['protocol_info']['normalisation']}; "
-                        f"{video_budget(group[0])}; {_settings(group)}\n\n{_markdown(header, rows)}")
-                parts.append(text + ("\n\nNotes: " + "; ".join(notes) + "." if notes else ""))
-            continue
-        header, rows, notes = group_table(runs)
-        text = f"{head}{note}\n\n{_settings(runs)}\n\n{_markdown(header, rows)}"
-        if notes:
-            text += "\n\nPaper values: " + "; ".join(notes) + "."
-        parts.append(text)
-    for p in pending(suite):
-        parts.append(f"## {p['table']} — not run\n\n{p['reason']}.")
+    parts = [_suite_header(suite)]
+    parts += [cell_section(cell, tasks[cell], results, (chosen_runs or {}).get(cell)) for cell in chosen]
+    parts += [f"## {p['table']} — not run\n\n{p['reason']}." for p in pending(suite)]
     return "\n\n".join(parts) + "\n"
+
+
+def cell_section(cell: Cell, tasks: list[evaluation.RunTask], results: str | Path,
+                 chosen_runs: list[dict[str, Any]] | None = None) -> str:
+    """One cell's section: its table of finished runs beside the paper's value."""
+    from .report import _markdown, _settings, fraction_table, group_table, video_budget, video_table
+    runs = chosen_runs if cell.choose else [r for t in tasks for r in _finished(t)]
+    runs = runs or []
+    missing = sum(1 for t in tasks if len(_finished(t)) < len(t.paths))
+    head = f"## {cell.title}\n\nPaper: {cell.paper or 'no value declared'}."
+    if not runs:
+        return f"{head}\n\nNo finished runs yet ({missing} to do)."
+    note = f"\n\n{missing} run(s) of this cell are not finished; the table shows the others." if missing else ""
+    if cell.protocol == "outlier-fraction":
+        return f"{head}{note}\n\n{fraction_table(runs)}"
+    if cell.protocol == "video":  # one table per normalisation of the frame scores
+        parts = []
+        for group in evaluation.iter_groups(runs).values():
+            header, rows, notes = video_table(group)
+            text = (f"{head}{note}\n\nNormalisation: {group[0]['protocol_info']['normalisation']}; "
+                    f"{video_budget(group[0])}; {_settings(group)}\n\n{_markdown(header, rows)}")
+            parts.append(text + ("\n\nNotes: " + "; ".join(notes) + "." if notes else ""))
+        return "\n\n".join(parts)
+    header, rows, notes = group_table(runs)
+    text = f"{head}{note}\n\n{_settings(runs)}\n\n{_markdown(header, rows)}"
+    if notes:
+        text += "\n\nPaper values: " + "; ".join(notes) + "."
+    return text
