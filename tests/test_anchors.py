@@ -93,6 +93,12 @@ def test_official_runs_are_reported_beside_ours_and_never_counted_as_ours(tmp_pa
     assert ours[0.1]["metrics"]["score"]["auroc"] != ours[0.5]["metrics"]["score"]["auroc"]
     assert cells[2] == f"{ours[0.5]['metrics']['score']['auroc']:.3f}"  # ours, same protocol and fraction
     assert cells[3] == "0.250 ± 0.000" and cells[-1] == "0,1 / 0"
+    # the mean over classes weighs each class once, whatever number of seeds it has finished
+    mean_row = next(line for line in section.splitlines() if line.startswith("| mean (2 classes) |"))
+    assert mean_row.split("|")[2].strip() == f"{np.mean([np.mean([0.111, 0.333]), 0.999]):.3f}"  # not 0.481 pooled
+    from oneclass.report import _seed_count
+    runs = [{"normal_class": c, "seed": k} for c, k in ((0, 0), (0, 1), (2, 0))]
+    assert _seed_count(runs) == "1–2" and _seed_count(runs[:2]) == "2"
     assert "0.111" not in text.split("## Official code beside ours", 1)[0]  # not in our own tables
     brief = summary(collect(tmp_path), collect_anchors(tmp_path)).split("official code on our splits", 1)[1]
     row = next(line for line in brief.splitlines() if line.startswith("| ocsvm |"))
