@@ -128,6 +128,15 @@ def test_a_choice_cell_of_a_suite_runs_its_candidates_and_reports_the_choice(tmp
     (path,) = tmp_path.glob("dae_choose=lr_select=val_auroc__*/class1_seed0.json")
     rec = json.loads(path.read_text())
     assert rec["options"] == cell.record_options and f"{rec['metrics']['rec']['auroc']:.3f}" in out.report
+    # with seed 1 stored too, the printed report keeps to the seeds asked for; the suite's file has both
+    reproduce("tiny", None, tmp_path, seeds=[1], executor="local", suite_cells=[cell], progress=False,
+              echo=lambda s: None)
+    again = reproduce("tiny", None, tmp_path, seeds=[0], executor="local", suite_cells=[cell], progress=False,
+                      echo=lambda s: None)
+    row = next(line for line in again.report.splitlines() if line.startswith("| 1 (1) |"))
+    assert row.endswith("| 0 |") and " ± " not in row
+    doc = (tmp_path / "reproduce-tiny.md").read_text()
+    assert next(line for line in doc.splitlines() if line.startswith("| 1 (1) |")).endswith("| 0,1 |")
 
 
 def test_dry_run_lists_a_choice_cells_candidates(tmp_path, monkeypatch):

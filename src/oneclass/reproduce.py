@@ -215,18 +215,19 @@ def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, 
         summary = run_local(todo, data_root, results, progress=progress, echo=echo)
     else:
         summary = RunSummary(executor="none")
-    chosen_runs = {cell: choice.finish(spec_of(cell, seeds, classes, epochs, device), data_root, results,
-                                       train=train_splits[cell.dataset], echo=echo)
-                   for cell in chosen if cell.choose}
-    text = suite_report(suite, chosen, tasks, results, chosen_runs)
     # The suite's file is the whole suite: the cells run now over every class and every seed
     # stored (not only those asked for), the other cells' sections as an earlier run wrote them.
     doc_seeds = sorted({*DEFAULT_SEEDS, *seeds})
     doc_tasks = {cell: plan_cell(spec_of(cell, doc_seeds, None, epochs, device), data_root, results,
                                  train=train_splits[cell.dataset]) for cell in chosen}
     doc_runs = {cell: choice.finish(spec_of(cell, doc_seeds, None, epochs, device), data_root, results,
-                                    train=train_splits[cell.dataset], echo=lambda s: None)
+                                    train=train_splits[cell.dataset], echo=echo)
                 for cell in chosen if cell.choose}
+    # the printed report: the classes and seeds this command asked for
+    asked = {cell: {(t.normal, t.seed) for t in tasks[cell]} for cell in doc_runs}
+    chosen_runs = {cell: [r for r in runs if (r["normal_class"], r["seed"]) in asked[cell]]
+                   for cell, runs in doc_runs.items()}
+    text = suite_report(suite, chosen, tasks, results, chosen_runs)
     path = Path(results) / (f"reproduce-{suite}.md" if epochs is None else f"reproduce-{suite}-e{epochs}.md")
     fresh = {c.title: cell_section(c, doc_tasks[c], results, doc_runs.get(c)) for c in chosen}
     write_text(path, suite_document(suite, cells(suite) if suite in suites() else [], fresh, path))
@@ -255,9 +256,12 @@ def suite_document(suite: str, declared: list[Cell], fresh: dict[str, str], path
                           f"Not run by `oneclass reproduce {suite}` yet." for c in declared}
     else:
         titles, unrun = [*old, *(t for t in fresh if t not in old)], {}
-    parts = [_suite_header(suite)] + [fresh.get(t) or old.get(t) or unrun[t] for t in titles]
-    parts += [f"## {p['table']} — not run\n\n{p['reason']}." for p in pending(suite)]
-    return "\n\n".join(parts) + "\n"
+    parts = [fresh.get(t) or old.get(t) or unrun[t] for t in titles]
+    return "\n\n".join([_suite_header(suite), *parts, *_pending_sections(suite)]) + "\n"
+
+
+def _pending_sections(suite: str) -> list[str]:
+    return [f"## {p['table']} — not run\n\n{p['reason']}." for p in pending(suite)]
 
 
 def _suite_header(suite: str) -> str:
@@ -274,10 +278,8 @@ def suite_report(suite: str, chosen: list[Cell], tasks: dict[Cell, list[evaluati
                  results: str | Path, chosen_runs: dict[Cell, list[dict[str, Any]]] | None = None) -> str:
     """Markdown: for each cell, ours (mean ± std over seeds) beside the paper's value (a choice
     cell: its choice records, `chosen_runs`)."""
-    parts = [_suite_header(suite)]
-    parts += [cell_section(cell, tasks[cell], results, (chosen_runs or {}).get(cell)) for cell in chosen]
-    parts += [f"## {p['table']} — not run\n\n{p['reason']}." for p in pending(suite)]
-    return "\n\n".join(parts) + "\n"
+    parts = [cell_section(cell, tasks[cell], results, (chosen_runs or {}).get(cell)) for cell in chosen]
+    return "\n\n".join([_suite_header(suite), *parts, *_pending_sections(suite)]) + "\n"
 
 
 def cell_section(cell: Cell, tasks: list[evaluation.RunTask], results: str | Path,
