@@ -110,6 +110,28 @@ def sgemm_gflops(device: str, windows: int = 8, window_s: float = 0.5, size: int
     return best
 
 
+def copy_gbs(device: str, windows: int = 8, window_s: float = 0.5, mib: int = 256) -> float:
+    """GB/s of copying a tensor far bigger than the caches (bytes read plus bytes written), at
+    this process's thread count: the roofline of the small networks, whose batch norm, activation
+    and pooling passes stream feature maps through memory. Best of several windows, as for sgemm.
+    A host's memory can slow down while its multiply units do not (2026-12-03: MemAE MNIST 15 %
+    under the night before at the same sgemm), so rows carry both."""
+    dev = torch.device(device)
+    src = torch.randn(mib * 2 ** 20 // 4, device=dev)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = 0.0
+    for _ in range(windows):
+        _sync(dev)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < window_s or n < 2:
+            dst.copy_(src)
+            n += 1
+        _sync(dev)
+        best = max(best, 2 * src.numel() * 4 * n / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
 def _prepared(method: str, preset: str, images: torch.Tensor, device: str,
               options: dict | None = None) -> tuple[oneclass.Detector, torch.Tensor, StepContext, int]:
     """A built detector in training mode, its images on the device, a step context and its batch size."""
@@ -269,6 +291,12 @@ def main() -> None:
         return main_video(args)
     if args.export:
         return main_export(args)
+    if args.render and args.compare_option:
+        name = args.compare_option
+        out = Path(f"{args.out}-{name.replace('_', '-')}-{'cpu' if args.device == 'cpu' else 'cuda'}")
+        data = json.loads(out.with_suffix(".json").read_text())
+        rows = data["results"]
+        return write_compare(out, data["settings"], rows, name, rows[0].get("rounds", 5), data["settings"]["timing_window_s"])
     if args.render:
         out = Path(f"{args.out}-{'cpu' if args.device == 'cpu' else 'cuda'}")
         data = json.loads(out.with_suffix(".json").read_text())
@@ -284,14 +312,16 @@ def main() -> None:
     old_settings = json.loads(out.with_suffix(".json").read_text())["settings"] if out.with_suffix(".json").exists() else {}
     rows: list[dict] = []
     watch = Sharing(args.device)
-    peak = {"host_sgemm_gflops": round(sgemm_gflops(args.device), 1), **{f"sgemm_{k}": v for k, v in watch.finish().items()}}
+    peak = {"host_sgemm_gflops": round(sgemm_gflops(args.device), 1), "host_copy_gbs": round(copy_gbs(args.device), 1),
+            **{f"sgemm_{k}": v for k, v in watch.finish().items()}}
     print(json.dumps(peak), flush=True)
     if args.compare_option:
         return main_compare(args, train.images, peak)
 
     def record(row: dict) -> None:
         """Keep each row as soon as it is measured: a cut-off run loses only the row in progress."""
-        row = {**row, "host_sgemm_gflops": peak["host_sgemm_gflops"], "host_cpu": settings["host_cpu"]}
+        row = {**row, "host_sgemm_gflops": peak["host_sgemm_gflops"], "host_copy_gbs": peak["host_copy_gbs"],
+               "host_cpu": settings["host_cpu"]}
         if row.get("train_achieved_gflops") is not None:  # the share of this host's own matrix-product rate
             row["train_share_of_sgemm"] = round(row["train_achieved_gflops"] / peak["host_sgemm_gflops"], 3)
         rows.append(row)
@@ -360,7 +390,7 @@ def main_compare(args: argparse.Namespace, images: torch.Tensor, peak: dict) -> 
     settings = run_settings(torch.device(args.device), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                             timing_window_s=args.seconds, option=name, **peak,
                             data="embedded MNIST subset (grey 28×28, replicated to RGB 32×32 for the cifar10 presets)")
-    rows: list[dict] = []
+    fresh: list[dict] = []  # this run's rows; the file's others are merged in each time, never carried
     for method in [m for m in args.methods.split(",") if m in NEURAL]:
         for preset in ["mnist"] if method == "cae" else ["mnist", "cifar10"]:
             watch = Sharing(args.device)
@@ -370,21 +400,27 @@ def main_compare(args: argparse.Namespace, images: torch.Tensor, peak: dict) -> 
                 row[f"train_share_of_sgemm_{kind}"] = round(
                     row[f"train_{kind}"] * row["train_gflop_per_image"] / peak["host_sgemm_gflops"], 3)
             print(json.dumps(row), flush=True)
-            rows = _merge_rows(out, rows + [row], NEURAL)
-            head = ["method", "preset", "batch", f"train img/s {name}=False", "=True", "gain",
-                    "spread of the False windows", "share of host sgemm False → True", f"score img/s {name}=False",
-                    "=True", "gain", "measured", "device shared"]
-            cells = [[r["method"], r["preset"], r["batch_size"], r["train_off"], r["train_on"],
-                      f"×{r['train_gain']:.2f}", f"{100 * r['train_off_spread']:.0f} %",
-                      f"{100 * r['train_share_of_sgemm_off']:.0f} % → {100 * r['train_share_of_sgemm_on']:.0f} %",
-                      r["score_off"], r["score_on"], f"×{r['score_gain']:.2f}", r["measured_at"][:16], _shared(r, {})]
-                     for r in rows]
-            write_rows(out, settings, rows,
-                       f"Option `{name}` off and on: training and scoring images/s on {settings['host_cpu']} "
-                       f"({settings['torch_threads']} threads), torch {settings['versions']['torch']}, medians of "
-                       f"{row['rounds']} alternating windows per side ({args.seconds:g} s of training per row and "
-                       f"side); this host's FP32 matrix product ran at {peak['host_sgemm_gflops']} GFLOP/s. "
-                       f"Written by `scripts/bench.py --compare-option {name}` from {out.name}.json.", head, cells)
+            fresh.append(row)
+            rows = _merge_rows(out, fresh, NEURAL)
+            write_compare(out, settings, rows, name, row["rounds"], args.seconds)
+
+
+def write_compare(out: Path, settings: dict, rows: list[dict], name: str, rounds: int, seconds: float) -> None:
+    head = ["method", "preset", "batch", f"train img/s {name}=False", "=True", "gain",
+            "spread of the False windows", "share of host sgemm False → True", f"score img/s {name}=False",
+            "=True", "gain", "measured", "device shared"]
+    cells = [[r["method"], r["preset"], r["batch_size"], r["train_off"], r["train_on"],
+              f"×{r['train_gain']:.2f}", f"{100 * r['train_off_spread']:.0f} %",
+              f"{100 * r['train_share_of_sgemm_off']:.0f} % → {100 * r['train_share_of_sgemm_on']:.0f} %",
+              r["score_off"], r["score_on"], f"×{r['score_gain']:.2f}", r["measured_at"][:16], _shared(r, {})]
+             for r in rows]
+    write_rows(out, settings, rows,
+               f"Option `{name}` off and on: training and scoring images/s on {settings['host_cpu']} "
+               f"({settings['torch_threads']} threads), torch {settings['versions']['torch']}, medians of "
+               f"{rounds} alternating windows per side ({seconds:g} s of training per row and "
+               f"side); this host's FP32 matrix product ran at {settings['host_sgemm_gflops']} GFLOP/s when the "
+               f"last rows were measured (each row's own rate is in the JSON). Written by `scripts/bench.py "
+               f"--compare-option {name}` from {out.name}.json.", head, cells)
 
 
 def main_video(args: argparse.Namespace) -> None:
@@ -701,12 +737,13 @@ def markdown_table(title: str, head: list[str], cells: list[list[object]]) -> li
 
 def write_markdown(out: Path, settings: dict, rows: list[dict], old_settings: dict) -> None:
     head = ["method", "preset", "batch", "train img/s", "score img/s", "train GFLOP/img", "train GFLOP/s achieved",
-            "share of host sgemm", "page faults / train step", "host sgemm GFLOP/s", "host CPU", "measured",
-            "device shared"]
+            "share of host sgemm", "page faults / train step", "host sgemm GFLOP/s", "host copy GB/s", "host CPU",
+            "measured", "device shared"]
     cells = [[r["method"], r["preset"], r.get("batch_size", ""), r["train_images_per_second"],
               r["score_images_per_second"], r.get("train_gflop_per_image", ""), r.get("train_achieved_gflops", ""),
               f"{100 * r['train_share_of_sgemm']:.0f} %" if r.get("train_share_of_sgemm") is not None else "",
-              _faults(r), r.get("host_sgemm_gflops", "not measured"), r.get("host_cpu", "not recorded"),
+              _faults(r), r.get("host_sgemm_gflops", "not measured"), r.get("host_copy_gbs", "not measured"),
+              r.get("host_cpu", "not recorded"),
               r.get("measured_at", settings["measured_at"])[:16], _shared(r, old_settings)] for r in rows]
     lines = markdown_table(f"Throughput on {settings['device_name']} ({settings.get('host_cpu', '')}, "
                            f"{settings['torch_threads']} threads), "

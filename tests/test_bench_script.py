@@ -51,3 +51,36 @@ def test_every_hand_mutant_still_applies_to_the_code_once():
         assert all((root / f).is_file() for f in m.get("first", [])), m["id"]
     record = json.loads((root / "results" / "hand-mutants.json").read_text())
     assert {r["id"] for r in record["after"]["mutants"]} == {m["id"] for m in mutants}
+
+
+def test_an_option_comparison_keeps_one_row_per_method_and_preset(bench, tmp_path, monkeypatch):
+    """Found by a real run: `--compare-option` carried the merged table into the next row's merge,
+    so every row it re-measured after the first stood twice, the old measurement beside the new."""
+    out = tmp_path / "benchmarks"
+    old = [{"method": m, "preset": p, "batch_size": 1, "train_off": 1.0, "train_on": 1.0, "train_gain": 1.0,
+            "train_off_spread": 0.0, "train_share_of_sgemm_off": 0.1, "train_share_of_sgemm_on": 0.1,
+            "score_off": 1.0, "score_on": 1.0, "score_gain": 1.0, "measured_at": "then"}
+           for m, p in [("dae", "mnist"), ("memae", "mnist"), ("memae", "cifar10")]]
+    (tmp_path / "benchmarks-some-option-cpu.json").write_text(
+        json.dumps({"settings": {"measured_at": "then"}, "results": old}))
+
+    def measured(method, preset, images, device, seconds, name):
+        return {"method": method, "preset": preset, "batch_size": 2, "rounds": 5, "train_gflop_per_image": 0.01,
+                "train_off": 2.0, "train_on": 3.0, "train_gain": 1.5, "train_off_spread": 0.1,
+                "score_off": 2.0, "score_on": 3.0, "score_gain": 1.5}
+
+    class Quiet:
+        def __init__(self, device):
+            pass
+
+        def finish(self):
+            return {"measured_at": "now", "device_shared": False}
+
+    monkeypatch.setattr(bench, "bench_option", measured)
+    monkeypatch.setattr(bench, "Sharing", Quiet)
+    args = type("Args", (), {"compare_option": "some_option", "out": str(out), "device": "cpu", "seconds": 1.0,
+                             "methods": "memae"})()
+    bench.main_compare(args, None, {"host_sgemm_gflops": 100.0})
+    rows = json.loads((tmp_path / "benchmarks-some-option-cpu.json").read_text())["results"]
+    assert sorted((r["method"], r["preset"], r["train_on"]) for r in rows) == [
+        ("dae", "mnist", 1.0), ("memae", "cifar10", 3.0), ("memae", "mnist", 3.0)]

@@ -146,13 +146,15 @@ def test_nhwc_by_default_on_a_cpu_only_and_as_asked_otherwise(monkeypatch):
         oneclass.create("dae", "mnist", channels_last="yes")
 
 
-def test_the_layout_is_not_part_of_a_run_identity():
-    config = oneclass.create("dae", "mnist", device="cpu").config
-    assert config["channels_last"] is None
-    same = [run_identity("dae", "mnist", {**config, "channels_last": on}, "mnist", "mnist", "standard", {})
+@pytest.mark.parametrize("method,option,real", [("dae", "channels_last", {"noise_std": 0.2}),
+                                                 ("pixel-cnn", "fast_tanh", {"layers": 3})])
+def test_the_fast_path_is_not_part_of_a_run_identity(method, option, real):
+    config = oneclass.create(method, "mnist", device="cpu").config
+    assert config[option] is None
+    same = [run_identity(method, "mnist", {**config, option: on}, "mnist", "mnist", "standard", {})
             for on in (False, True)]
-    assert same[0] == same[1] and "channels_last" not in same[0]["config"]
-    other = run_identity("dae", "mnist", {**config, "noise_std": 0.2}, "mnist", "mnist", "standard", {})
+    assert same[0] == same[1] and option not in same[0]["config"]
+    other = run_identity(method, "mnist", {**config, **real}, "mnist", "mnist", "standard", {})
     assert other != same[0]  # while a real option does split it
 
 
@@ -223,3 +225,49 @@ def test_a_cpu_detector_keeps_freed_memory_for_the_next_step():
     pages = 3 * (64 << 20) // resource.getpagesize()
     assert faults({}) < pages // 100
     assert faults({cpu_memory.ENV: "0"}) > pages // 2
+
+
+def test_fast_tanh_is_tanh_within_2e7_with_tanhs_own_gradient():
+    """2·σ(2x) − 1 against a float64 tanh over the range a gate sees and beyond; the gradient is
+    1 − y² of its own output, with and without autograd the same values."""
+    x = torch.linspace(-20, 20, 400_001)
+    exact = torch.tanh(x.double())
+    fast = neural.tanh(x, True)
+    assert fast.dtype == torch.float32 and (fast.double() - exact).abs().max() < 2e-7
+    assert neural.tanh(x, False).equal(torch.tanh(x))
+    leaf = x[::1000].clone().requires_grad_()
+    y = neural.tanh(leaf, True)
+    y.backward(torch.ones_like(y))
+    torch.testing.assert_close(leaf.grad, 1 - y.detach() ** 2)
+    torch.testing.assert_close(leaf.grad.double(), 1 - exact[::1000] ** 2, atol=5e-7, rtol=0)
+    with torch.no_grad():
+        assert neural.tanh(leaf, True).equal(y.detach())
+
+
+def test_pixel_cnn_gates_take_the_fast_tanh_on_a_cpu_and_torch_tanh_when_asked(monkeypatch, embedded_split):
+    """The option reaches the gates (torch.tanh is never called with it on), the default is on
+    for a CPU and off on CUDA, and both paths give the same losses and scores to FP32 rounding."""
+    assert oneclass.create("pixel-cnn", "mnist", device="cpu").fast_tanh is True
+    kw = {"seed": 0, "device": "cpu", "filters": 8, "layers": 3, "batch_size": 16}
+    dets = {on: oneclass.create("pixel-cnn", "mnist", fast_tanh=on, **kw) for on in (False, True)}
+    batch = dets[False].prepare(embedded_split.train.images[:16])
+    calls = []
+    real_tanh = torch.tanh
+    monkeypatch.setattr(torch, "tanh", lambda t: calls.append(1) or real_tanh(t))
+    out = {}
+    for on, det in dets.items():
+        det._build()
+        det.train_mode(True)
+        calls.clear()
+        loss = det.train_step(batch, StepContext(1, 0, torch.Generator().manual_seed(0)))["loss"]
+        assert bool(calls) is not on, f"fast_tanh={on}: torch.tanh called {len(calls)} times"
+        det.train_mode(False)
+        with torch.no_grad():
+            out[on] = (float(loss), det.raw_scores(det.inputs(batch))["nll"])
+    assert out[True][0] == pytest.approx(out[False][0], rel=1e-5)
+    torch.testing.assert_close(out[True][1], out[False][1], rtol=1e-4, atol=1e-3)
+    monkeypatch.setattr("oneclass.detector.resolve_device", lambda name: torch.device("cuda"))
+    assert oneclass.create("pixel-cnn", "mnist", device="cuda").fast_tanh is False
+    with pytest.raises(oneclass.OneClassError, match="fast_tanh='no'.*true or false"):
+        oneclass.create("pixel-cnn", "mnist", fast_tanh="no")
+

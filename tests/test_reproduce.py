@@ -122,6 +122,18 @@ def test_ctrl_c_stops_the_workers_and_keeps_what_was_stored(tmp_path, monkeypatc
     assert again.skipped == 1 and len(again.summary.done) == 3
 
 
+def test_local_ray_workers_run_at_the_drivers_priority():
+    """Found by a run of the Ctrl-C test beside two training runs: Ray's workers start at niceness
+    +15, got almost no CPU, and four OC-SVM runs stood still for five minutes."""
+    import ray
+    runners.start_ray()
+    try:
+        worker_niceness = ray.get(ray.remote(lambda: os.nice(0)).remote())
+    finally:
+        ray.shutdown()
+    assert worker_niceness == os.nice(0)
+
+
 def test_declared_suites_cover_the_papers_tables():
     names = rep.suites()
     assert {"lsa", "alocc", "oled", "attn-entropy", "baselines", "all"} <= set(names)

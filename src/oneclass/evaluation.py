@@ -506,7 +506,7 @@ def collect(results: str | Path) -> list[dict[str, Any]]:
     runs = []
     for path in sorted(Path(results).rglob("*.json")):
         # superseded: kept, not reported; checks: side experiments with their own tables
-        # (scripts/layout_check.py), whose runs share identities with the headline runs
+        # (scripts/fast_path_check.py), whose runs share identities with the headline runs
         # anchors: the papers' official code run on our splits (scripts/anchors/), beside ours
         if {"_work", "superseded", "checks", "anchors"} & set(path.parts):
             continue

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import OneClassError
-from ..neural import NEURAL_DEFAULTS, NeuralDetector, optimizer_step
+from ..neural import NEURAL_DEFAULTS, NeuralDetector, optimizer_step, tanh
 from ..training import StepContext
 
 LEVELS = 256  # intensity values of a uint8 pixel
@@ -96,16 +96,17 @@ class MaskedPointwise(nn.Conv2d):
         return F.conv2d(x, self.weight * self.mask, self.bias)
 
 
-def gate(x: torch.Tensor) -> torch.Tensor:
+def gate(x: torch.Tensor, fast_tanh: bool = False) -> torch.Tensor:
     a, b = x.chunk(2, dim=1)
-    return torch.tanh(a) * torch.sigmoid(b)
+    return tanh(a, fast_tanh) * torch.sigmoid(b)
 
 
 class GatedLayer(nn.Module):
     """One gated layer of both stacks (van den Oord et al. Fig. 2)."""
 
-    def __init__(self, c_in: int, filters: int, k: int, mask_type: str, groups: int) -> None:
+    def __init__(self, c_in: int, filters: int, k: int, mask_type: str, groups: int, fast_tanh: bool = False) -> None:
         super().__init__()
+        self.fast_tanh = fast_tanh
         in_groups = channel_groups(c_in, groups)
         gated = channel_groups(2 * filters, groups, period=filters)  # tanh half and sigmoid half
         own = channel_groups(filters, groups)
@@ -118,18 +119,19 @@ class GatedLayer(nn.Module):
 
     def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         v_pre = self.vertical(v)
-        h_new = self.out(gate(self.horizontal(h) + self.link(shift_down(v_pre))))
-        return gate(v_pre), h + h_new if self.residual else h_new
+        h_new = self.out(gate(self.horizontal(h) + self.link(shift_down(v_pre)), self.fast_tanh))
+        return gate(v_pre, self.fast_tanh), h + h_new if self.residual else h_new
 
 
 class GatedPixelCNN(nn.Module):
     """x (N×C×H×W in [0, 1]) → logits N×C×256×H×W of p(x_i | x_<i)."""
 
-    def __init__(self, channels: int, filters: int, layers: int, first_kernel: int = 7, kernel: int = 3) -> None:
+    def __init__(self, channels: int, filters: int, layers: int, first_kernel: int = 7, kernel: int = 3,
+                 fast_tanh: bool = False) -> None:
         super().__init__()
         self.channels = channels
-        self.layers = nn.ModuleList([GatedLayer(channels, filters, first_kernel, "A", channels)] + [
-            GatedLayer(filters, filters, kernel, "B", channels) for _ in range(layers - 1)])
+        self.layers = nn.ModuleList([GatedLayer(channels, filters, first_kernel, "A", channels, fast_tanh)] + [
+            GatedLayer(filters, filters, kernel, "B", channels, fast_tanh) for _ in range(layers - 1)])
         own = channel_groups(filters, channels)
         logits = channel_groups(channels * LEVELS, channels)
         self.head = nn.ModuleList([MaskedPointwise(filters, filters, own, own),
@@ -185,7 +187,8 @@ class PixelCNNDetector(NeuralDetector):
 
     def build_networks(self) -> dict[str, nn.Module]:
         return {"pixelcnn": GatedPixelCNN(self.channels, int(self.config["filters"]), int(self.config["layers"]),
-                                          int(self.config["first_kernel"]), int(self.config["kernel"]))}
+                                          int(self.config["first_kernel"]), int(self.config["kernel"]),
+                                          fast_tanh=self.fast_tanh)}
 
     def _nll_maps(self, batch: torch.Tensor) -> torch.Tensor:
         """Per-pixel NLL (N×C×H×W) of a uint8 batch: the network reads it in [0, 1], the softmax
