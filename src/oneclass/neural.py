@@ -38,8 +38,8 @@ NEURAL_DEFAULTS: dict[str, Any] = {
     # tanh as 2·σ(2x) − 1 where a method's hot path has a tanh (Pix-CNN's gates): PyTorch's CPU
     # tanh calls MKL's vsTanh, which on AMD processors runs MKL's generic code, 13× slower than
     # PyTorch's own sigmoid (perf: mkl_vml_kernel_sTanh_EXHAynn; results/README.md). FP32 still,
-    # within 1.8e-7 of the exact tanh (torch.tanh: 3.1e-8). None: on a CPU, off on CUDA; True / False force it. Like the
-    # layout, not part of a run's identity.
+    # within 1.8e-7 of the exact tanh (torch.tanh: 3.1e-8). None: on a CPU, off on CUDA; True /
+    # False force it. Like the layout, not part of a run's identity.
     "fast_tanh": None,
 }
 
@@ -348,9 +348,9 @@ class _TanhViaSigmoid(torch.autograd.Function):
 
 def tanh(x: torch.Tensor, fast: bool) -> torch.Tensor:
     """torch.tanh, or with `fast` (a detector's `fast_tanh`) the same function through PyTorch's
-    vectorised sigmoid: absolute error ≤ 1.8e-7 instead of ≤ 3.1e-8 (float64 reference, x in [−20, 20]), 5–8× faster on a CPU whose
-    tanh goes to MKL's generic code (AMD). Without autograd it is plain ops, so that the ONNX
-    exporter traces it."""
+    vectorised sigmoid: absolute error ≤ 1.8e-7 instead of ≤ 3.1e-8 (against float64, x in
+    [−20, 20]), 4–8× faster on a CPU whose tanh goes to MKL's generic code (AMD; Pix-CNN's gate
+    maps, one thread). Without autograd it is plain ops, so that the ONNX exporter traces it."""
     if not fast:
         return torch.tanh(x)
     if torch.is_grad_enabled() and x.requires_grad:
