@@ -80,7 +80,7 @@ def main() -> None:
                          "off_seed_range": round(max(seed_aurocs) - min(seed_aurocs), 4),
                          "off_seed_std": round(statistics.stdev(seed_aurocs), 4) if len(seed_aurocs) > 1 else None,
                          "device": on["device"]})
-    out = results.parent / results.name
+    out = results
     write_json(out.with_suffix(".json"), {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "option": name,
                                           "dataset": args.dataset, "epochs": args.epochs, "rows": rows})
     off_label, on_label = sides[False][1], sides[True][1]
