@@ -84,3 +84,27 @@ def test_an_option_comparison_keeps_one_row_per_method_and_preset(bench, tmp_pat
     rows = json.loads((tmp_path / "benchmarks-some-option-cpu.json").read_text())["results"]
     assert sorted((r["method"], r["preset"], r["train_on"]) for r in rows) == [
         ("dae", "mnist", 1.0), ("memae", "cifar10", 3.0), ("memae", "mnist", 3.0)]
+
+
+def test_a_fast_path_check_runs_every_seed_on_both_sides_only_where_asked(tmp_path, monkeypatch):
+    check = script_module("scripts/fast_path_check.py", "fast_path_check_script")
+    asked = []
+
+    def fake_evaluate(spec, data_root, results, progress=True):
+        on = spec.options["channels_last"]
+        asked.append((spec.method, on, tuple(spec.seeds)))
+        return [{"normal_class": c, "seed": s, "headline": "rec", "options": dict(spec.options), "device": "cpu",
+                 "metrics": {"rec": {"auroc": 0.5 + 0.1 * s + (0.05 if on else 0.0)}}}
+                for c in spec.classes for s in spec.seeds]
+
+    monkeypatch.setattr(check, "evaluate", fake_evaluate)
+    monkeypatch.setattr("sys.argv", ["fast_path_check.py", "--methods", "dae,alocc", "--classes", "0",
+                                     "--seeds", "0,1,2", "--all-seeds-on", "alocc", "--results", str(tmp_path / "cl")])
+    check.main()
+    assert asked == [("dae", False, (0, 1, 2)), ("dae", True, (0,)), ("alocc", False, (0, 1, 2)), ("alocc", True, (0, 1, 2))]
+    rows = {r["method"]: r for r in json.loads((tmp_path / "cl.json").read_text())["rows"]}
+    assert rows["dae"]["on_seed_aurocs"] == [0.55] and rows["alocc"]["on_seed_aurocs"] == pytest.approx([0.55, 0.65, 0.75])
+    table = (tmp_path / "cl.md").read_text()
+    assert "| **alocc mean** | | | 0.5000 | 0.5500 | +0.0500 | 0.6000 | 0.6500 |" in table  # means over every seed
+    assert "| **dae mean** | | | 0.5000 | 0.5500 | +0.0500 |  |  |" in table
+    assert "alocc: p = 0.57 (3 NCHW runs against 3 NHWC)" in table and "dae: p" not in table  # Welch, scipy's
