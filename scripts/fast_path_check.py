@@ -91,8 +91,7 @@ def main() -> None:
                          "off_seed_std": round(statistics.stdev(seed_aurocs), 4) if len(seed_aurocs) > 1 else None,
                          "on_seeds": on_seeds, "on_seed_aurocs": on_aurocs,
                          "device": on["device"]})
-    out = results
-    write_json(out.with_suffix(".json"), {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "option": name,
+    write_json(results.with_suffix(".json"), {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "option": name,
                                           "dataset": args.dataset, "epochs": args.epochs, "rows": rows})
     off_label, on_label = sides[False][1], sides[True][1]
 
@@ -104,7 +103,7 @@ def main() -> None:
              f"AUROC of both: seed {seeds[0]}; over the seeds: mean ± std of the runs over seeds {args.seeds} "
              f"({on_label}: only for the methods of `--all-seeds-on`, else –), and the {off_label} runs' range "
              f"(max − min); speed is measured by `scripts/bench.py --compare-option {name}`, not here. Written by "
-             f"`scripts/fast_path_check.py --compare {name}` from {out.name}.json.", "",
+             f"`scripts/fast_path_check.py --compare {name}` from {results.name}.json.", "",
              f"| method | options | class | AUROC {off_label} | AUROC {on_label} | difference | {off_label} over "
              f"the seeds | {on_label} over the seeds | {off_label} seed range |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -113,27 +112,25 @@ def main() -> None:
                      f"{r['normal_class']} | {r['auroc_off']:.4f} | {r['auroc_on']:.4f} | "
                      f"{r['difference']:+.4f} | {over_seeds(r['off_seed_aurocs'])} | {over_seeds(r['on_seed_aurocs'])} | "
                      f"{r['off_seed_range']:.4f} |")
-    for method in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == method]
-        both = all(len(r["on_seed_aurocs"]) > 1 for r in mine)  # the means over every class and seed
-        seed_means = [f"{statistics.mean(a for r in mine for a in r[k]):.4f}" if both else ""
-                      for k in ("off_seed_aurocs", "on_seed_aurocs")]
-        lines.append(f"| **{method} mean** | | | {statistics.mean(r['auroc_off'] for r in mine):.4f} | "
-                     f"{statistics.mean(r['auroc_on'] for r in mine):.4f} | "
-                     f"{statistics.mean(r['difference'] for r in mine):+.4f} | {seed_means[0]} | {seed_means[1]} | "
-                     f"{statistics.mean(r['off_seed_range'] for r in mine):.4f} |")
     tests = []
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
+        off_all = [a for r in mine for a in r["off_seed_aurocs"]]
+        on_all = [a for r in mine for a in r["on_seed_aurocs"]]
+        every = all(len(r["on_seed_aurocs"]) > 1 for r in mine)  # then the means over every class and seed
+        lines.append(f"| **{method} mean** | | | {statistics.mean(r['auroc_off'] for r in mine):.4f} | "
+                     f"{statistics.mean(r['auroc_on'] for r in mine):.4f} | "
+                     f"{statistics.mean(r['difference'] for r in mine):+.4f} | "
+                     f"{f'{statistics.mean(off_all):.4f}' if every else ''} | "
+                     f"{f'{statistics.mean(on_all):.4f}' if every else ''} | "
+                     f"{statistics.mean(r['off_seed_range'] for r in mine):.4f} |")
         if all(len(r["on_seed_aurocs"]) > 2 for r in mine):  # Welch: unequal spreads, no pairing by seed
-            off_all = [a for r in mine for a in r["off_seed_aurocs"]]
-            on_all = [a for r in mine for a in r["on_seed_aurocs"]]
             p = float(scipy.stats.ttest_ind(on_all, off_all, equal_var=False).pvalue)
             tests.append(f"{method}: p = {p:.2f} ({len(off_all)} {off_label} runs against {len(on_all)} {on_label})")
     if tests:
         lines += ["", "Welch's t-test of the two sides' AUROCs over every class and seed (a small p: the option "
                       "moves the AUROC by more than the seeds do): " + "; ".join(tests) + "."]
-    write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    write_text(results.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

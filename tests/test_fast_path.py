@@ -146,7 +146,7 @@ def test_a_transposed_conv_with_its_bias_added_outside_is_the_same_layer(output_
 @pytest.mark.parametrize("on", [True, False])
 def test_biased_transposed_convs_add_their_bias_outside_onednn_in_nhwc_only(on):
     """oneDNN does an NHWC transposed convolution's bias in reference code (MemAE MNIST trained
-    ×1.10 faster without it); in NCHW the layer stays PyTorch's own."""
+    ×1.11 faster without it); in NCHW the layer stays PyTorch's own."""
     det = oneclass.create("memae", "mnist", seed=0, device="cpu", batch_size=16, channels_last=on)
     det._build()
     transposed = [m for net in det.networks.values() for m in net.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
