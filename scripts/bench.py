@@ -25,6 +25,7 @@ import oneclass
 from oneclass.cpu_memory import keep_freed_memory
 from oneclass.detector import cpu_name, versions
 from oneclass.fileio import write_json, write_text
+from oneclass.neural import reference_convolutions
 from oneclass.training import StepContext
 
 NEURAL = ["dae", "lsa", "alocc", "oled", "cae", "attn-entropy", "vae", "memae", "deep-svdd", "pixel-cnn", "anogan",
@@ -158,7 +159,9 @@ def bench_neural(method: str, preset: str, images: torch.Tensor, device: str, se
     det, data, ctx, bs = _prepared(method, preset, images, device, options)
     dev = det.device
     batch = data[:bs]
-    with FlopCounterMode(display=False) as fc:
+    # FLOPs of the model as its convolutions define them, whichever kernels then run them
+    # (`gemm_small_maps` skips the taps that only meet padding)
+    with FlopCounterMode(display=False) as fc, reference_convolutions():
         det.train_step(batch, ctx)
     train_flops = fc.get_total_flops() / bs
     for _ in range(3):  # warm-up (cuDNN autotuning, allocator)
@@ -179,7 +182,7 @@ def bench_neural(method: str, preset: str, images: torch.Tensor, device: str, se
     n_score, n_probe = (16, 4) if searched else (min(len(data), 2048), 256)
     score_flops = None  # the search's gradient steps defeat FlopCounterMode's module tracker
     if not searched:
-        with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+        with torch.inference_mode(), FlopCounterMode(display=False) as fc, reference_convolutions():
             det.raw_scores(det.inputs(data[:n_probe]))
         score_flops = fc.get_total_flops() / n_probe
     _ready_to_score(det)
@@ -262,6 +265,12 @@ def main() -> None:
     ap.add_argument("--video", action="store_true",
                     help="UCSD Ped2 presets instead: scoring frames/s (Ped2 was filmed at 10 frames/s)")
     ap.add_argument("--frames", type=int, default=48, help="frames per timed clip (--video)")
+    ap.add_argument("--gemm-layers", action="store_true",
+                    help="time single convolutions of small maps, oneDNN against the matrix product of "
+                         "`gemm_small_maps`, forward + backward: writes <out>-gemm-layers-<device>")
+    ap.add_argument("--adam-layout", action="store_true",
+                    help="time one fused Adam step over each method's weights in its CPU layout, torch.optim.Adam "
+                         "against oneclass's `neural.adam`: writes <out>-adam-layout-<device>")
     ap.add_argument("--export", action="store_true",
                     help="ONNX export instead: file size, and scoring images/s in onnxruntime beside PyTorch")
     ap.add_argument("--pyod", action="store_true",
@@ -291,6 +300,10 @@ def main() -> None:
         return main_video(args)
     if args.export:
         return main_export(args)
+    if args.gemm_layers:
+        return main_gemm_layers(args)
+    if args.adam_layout:
+        return main_adam_layout(args)
     if args.render and args.compare_option:
         name = args.compare_option
         out = Path(f"{args.out}-{name.replace('_', '-')}-{'cpu' if args.device == 'cpu' else 'cuda'}")
@@ -594,6 +607,121 @@ def main_export(args: argparse.Namespace) -> None:
                f"{settings['versions']['torch']}): the whole scoring path, uint8 images to the headline score, in "
                f"one file. Scoring images/s of one batch of {rows[0]['batch'] if rows else 0} images. Written by "
                f"`scripts/bench.py --export` from {out.name}.json.", head, cells)
+
+
+# (transposed, in channels, out channels, kernel, stride, padding, input side): the small-map layers
+# of DCGAN-style networks (attention AE, GANomaly, AnoGAN, ALOCC's MNIST discriminator) and a grid
+# of channel counts around them
+GEMM_LAYERS = [(t, ci, co, k, s, p, h) for t, k, s, p, h in [(False, 4, 2, 1, 4), (False, 5, 2, 2, 4),
+                                                            (False, 4, 2, 1, 2), (False, 4, 1, 0, 4),
+                                                            (True, 4, 2, 1, 2), (True, 4, 2, 1, 1),
+                                                            (True, 4, 1, 0, 1)]
+               for ci, co in [(64, 64), (64, 128), (128, 256), (256, 512), (512, 512)]]
+
+
+def bench_gemm_layer(transposed: bool, ci: int, co: int, k: int, s: int, p: int, h: int, batch: int,
+                     seconds: float) -> dict:
+    """Forward + backward ms of one NHWC convolution, oneDNN against `neural.conv2d_gemm` /
+    `conv_transpose2d_gemm`, alternating windows; whether `gemm_small_maps` takes the product."""
+    from oneclass import neural
+
+    x = torch.randn(batch, ci, h, h).contiguous(memory_format=torch.channels_last).requires_grad_()
+    shape = (ci, co, k, k) if transposed else (co, ci, k, k)
+    w = (torch.randn(shape) * 0.05).contiguous(memory_format=torch.channels_last).requires_grad_()
+    if transposed:
+        sides = {"onednn": lambda: torch.nn.functional.conv_transpose2d(x, w, None, s, p),
+                 "gemm": lambda: neural.conv_transpose2d_gemm(x, w, (s, s), (p, p), (0, 0))}
+    else:
+        sides = {"onednn": lambda: torch.nn.functional.conv2d(x, w, None, s, p),
+                 "gemm": lambda: neural.conv2d_gemm(x, w, None, (s, s), (p, p))}
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    for _ in range(3):
+        for name, fn in sides.items():
+            fn().sum().backward()  # warm-up
+            steps, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds / 6 or steps < 2:
+                fn().sum().backward()
+                steps += 1
+            times[name].append((time.perf_counter() - t0) / steps * 1e3)
+    out = sides["onednn"]().shape
+    positions = (h * h) if transposed else out[2] * out[3]
+    ms = {k: float(np.median(v)) for k, v in times.items()}
+    return {"transposed": transposed, "in_channels": ci, "out_channels": co, "kernel": k, "stride": s, "padding": p,
+            "map_in": h, "map_out": out[2], "batch": batch, "weight_elements": w.numel(),
+            "onednn_ms": round(ms["onednn"], 2), "gemm_ms": round(ms["gemm"], 2),
+            "gain": round(ms["onednn"] / ms["gemm"], 2), "gemm_small_maps_takes_it": neural._gemm_pays(positions, w)}
+
+
+def main_gemm_layers(args: argparse.Namespace) -> None:
+    rows = []
+    out = Path(f"{args.out}-gemm-layers-cpu")
+    settings = run_settings(torch.device("cpu"), time.strftime("%Y-%m-%dT%H:%M:%S%z"), timing_window_s=args.seconds,
+                            data="random NHWC tensors, batch 128")
+    for layer in GEMM_LAYERS:
+        watch = Sharing(args.device)
+        rows.append({**bench_gemm_layer(*layer, batch=128, seconds=args.seconds), **watch.finish()})
+        print(json.dumps(rows[-1]), flush=True)
+    head = ["layer", "map", "channels", "weight elements", "oneDNN ms", "matrix product ms", "gain",
+            "gemm_small_maps takes it", "device shared"]
+    cells = [[f"{'transposed ' if r['transposed'] else ''}{r['kernel']}×{r['kernel']} s{r['stride']} p{r['padding']}",
+              f"{r['map_in']}×{r['map_in']} → {r['map_out']}×{r['map_out']}", f"{r['in_channels']} → {r['out_channels']}",
+              f"{r['weight_elements']:,}", r["onednn_ms"], r["gemm_ms"], f"×{r['gain']:.2f}",
+              "yes" if r["gemm_small_maps_takes_it"] else "no", _shared(r, {})] for r in rows]
+    write_rows(out, settings, rows,
+               f"One NHWC convolution, forward + backward, batch 128, on {settings['host_cpu']} "
+               f"({settings['torch_threads']} threads), torch {settings['versions']['torch']}: oneDNN against the "
+               f"matrix product over the live taps (`neural.conv2d_gemm`, `conv_transpose2d_gemm`), medians of 3 "
+               f"alternating windows. The last column is the rule `gemm_small_maps` applies (`neural._gemm_pays`). "
+               f"Written by `scripts/bench.py --gemm-layers` from {out.name}.json.", head, cells)
+
+
+def bench_adam_layout(method: str, preset: str, seconds: float) -> dict:
+    """ms of one fused Adam step over a method's parameters (in the layout its CPU preset keeps them,
+    random gradients), PyTorch's fused Adam against `neural.adam`'s, alternating windows."""
+    from oneclass import neural
+
+    det = oneclass.create(method, preset, seed=0, device="cpu")
+    det._build()
+    params = list(det.networks.parameters())
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opts = {"torch": torch.optim.Adam(params, lr=1e-4, fused=True), "oneclass": neural.adam(params, 1e-4, (0.9, 0.999))}
+    times: dict[str, list[float]] = {k: [] for k in opts}
+    for _ in range(3):
+        for name, opt in opts.items():
+            opt.step()  # warm-up (the moments are allocated)
+            steps, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds / 6 or steps < 3:
+                opt.step()
+                steps += 1
+            times[name].append((time.perf_counter() - t0) / steps * 1e3)
+    ms = {k: float(np.median(v)) for k, v in times.items()}
+    nhwc = sum(p.numel() for p in params if neural._nhwc_only(p))
+    return {"method": method, "preset": preset, "parameters": sum(p.numel() for p in params), "nhwc_parameters": nhwc,
+            "torch_fused_adam_ms": round(ms["torch"], 2), "oneclass_adam_ms": round(ms["oneclass"], 2),
+            "gain": round(ms["torch"] / ms["oneclass"], 2)}
+
+
+def main_adam_layout(args: argparse.Namespace) -> None:
+    rows = []
+    out = Path(f"{args.out}-adam-layout-cpu")
+    settings = run_settings(torch.device("cpu"), time.strftime("%Y-%m-%dT%H:%M:%S%z"), timing_window_s=args.seconds,
+                            data="random gradients")
+    for method in [m for m in args.methods.split(",") if m in NEURAL]:
+        for preset in ["mnist"] if method == "cae" else ["mnist", "cifar10"]:
+            watch = Sharing(args.device)
+            rows.append({**bench_adam_layout(method, preset, args.seconds), **watch.finish()})
+            print(json.dumps(rows[-1]), flush=True)
+    head = ["method", "preset", "parameters", "of them NHWC", "torch fused Adam ms", "oneclass adam ms", "gain",
+            "device shared"]
+    cells = [[r["method"], r["preset"], f"{r['parameters']:,}", f"{r['nhwc_parameters']:,}", r["torch_fused_adam_ms"],
+              r["oneclass_adam_ms"], f"×{r['gain']:.2f}", _shared(r, {})] for r in rows]
+    write_rows(out, settings, rows,
+               f"One Adam step over all of a method's parameters, in the layout its CPU preset keeps them, on "
+               f"{settings['host_cpu']} ({settings['torch_threads']} threads), torch {settings['versions']['torch']}: "
+               f"PyTorch's fused Adam, which copies every tensor that is not NCHW-contiguous, against "
+               f"`neural.adam` (`LayoutFreeFusedAdam`: NHWC weights through their NHWC-ordered views); medians of 3 "
+               f"alternating windows. Written by `scripts/bench.py --adam-layout` from {out.name}.json.", head, cells)
 
 
 PYOD_ORDER = ["pyod-autoencoder", "dae", "lsa"]

@@ -8,11 +8,12 @@ AUROC difference beside the seed-to-seed spread of the runs with the option off.
     python scripts/fast_path_check.py --methods alocc,memae --all-seeds-on alocc   # ALOCC: both sides over 3 seeds
 
 `channels_last`: conv weights in NCHW (PyTorch's default layout) against NHWC. `fast_tanh`:
-torch.tanh against 2·σ(2x) − 1 (Pix-CNN's gates). A reduced budget needs a learning rate that
+torch.tanh against 2·σ(2x) − 1 (Pix-CNN's gates). `gemm_small_maps`: oneDNN against one matrix
+product for the convolutions of at most 4 output (transposed: input) positions. A reduced budget needs a learning rate that
 learns in it (DAE and LSA's MNIST preset, 1e-4, is for 100 epochs; 5 epochs of it leave DAE at
 chance): the check is of the kernels, not the budget.
 
-Neither option is part of a run's identity (like the device, they pick other FP32 kernels for the
+No option is part of a run's identity (like the device, they pick other FP32 kernels for the
 same maths), so each side keeps its runs in its own folder under results/checks/<option>/
 (`oneclass report` leaves results/checks/ out). Runs are cached: a cut-off check resumes where it
 stopped. Writes results/checks/<option>.md and .json."""
@@ -34,6 +35,7 @@ from oneclass.fileio import write_json, write_text
 SIDES = {
     "channels_last": {False: ("nchw", "NCHW"), True: ("nhwc", "NHWC")},
     "fast_tanh": {False: ("torch-tanh", "torch.tanh"), True: ("tanh-via-sigmoid", "2σ(2x) − 1")},
+    "gemm_small_maps": {False: ("onednn", "oneDNN"), True: ("gemm", "matrix product")},
 }
 
 

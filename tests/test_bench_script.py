@@ -108,3 +108,21 @@ def test_a_fast_path_check_runs_every_seed_on_both_sides_only_where_asked(tmp_pa
     assert "| **alocc mean** | | | 0.5000 | 0.5500 | +0.0500 | 0.6000 | 0.6500 |" in table  # means over every seed
     assert "| **dae mean** | | | 0.5000 | 0.5500 | +0.0500 |  |  |" in table
     assert "alocc: p = 0.57 (3 NCHW runs against 3 NHWC)" in table and "dae: p" not in table  # Welch, scipy's
+
+
+def test_single_layer_and_adam_timings_write_their_tables(bench, tmp_path, monkeypatch):
+    """`--gemm-layers` times each layer both ways and says which way `gemm_small_maps` takes;
+    `--adam-layout` times one Adam step both ways over a method's parameters."""
+    monkeypatch.setattr(bench, "GEMM_LAYERS", [(False, 4, 8, 4, 2, 1, 2), (True, 8, 4, 4, 2, 1, 2)])
+    args = type("Args", (), {"out": str(tmp_path / "benchmarks"), "device": "cpu", "seconds": 0.06,
+                             "methods": "memae"})()
+    bench.main_gemm_layers(args)
+    rows = json.loads((tmp_path / "benchmarks-gemm-layers-cpu.json").read_text())["results"]
+    assert [(r["transposed"], r["map_out"], r["gemm_small_maps_takes_it"]) for r in rows] == [
+        (False, 1, True), (True, 4, False)]  # one output position always; a 2×2 input with a small weight not
+    assert all(r["onednn_ms"] > 0 and r["gemm_ms"] > 0 for r in rows)
+    bench.main_adam_layout(args)
+    rows = json.loads((tmp_path / "benchmarks-adam-layout-cpu.json").read_text())["results"]
+    assert [(r["method"], r["preset"]) for r in rows] == [("memae", "mnist"), ("memae", "cifar10")]
+    assert all(0 < r["nhwc_parameters"] <= r["parameters"] and r["oneclass_adam_ms"] > 0 for r in rows)
+    assert "| memae | cifar10 |" in (tmp_path / "benchmarks-adam-layout-cpu.md").read_text()

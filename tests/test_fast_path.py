@@ -178,6 +178,7 @@ def test_nhwc_by_default_on_a_cpu_only_and_as_asked_otherwise(monkeypatch):
 
 
 @pytest.mark.parametrize("method,option,real", [("dae", "channels_last", {"noise_std": 0.2}),
+                                                 ("attn-entropy", "gemm_small_maps", {"noise_std": 0.2}),
                                                  ("pixel-cnn", "fast_tanh", {"layers": 3})])
 def test_the_fast_path_is_not_part_of_a_run_identity(method, option, real):
     config = oneclass.create(method, "mnist", device="cpu").config
@@ -302,3 +303,126 @@ def test_pixel_cnn_gates_take_the_fast_tanh_on_a_cpu_and_torch_tanh_when_asked(m
     with pytest.raises(oneclass.OneClassError, match="fast_tanh='no'.*true or false"):
         oneclass.create("pixel-cnn", "mnist", fast_tanh="no")
 
+
+
+def test_live_taps_are_those_that_meet_the_image():
+    # a 4×4 kernel, stride 2, padding 1 taking 2×2 to 1×1 reads the image with rows 1 and 2 only
+    assert neural.live_taps(4, 2, 1, 2, 1, transposed=False) == (1, 2)
+    assert neural.live_taps(4, 2, 1, 4, 2, transposed=False) == (0, 3)  # 4×4 → 2×2: every tap
+    assert neural.live_taps(4, 2, 1, 1, 2, transposed=True) == (1, 2)   # 1×1 → 2×2 writes rows 0, 1
+    assert neural.live_taps(3, 1, 3, 1, 1, transposed=False) == (-1, -1)  # padding only
+
+
+def test_the_matrix_product_is_taken_where_it_was_measured_faster():
+    """One position always; two to four with a large weight only (results/benchmarks-gemm-layers-cpu.md)."""
+    assert neural._gemm_pays(1, torch.empty(64, 64, 4, 4))
+    assert neural._gemm_pays(4, torch.empty(512, 256, 4, 4))
+    assert not neural._gemm_pays(4, torch.empty(128, 64, 5, 5))  # ALOCC's MNIST discriminator: oneDNN ×1.85
+    assert not neural._gemm_pays(16, torch.empty(512, 512, 4, 4))
+    assert not neural._gemm_pays(0, torch.empty(512, 512, 4, 4))
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_the_matrix_product_convolution_is_pytorchs_own(transposed):
+    """Output and both gradients against F.conv2d / F.conv_transpose2d in float64, over kernels,
+    strides, paddings (dead taps cut), output paddings and non-square maps."""
+    torch.manual_seed(0)
+    cases = 0
+    for k, (sh, sw), (ph, pw), (h, w), op in [(4, (2, 2), (1, 1), (2, 2), 0), (4, (2, 2), (1, 1), (1, 1), 0),
+                                              (4, (2, 2), (1, 1), (4, 4), 1), (3, (1, 2), (1, 0), (1, 3), 0),
+                                              (5, (3, 1), (2, 2), (2, 1), 2), (1, (1, 1), (0, 0), (2, 2), 0),
+                                              (4, (1, 1), (0, 0), (4, 4), 0), (3, (2, 2), (1, 0), (1, 2), 1)]:
+        x = torch.randn(3, 5, h, w, dtype=torch.float64, requires_grad=True)
+        if transposed:
+            weight = torch.randn(5, 4, k, k, dtype=torch.float64, requires_grad=True)
+            ops = (min(op, sh - 1), min(op, sw - 1))
+            ref = torch.nn.functional.conv_transpose2d(x, weight, None, (sh, sw), (ph, pw), ops)
+            new = neural.conv_transpose2d_gemm(x, weight, (sh, sw), (ph, pw), ops)
+        else:
+            if h + 2 * ph < k or w + 2 * pw < k:
+                continue
+            weight = torch.randn(4, 5, k, k, dtype=torch.float64, requires_grad=True)
+            bias = torch.randn(4, dtype=torch.float64)
+            ref = torch.nn.functional.conv2d(x, weight, bias, (sh, sw), (ph, pw))
+            new = neural.conv2d_gemm(x, weight, bias, (sh, sw), (ph, pw))
+        assert new.shape == ref.shape
+        torch.testing.assert_close(new, ref, rtol=1e-12, atol=1e-12)
+        grad = torch.randn_like(ref)
+        for a, b in zip(torch.autograd.grad(new, (x, weight), grad), torch.autograd.grad(ref, (x, weight), grad)):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        cases += 1
+    assert cases >= 6
+
+
+@pytest.mark.parametrize("on", [None, False])
+def test_small_map_convolutions_take_the_matrix_product_where_asked(on, monkeypatch, embedded_split):
+    """The attention AE's 4×4 → 2×2 → 1×1 encoder ends and its 1×1 → 2×2 → 4×4 decoder start run
+    as matrix products in NHWC (oneDNN ran them at a fifth of the machine's rate); with the option
+    off, or in NCHW, every layer is oneDNN's. Scores and a training step's losses are the same."""
+    calls = []
+    for name in ("conv2d_gemm", "conv_transpose2d_gemm"):
+        real = getattr(neural, name)
+        monkeypatch.setattr(neural, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    dets = {}
+    for layout, option in (("nchw", {"channels_last": False}), ("nhwc", {"gemm_small_maps": on})):
+        det = oneclass.create("attn-entropy", "mnist", seed=0, device="cpu", batch_size=16, **option)
+        det._build()
+        dets[layout] = det
+    assert dets["nhwc"].gemm_small_maps is (on is None) and dets["nchw"].gemm_small_maps is False
+    batch = dets["nchw"].prepare(embedded_split.train.images[:16])
+    scores, losses = {}, {}
+    for layout, det in dets.items():
+        calls.clear()
+        det.train_mode(False)
+        with torch.no_grad():
+            scores[layout] = det.raw_scores(det.inputs(batch))
+        det.train_mode(True)
+        losses[layout] = det.train_step(batch, StepContext(1, 0, torch.Generator().manual_seed(0)))
+        took = layout == "nhwc" and on is None
+        assert (calls.count("conv2d_gemm") >= 4 and calls.count("conv_transpose2d_gemm") >= 2) if took else not calls
+    for k in scores["nchw"]:
+        np.testing.assert_allclose(scores["nhwc"][k].numpy(), scores["nchw"][k].numpy(), rtol=1e-4, atol=1e-6)
+    for k in losses["nchw"]:
+        assert float(losses["nhwc"][k]) == pytest.approx(float(losses["nchw"][k]), rel=1e-4, abs=1e-6), k
+
+
+def test_small_map_gradients_keep_the_weights_nhwc_layout():
+    """Autograd hands the weight gradient back in the NHWC weight's own strides: otherwise the
+    gradient accumulation copies it into that layout every step."""
+    for cls, shape in ((torch.nn.Conv2d, (512, 512, 4, 4)), (torch.nn.ConvTranspose2d, (512, 256, 4, 4))):
+        layer = cls(shape[0] if cls is torch.nn.Conv2d else shape[1], shape[1] if cls is torch.nn.ConvTranspose2d else shape[0],
+                    4, 2, 1)
+        layer.weight.data = layer.weight.data.contiguous(memory_format=torch.channels_last)
+        layer.__class__ = neural.SmallMapConv2d if cls is torch.nn.Conv2d else neural.SmallMapConvTranspose2d
+        x = torch.randn(2, layer.in_channels, 2, 2 if cls is torch.nn.Conv2d else 1).contiguous(
+            memory_format=torch.channels_last)
+        layer(x).sum().backward()
+        assert layer.weight.grad.is_contiguous(memory_format=torch.channels_last), cls
+
+
+def test_fused_adam_updates_nhwc_weights_in_place_without_copies():
+    """The fused CPU kernel copies every tensor that is not NCHW-contiguous; `adam` updates an NHWC
+    weight through its NHWC-ordered view instead: the same numbers as on NCHW weights, no copy."""
+    from torch.profiler import ProfilerActivity, profile
+    torch.manual_seed(0)
+    shapes = [(16, 8, 4, 4), (8, 8, 3, 3), (8,), (4, 4, 1, 1)]
+    start = [torch.randn(s) for s in shapes]
+    grads = [[torch.randn(s) for s in shapes] for _ in range(3)]
+    final = {}
+    for nhwc in (False, True):
+        fmt = torch.channels_last if nhwc else torch.contiguous_format
+        weights = [w.clone().contiguous(memory_format=fmt if w.dim() == 4 else torch.contiguous_format).requires_grad_()
+                   for w in start]
+        opt = neural.adam(weights, 0.1, (0.5, 0.999), 1e-3)
+        for step in grads:
+            for w, g in zip(weights, step):
+                w.grad = g.clone().contiguous(memory_format=fmt if g.dim() == 4 else torch.contiguous_format)
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                opt.step()
+            copies = [e.input_shapes for e in prof.events() if e.name == "aten::copy_"
+                      and e.input_shapes and len(e.input_shapes[0]) == 4]  # (the step counts are copied)
+            assert not copies, copies
+        assert all(opt.state[w]["exp_avg"].shape == w.shape for w in weights)  # checkpoints keep their shapes
+        final[nhwc] = [w.detach() for w in weights]
+    for a, b in zip(final[True], final[False]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -229,18 +229,20 @@ def test_each_epoch_shuffles_and_draws_its_own_noise_from_seed_and_epoch():
 
 
 def test_adam_is_fused_where_torch_has_it_and_falls_back_with_the_same_settings(monkeypatch):
+    from oneclass import neural
     from oneclass.neural import adam
     weights = [torch.zeros(2, requires_grad=True)]
     fused = adam(weights, 1e-3, [0.5, 0.9], weight_decay=0.1)
     assert fused.defaults["fused"] and fused.defaults["betas"] == (0.5, 0.9)
-    real = torch.optim.Adam
+    assert isinstance(fused, neural.LayoutFreeFusedAdam)
 
-    def without_fused(params, **kw):  # a torch or device with no fused kernel
-        if kw.get("fused"):
-            raise RuntimeError("fused=True is not supported here")
-        return real(params, **kw)
+    class WithoutFused(torch.optim.Adam):  # a torch or device with no fused kernel
+        def __init__(self, params, **kw):
+            if kw.get("fused"):
+                raise RuntimeError("fused=True is not supported here")
+            super().__init__(params, **kw)
 
-    monkeypatch.setattr(torch.optim, "Adam", without_fused)
+    monkeypatch.setattr(neural, "LayoutFreeFusedAdam", WithoutFused)
     plain = adam(weights, 1e-3, [0.5, 0.9], weight_decay=0.1)
     assert not plain.defaults.get("fused")
     assert {k: plain.defaults[k] for k in ("lr", "betas", "weight_decay")} == \

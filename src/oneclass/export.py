@@ -26,6 +26,7 @@ from torch import nn
 from .detector import Detector
 from .errors import OneClassError
 from .fileio import atomic_open
+from .neural import reference_convolutions
 
 FORMATS = ("onnx",)
 OPSET = 18
@@ -108,7 +109,9 @@ def export_onnx(det: Detector, out: str | os.PathLike) -> dict[str, Any]:
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_file = Path(tmp) / "model.onnx"
-        with torch.inference_mode(False), torch.no_grad(), _quiet_exporter():
+        # the graph keeps every convolution a Conv node (`gemm_small_maps` is for PyTorch's CPU
+        # kernels; an ONNX runtime picks its own)
+        with torch.inference_mode(False), torch.no_grad(), _quiet_exporter(), reference_convolutions():
             program = torch.onnx.export(graph, (example,), input_names=["images"], output_names=outputs,
                                         dynamic_shapes=({0: batch},), opset_version=OPSET, dynamo=True,
                                         external_data=False, verbose=False,

@@ -41,13 +41,19 @@ NEURAL_DEFAULTS: dict[str, Any] = {
     # within 1.8e-7 of the exact tanh (torch.tanh: 3.1e-8). None: on a CPU, off on CUDA; True /
     # False force it. Like the layout, not part of a run's identity.
     "fast_tanh": None,
+    # in NHWC, a convolution whose output (a transposed one: whose input) is one position, or two
+    # to four with a large weight, runs as one matrix product over its live kernel taps, where
+    # oneDNN ran at a fifth to a half of the machine's rate (the 4×4 → 2×2 → 1×1 ends of DCGAN-style
+    # encoders and decoders; `GEMM_MAX_POSITIONS`). FP32 still. None: wherever `channels_last`
+    # is on; False: oneDNN for every layer. Like the layout, not part of a run's identity.
+    "gemm_small_maps": None,
 }
 
 
 class NeuralDetector(Detector):
     option_types = {"patience": "int|None", "max_train_samples": "int|None", "stop_rec": "float|None",
                     "channels_last": "bool|None", "fast_tanh": "bool|None",
-                    "score_batch_size": "int|None"}
+                    "gemm_small_maps": "bool|None", "score_batch_size": "int|None"}
     networks: nn.ModuleDict
     optimizers: dict[str, torch.optim.Optimizer]
     normalised: ClassVar[tuple[str, ...]] = ()  # components min-max scaled on the validation set
@@ -136,6 +142,13 @@ class NeuralDetector(Detector):
         return self.device.type == "cpu" if on is None else bool(on)
 
     @property
+    def gemm_small_maps(self) -> bool:
+        """Whether small-map convolutions run as matrix products (option `gemm_small_maps`; None:
+        wherever `channels_last` is on; in NHWC only)."""
+        on = self.config.get("gemm_small_maps")
+        return self.channels_last and (on is None or bool(on))
+
+    @property
     def fast_tanh(self) -> bool:
         """Whether a method's hot tanh runs as 2·σ(2x) − 1 (option `fast_tanh`; None: on a CPU)."""
         on = self.config.get("fast_tanh")
@@ -161,6 +174,8 @@ class NeuralDetector(Detector):
             for module in networks.modules():
                 if _onednn_nhwc_hazard(module):  # same maths, without oneDNN's strided 1×1 path
                     module.__class__ = SubsampledPointwiseConv
+                elif self.gemm_small_maps and _gemm_capable(module):
+                    module.__class__ = SmallMapConv2d if type(module) is nn.Conv2d else SmallMapConvTranspose2d
                 elif type(module) is nn.ConvTranspose2d and module.bias is not None:
                     module.__class__ = BiasAddedConvTranspose2d  # oneDNN's NHWC bias is reference code
                 for tensors in (module._parameters, module._buffers):
@@ -318,15 +333,177 @@ class BiasAddedConvTranspose2d(nn.ConvTranspose2d):
                                               self.dilation)
         out = F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, output_padding, self.groups,
                                  self.dilation)
-        return out + self.bias.view(1, -1, 1, 1)
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+
+# Which convolutions run as one matrix product (`gemm_small_maps`): those whose output (a transposed
+# one: whose input) is one position, and those of at most GEMM_MAX_POSITIONS positions whose weight
+# has at least GEMM_MIN_WEIGHT elements. One layer at a time, forward + backward, batch 128, oneDNN
+# NHWC against the product (results/benchmarks-gemm-layers-cpu.md, `scripts/bench.py --gemm-layers`):
+# one position ×1.45–8.5 (but ×0.90 for a 64 → 64 4×4 kernel on a 4×4 map); 2×2 maps ×1.09–2.3 with
+# 2M weights or more, ×0.24–1.16 with 0.8M or fewer (ALOCC's 64 → 128 5×5 layers stay oneDNN's).
+GEMM_MAX_POSITIONS = 4
+GEMM_MIN_WEIGHT = 1 << 20
+_reference_convolutions = False
+
+
+@contextmanager
+def reference_convolutions() -> Iterator[None]:
+    """Every convolution through PyTorch's own kernels, as the model defines it (no matrix-product
+    path): for counting a model's FLOPs as its convolutions define them, and for ONNX export."""
+    global _reference_convolutions
+    before, _reference_convolutions = _reference_convolutions, True
+    try:
+        yield
+    finally:
+        _reference_convolutions = before
+
+
+def _gemm_pays(positions: int, weight: torch.Tensor) -> bool:
+    """Whether a convolution over `positions` output (transposed: input) positions runs faster as
+    one matrix product than in oneDNN (see GEMM_MAX_POSITIONS)."""
+    return positions == 1 or (0 < positions <= GEMM_MAX_POSITIONS and weight.numel() >= GEMM_MIN_WEIGHT)
+
+
+def _gemm_capable(module: nn.Module) -> bool:
+    """A plain 2-D convolution (transposed or not) the matrix-product path computes exactly:
+    one group, no dilation, zero padding given as numbers."""
+    return (type(module) in (nn.Conv2d, nn.ConvTranspose2d) and module.groups == 1
+            and tuple(module.dilation) == (1, 1) and module.padding_mode == "zeros"
+            and not isinstance(module.padding, str))
+
+
+def live_taps(kernel: int, stride: int, padding: int, n_in: int, n_out: int, transposed: bool) -> tuple[int, int]:
+    """First and last kernel tap, along one axis, that meets the image for some output position
+    (the others only ever multiply zero padding, e.g. three of a 4×4 kernel's rows when a 2×2 map
+    goes to 1×1). A convolution's tap t at output o reads input s·o − p + t; a transposed one's
+    tap t at input i writes output s·i − p + t. (−1, −1): no tap meets the image."""
+    span, steps = (n_out, n_in) if transposed else (n_in, n_out)
+    live = [t for t in range(kernel) if any(0 <= stride * i - padding + t < span for i in range(steps))]
+    return (live[0], live[-1]) if live else (-1, -1)
+
+
+def _live_weight(weight: torch.Tensor, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+    """The live taps of a 4-D weight in kernel-row, column, channel order. Permuted before it is
+    cut, so that the gradient comes back with the NHWC weight's own strides (cut first, autograd
+    hands back an NCHW gradient that the optimiser's accumulation copies into NHWC, slowly)."""
+    taps = weight.permute(0, 2, 3, 1)
+    if (y0, x0) == (0, 0) and (y1, x1) == (taps.shape[1] - 1, taps.shape[2] - 1):
+        return taps
+    return taps[:, y0:y1 + 1, x0:x1 + 1]
+
+
+def conv2d_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
+    """F.conv2d (one group, no dilation) as one matrix product: the input's patches over the live
+    taps, in NHWC order (kernel row, column, channel, which is an NHWC weight's own order), times
+    the weight. The output comes out NHWC."""
+    n, c, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    (sh, sw), (ph, pw) = stride, padding
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    (y0, y1), (x0, x1) = live_taps(kh, sh, ph, h, ho, False), live_taps(kw, sw, pw, w, wo, False)
+    if y0 < 0 or x0 < 0:  # every output reads padding only
+        return F.conv2d(x, weight, bias, stride, padding)
+    kh, kw = y1 - y0 + 1, x1 - x0 + 1
+    top, left = ph - y0, pw - x0  # F.pad's signed widths: a negative one crops rows never read
+    rows = F.pad(x.permute(0, 2, 3, 1), (0, 0, left, sw * (wo - 1) + kw - w - left, top, sh * (ho - 1) + kh - h - top))
+    patches = rows.unfold(1, kh, sh).unfold(2, kw, sw)  # n, ho, wo, c, kh, kw
+    cols = patches.permute(0, 1, 2, 4, 5, 3).reshape(n * ho * wo, kh * kw * c)
+    mat = _live_weight(weight, y0, y1, x0, x1).reshape(o, kh * kw * c)
+    out = cols @ mat.t() if bias is None else torch.addmm(bias, cols, mat.t())
+    return out.view(n, ho, wo, o).permute(0, 3, 1, 2)
+
+
+def conv_transpose2d_gemm(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int],
+                          padding: tuple[int, int], output_padding: tuple[int, int]) -> torch.Tensor:
+    """F.conv_transpose2d (one group, no dilation, no bias) as one matrix product, input positions
+    times the live taps of the weight, then each tap's product put in its output position (F.fold
+    adds the overlaps). The output comes out NHWC."""
+    n, ci, h, w = x.shape
+    _, co, kh, kw = weight.shape
+    (sh, sw), (ph, pw), (oph, opw) = stride, padding, output_padding
+    ho, wo = (h - 1) * sh - 2 * ph + kh + oph, (w - 1) * sw - 2 * pw + kw + opw
+    (y0, y1), (x0, x1) = live_taps(kh, sh, ph, h, ho, True), live_taps(kw, sw, pw, w, wo, True)
+    if y0 < 0 or x0 < 0:  # every product lands in the cropped border
+        return F.conv_transpose2d(x, weight, None, stride, padding, output_padding)
+    kh, kw = y1 - y0 + 1, x1 - x0 + 1
+    mat = _live_weight(weight, y0, y1, x0, x1).reshape(ci, kh * kw * co)
+    cols = x.permute(0, 2, 3, 1).reshape(n * h * w, ci) @ mat  # (n·h·w) × (kh·kw·co)
+    # the canvas every live tap writes to, unpadded: input i's tap t lands on row s·i + t
+    if h == w == 1:
+        canvas = cols.view(n, kh, kw, co).permute(0, 3, 1, 2)
+    else:
+        cols = cols.view(n, h * w, kh, kw, co).permute(0, 4, 2, 3, 1).reshape(n, co * kh * kw, h * w)
+        canvas = _nhwc(F.fold(cols, (sh * (h - 1) + kh, sw * (w - 1) + kw), (kh, kw), stride=(sh, sw)))
+    top, left = ph - y0, pw - x0  # canvas row r is output row r − top
+    return F.pad(canvas, (-left, wo - canvas.shape[3] + left, -top, ho - canvas.shape[2] + top))
+
+
+class SmallMapConv2d(nn.Conv2d):
+    """A convolution that computes a small output as one matrix product (`conv2d_gemm`) where
+    that pays (`_gemm_pays`), others with oneDNN. `_placed` turns a plain nn.Conv2d into one
+    (option `gemm_small_maps`); parameters and state-dict keys are unchanged."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if x.dim() == 4 and not _reference_convolutions:
+            (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+            ho, wo = (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1
+            if _gemm_pays(ho * wo, weight):
+                return conv2d_gemm(x, weight, bias, self.stride, self.padding)
+        return super()._conv_forward(x, weight, bias)
+
+
+class SmallMapConvTranspose2d(BiasAddedConvTranspose2d):
+    """A transposed convolution that computes from a small input with one matrix product
+    (`conv_transpose2d_gemm`) where that pays (`_gemm_pays`), from others with oneDNN; its bias
+    added outside either way. `_placed` turns a plain nn.ConvTranspose2d into one (option
+    `gemm_small_maps`); parameters and state-dict keys are unchanged."""
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if x.dim() != 4 or _reference_convolutions or not _gemm_pays(x.shape[2] * x.shape[3], self.weight):
+            return super().forward(x, output_size)
+        output_padding = self._output_padding(x, output_size, self.stride, self.padding, self.kernel_size, 2,
+                                              self.dilation)
+        out = conv_transpose2d_gemm(x, self.weight, self.stride, self.padding, tuple(output_padding))
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+
+def _nhwc_only(t: torch.Tensor) -> bool:
+    """A 4-D tensor dense in NHWC but not in NCHW."""
+    return t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+class LayoutFreeFusedAdam(torch.optim.Adam):
+    """Fused Adam that updates an NHWC weight through its NHWC-ordered view. The fused CPU kernel
+    copies each tensor that is not NCHW-contiguous (`contiguous()`) before its one pass, which for
+    the NHWC weights of `channels_last` nearly doubled the update: the attention AE's 23.5 against
+    12.7 ms a step, GANomaly's 5.6 against 2.9 (results/benchmarks-adam-layout-cpu.md, `scripts/bench.py
+    --adam-layout`). Adam is element-wise, so the update of
+    the permuted views (parameter, gradient and both moments alike, each dense in that order) is
+    the same update; the state stays in the parameter's own shape, so checkpoints are unchanged."""
+
+    def _init_group(self, group: dict, params: list, *lists: list) -> Any:
+        has_complex = super()._init_group(group, params, *lists)
+        per_param = [lst for lst in lists if len(lst) == len(params)]
+        for i, p in enumerate(params):
+            # the fused kernel pairs elements by position: permute only where every tensor of
+            # this parameter (the step counts aside) is NHWC
+            mine = [lst for lst in per_param if lst[i].shape == p.shape]
+            if _nhwc_only(p) and all(_nhwc_only(lst[i]) for lst in mine):
+                params[i] = p.permute(0, 2, 3, 1)
+                for lst in mine:
+                    lst[i] = lst[i].permute(0, 2, 3, 1)
+        return has_complex
 
 
 def adam(params: Any, lr: float, betas: Any, weight_decay: float = 0.0) -> torch.optim.Adam:
     """Adam with the fused kernel where this torch has it (CPU and CUDA since 2.4): one pass
-    over the parameters per step, about 25% faster training for LSA's 26M-weight MFC stack."""
+    over the parameters per step, about 25% faster training for LSA's 26M-weight MFC stack; NHWC
+    weights through `LayoutFreeFusedAdam`."""
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, fused=True)
+        return LayoutFreeFusedAdam(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
 

@@ -31,7 +31,8 @@ from .fileio import archive_damage, atomic_open
 # like the device, picks other kernels for the same FP32 maths, and `fast_tanh` another FP32
 # formula within 2e-7; results/README.md shows the AUROCs of both paths): they neither name a
 # run nor stop a checkpoint from resuming
-EXECUTION_ONLY = frozenset({"score_batch_size", "checkpoint_every_s", "channels_last", "fast_tanh"})
+EXECUTION_ONLY = frozenset({"score_batch_size", "checkpoint_every_s", "channels_last", "fast_tanh",
+                            "gemm_small_maps"})
 
 
 def numeric_config(config: dict[str, Any]) -> dict[str, Any]:
