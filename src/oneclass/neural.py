@@ -43,8 +43,8 @@ NEURAL_DEFAULTS: dict[str, Any] = {
     "fast_tanh": None,
     # in NHWC, a convolution whose output (a transposed one: whose input) is one position, or two
     # to four with a large weight, runs as one matrix product over its live kernel taps, where
-    # oneDNN ran at a fifth to a half of the machine's rate (the 4×4 → 2×2 → 1×1 ends of DCGAN-style
-    # encoders and decoders; `GEMM_MAX_POSITIONS`). FP32 still. None: wherever `channels_last`
+    # oneDNN's kernels were measured slower (the 4×4 → 2×2 → 1×1 ends of DCGAN-style encoders and
+    # decoders; `GEMM_MAX_POSITIONS`). FP32 still. None: wherever `channels_last`
     # is on; False: oneDNN for every layer. Like the layout, not part of a run's identity.
     "gemm_small_maps": None,
 }
