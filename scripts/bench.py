@@ -11,11 +11,13 @@ threads, torch version) as JSON and Markdown."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -353,36 +355,55 @@ def main() -> None:
             record({**bench_neural(method, preset, train.images, args.device, args.seconds), **watch.finish()})
 
 
+def alternating_windows(sides: dict[str, Callable[[], object]], window_s: float, rounds: int,
+                        min_calls: int = 2, sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
+    """Seconds per call of each side, one timing window per side and round, the sides' order reversed
+    every other round (a, b, b, a, ...): a host whose speed drifts during a row (a shared VM's does,
+    by 20 % within a minute) then slows every side alike. Each side is called once first (warm-up)."""
+    for fn in sides.values():
+        fn()
+    sync()
+    names = list(sides)
+    per_call: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            calls, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < window_s or calls < min_calls:
+                sides[name]()
+                calls += 1
+            sync()
+            per_call[name].append((time.perf_counter() - t0) / calls)
+    return per_call
+
+
 def bench_option(method: str, preset: str, images: torch.Tensor, device: str, seconds: float, name: str,
                  rounds: int = 5) -> dict:
     """Training and scoring images/s of one method with a boolean option off and on: both models
-    are built once and timed in alternating windows (off, on, on, off, ...), and each side's
-    median window counts, so a host whose speed drifts during the row (a shared VM's does, by
-    20 % within a minute) moves both sides alike. The spread is that of the off windows."""
+    are built once and timed in alternating windows (`alternating_windows`), and each side's
+    median window counts. The spread is that of the off windows."""
     models = {on: _prepared(method, preset, images, device, {name: on}) for on in (False, True)}
-    windows: dict[str, dict[bool, list[float]]] = {"train": {False: [], True: []}, "score": {False: [], True: []}}
     for det, data, ctx, bs in models.values():
-        for _ in range(3):  # warm-up
+        for _ in range(2):  # warm-up (alternating_windows adds a third step)
             det.train_step(data[:bs], ctx)
+
+    def training(on: bool) -> Callable[[], object]:
+        det, data, ctx, bs = models[on]
+        steps = itertools.count()
+        return lambda: det.train_step(data[(next(steps) * bs) % (len(data) - bs):][:bs], ctx)
+
     searched = "search_steps" in models[True][0].config  # AnoGAN's latent search: a few images suffice
     n_score = 16 if searched else min(len(models[True][1]), 512)
-    for r in range(rounds):
-        for on in ((False, True) if r % 2 == 0 else (True, False)):
-            det, data, ctx, bs = models[on]
-            det.train_mode(True)
-            steps, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds / rounds or steps < 2:
-                det.train_step(data[(steps * bs) % (len(data) - bs):][:bs], ctx)
-                steps += 1
-            _sync(det.device)
-            windows["train"][on].append(steps * bs / (time.perf_counter() - t0))
-            _ready_to_score(det)
-            reps, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds / rounds / 2 or reps < 1:
-                det.score_components(data[:n_score])
-                reps += 1
-            windows["score"][on].append(reps * n_score / (time.perf_counter() - t0))
+    sync = lambda: _sync(models[True][0].device)  # noqa: E731
+    for det, *_ in models.values():
+        det.train_mode(True)
+    train_s = alternating_windows({on: training(on) for on in (False, True)}, seconds / rounds, rounds, sync=sync)
+    for det, *_ in models.values():
+        _ready_to_score(det)
+    score_s = alternating_windows({on: (lambda d=models[on][0], x=models[on][1][:n_score]: d.score_components(x))
+                                   for on in (False, True)}, seconds / rounds / 2, rounds, min_calls=1, sync=sync)
     det, data, ctx, bs = models[True]
+    windows = {"train": {on: [bs / t for t in train_s[on]] for on in (False, True)},
+               "score": {on: [n_score / t for t in score_s[on]] for on in (False, True)}}
     det.train_mode(True)
     with FlopCounterMode(display=False) as fc:
         det.train_step(data[:bs], ctx)
@@ -634,18 +655,11 @@ def bench_gemm_layer(transposed: bool, ci: int, co: int, k: int, s: int, p: int,
     else:
         sides = {"onednn": lambda: torch.nn.functional.conv2d(x, w, None, s, p),
                  "gemm": lambda: neural.conv2d_gemm(x, w, None, (s, s), (p, p))}
-    times: dict[str, list[float]] = {k: [] for k in sides}
-    for _ in range(3):
-        for name, fn in sides.items():
-            fn().sum().backward()  # warm-up
-            steps, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds / 6 or steps < 2:
-                fn().sum().backward()
-                steps += 1
-            times[name].append((time.perf_counter() - t0) / steps * 1e3)
+    times = alternating_windows({k: (lambda fn=fn: fn().sum().backward()) for k, fn in sides.items()},
+                                seconds / 6, rounds=3)
     out = sides["onednn"]().shape
     positions = (h * h) if transposed else out[2] * out[3]
-    ms = {k: float(np.median(v)) for k, v in times.items()}
+    ms = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
     return {"transposed": transposed, "in_channels": ci, "out_channels": co, "kernel": k, "stride": s, "padding": p,
             "map_in": h, "map_out": out[2], "batch": batch, "weight_elements": w.numel(),
             "onednn_ms": round(ms["onednn"], 2), "gemm_ms": round(ms["gemm"], 2),
@@ -686,16 +700,9 @@ def bench_adam_layout(method: str, preset: str, seconds: float) -> dict:
     for p in params:
         p.grad = torch.randn_like(p)
     opts = {"torch": torch.optim.Adam(params, lr=1e-4, fused=True), "oneclass": neural.adam(params, 1e-4, (0.9, 0.999))}
-    times: dict[str, list[float]] = {k: [] for k in opts}
-    for _ in range(3):
-        for name, opt in opts.items():
-            opt.step()  # warm-up (the moments are allocated)
-            steps, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds / 6 or steps < 3:
-                opt.step()
-                steps += 1
-            times[name].append((time.perf_counter() - t0) / steps * 1e3)
-    ms = {k: float(np.median(v)) for k, v in times.items()}
+    # the warm-up call allocates the moments
+    times = alternating_windows({k: opt.step for k, opt in opts.items()}, seconds / 6, rounds=3, min_calls=3)
+    ms = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
     nhwc = sum(p.numel() for p in params if neural._nhwc_only(p))
     return {"method": method, "preset": preset, "parameters": sum(p.numel() for p in params), "nhwc_parameters": nhwc,
             "torch_fused_adam_ms": round(ms["torch"], 2), "oneclass_adam_ms": round(ms["oneclass"], 2),
