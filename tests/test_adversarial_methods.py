@@ -229,6 +229,24 @@ def test_combined_scores_are_built_from_validation_normalised_components(embedde
     assert got[det.headline].shape == (len(test),)
 
 
+
+def test_attention_a_raw_is_eq7_of_the_raw_terms_then_scaled_as_a_whole(embedded_split):
+    """The paper's A (eq. 7) adds the raw con and fea, and eq. 8 then scales A itself: `a_raw` is
+    that sum, min-max scaled on the validation inliers; the headline `a` instead adds the terms
+    after scaling each, which weighs them differently wherever their raw ranges differ."""
+    s = embedded_split
+    x, val, test = s.train.images[:64], s.val.images[:40], s.test.images[::50]
+    det = oneclass.create("attn-entropy", "mnist", epochs=1, device="cpu", batch_size=32).fit(x, val, progress=False)
+    raw_val, raw_test = det._raw(det.prepare(val)), det._raw(det.prepare(test))
+    for raw in (raw_val, raw_test):
+        np.testing.assert_allclose(raw["a_raw"], 0.9 * raw["con"] + 0.1 * raw["fea"], rtol=1e-6)
+    lo, hi = raw_val["a_raw"].min(), raw_val["a_raw"].max()
+    got = det.score_components(test)
+    np.testing.assert_allclose(got["a_raw"], (raw_test["a_raw"] - lo) / (hi - lo), rtol=1e-6, atol=1e-9)
+    scaled = {k: (raw_test[k] - raw_val[k].min()) / (raw_val[k].max() - raw_val[k].min()) for k in ("con", "fea")}
+    np.testing.assert_allclose(got["a"], 0.9 * scaled["con"] + 0.1 * scaled["fea"], rtol=1e-6, atol=1e-9)
+
+
 def test_alocc_f1_at_tau_half_counts_low_d_as_novel():
     """1 − D(R(X)) above 0.5 (D below τ = 0.5) is novel: F1 of the novel class and of the
     target class at that threshold, on scores whose answer is known."""

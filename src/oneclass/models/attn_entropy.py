@@ -8,8 +8,12 @@ the generator copies its input through the 16×16 features (MNIST mean A 0.696 w
 0.899 without after only 5 epochs; results/README.md). `skips=True` gives the U-Net.
 G is trained as a denoising AE against a DCGAN discriminator D:
     L = λ_adv·L_adv + λ_con·‖x − x̂‖₁ + λ_fea·‖f(x) − f(x̂)‖₂ + λ_inf·(−Σ h log h)   (eq. 6)
-Score A = λ·con + (1 − λ)·fea with λ = 0.9 (eq. 7), con and fea min-max scaled with the
-validation inliers' statistics (saved with the model) instead of the test set's (eq. 8).
+Score A = λ·con + (1 − λ)·fea with λ = 0.9 (eq. 7). The paper adds the raw terms and min-max scales
+A itself (eq. 8, over the test set; a monotone map, so the AUROC is that of the sum): that is
+component `a_raw`, scaled with the validation inliers' statistics (saved with the model) instead of
+the test set's. The headline `a` adds the two terms after each is scaled so (the runs before
+`a_raw` existed have only this one); the two weigh con and fea differently wherever their raw
+ranges differ, and results/README.md sets their AUROCs side by side.
 
 Stated choices where the paper is silent: Skip-GANomaly's weights λ_adv = 1, λ_con = 50,
 λ_fea = 1; λ_inf = 1; Gaussian input noise σ = 0.1 (in [−1, 1] units); CBAM's ratio R = 16;
@@ -120,9 +124,9 @@ class AttnEntropyDetector(NeuralDetector):
         "cifar10": {"channels": 3, "size": 32},
         "coil100": {"channels": 3, "size": 32, "batch_size": 15},
     }
-    components = ("con", "fea", "a")
+    components = ("con", "fea", "a", "a_raw")
     headline = "a"
-    normalised = ("con", "fea")
+    normalised = ("con", "fea", "a_raw")
     map_headline = "con"  # the feature term lives in D's feature space, not on pixels
 
     def build_networks(self) -> dict[str, nn.Module]:
@@ -181,7 +185,8 @@ class AttnEntropyDetector(NeuralDetector):
 
     def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = self._parts(x)
-        return {"con": parts["con"], "fea": parts["fea"]}
+        lam = float(self.config["score_lambda"])
+        return {"con": parts["con"], "fea": parts["fea"], "a_raw": lam * parts["con"] + (1.0 - lam) * parts["fea"]}
 
     def combine(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         lam = float(self.config["score_lambda"])
