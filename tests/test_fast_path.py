@@ -51,12 +51,13 @@ def test_both_layouts_give_the_same_scores_and_losses(method, embedded_split):
         assert float(losses[True][k]) == pytest.approx(float(losses[False][k]), rel=1e-4, abs=1e-6), k
 
 
-@pytest.mark.parametrize("method", ["dae", "vae", "memae"])
+@pytest.mark.parametrize("method", ["dae", "vae", "memae", "oled"])
 def test_every_feature_map_stays_nhwc_through_ambiguous_layers(method, embedded_split):
     """A 1-channel image batch, a 1×1 kernel, a single-input-channel weight and a feature map
     reshaped from a linear layer are each contiguous in both layouts: without NHWC strides forced
     on them, oneDNN ran those convolutions, and the batch norms and activations after them, in NCHW
-    with a reorder at each change (VAE MNIST trained 16 % slower)."""
+    with a reorder at each change (VAE MNIST trained 16 % slower). OLED upsamples such a reshaped
+    map: in NCHW its 4× larger output was copied to NHWC by the next convolution."""
     layouts = {}
     for on in (False, True):
         det = oneclass.create(method, "mnist", seed=0, device="cpu", batch_size=16, channels_last=on)
@@ -69,7 +70,7 @@ def test_every_feature_map_stays_nhwc_through_ambiguous_layers(method, embedded_
 
         for net in det.networks.values():
             for name, m in net.named_modules():
-                if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.BatchNorm2d)):
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.BatchNorm2d, torch.nn.Upsample)):
                     m.register_forward_hook(lambda mod, a, o, name=name: record(mod, a, o, name))
         det.train_mode(True)
         det.train_step(det.prepare(embedded_split.train.images[:16]), StepContext(1, 0, torch.Generator().manual_seed(0)))

@@ -166,7 +166,7 @@ class NeuralDetector(Detector):
     def _placed(self, networks: nn.ModuleDict) -> nn.ModuleDict:
         """On the device, in the memory format of `channels_last` (it converts 4-D weights only: a
         video model's 3-D convolutions and every linear layer stay as they are). With it, each 2-D
-        convolution also gets its input in NHWC, so the feature maps stay NHWC end to end."""
+        convolution and upsampling also gets its input in NHWC, so the feature maps stay NHWC end to end."""
         networks = networks.to(self.device)
         if self.device.type == "cpu":
             keep_freed_memory()  # process-wide: no page faults for each step's fresh feature maps
@@ -182,7 +182,9 @@ class NeuralDetector(Detector):
                     for t in tensors.values():
                         if t is not None and t.dim() == 4:
                             t.data = _nhwc(t.data)
-                if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Upsample)):
+                    # an upsampling fed by a reshaped linear layer (OLED's and CAE's decoders) would
+                    # otherwise produce its 4× larger map in NCHW, for the next conv to copy
                     module.register_forward_pre_hook(_nhwc_input)
         return networks
 
