@@ -78,6 +78,27 @@ def test_a_run_finished_under_other_defaults_is_not_reused_but_reported(tmp_path
     assert "other settings than today's defaults**: nu 0.2 → 0.1" in report(tmp_path, write=False)
 
 
+
+def test_a_component_only_newer_runs_have_is_reported_over_those_runs():
+    """A score component added to a method after some of its runs (the attention AE's a_raw):
+    every cell is over the runs that have it, with their seeds named, and the old component's
+    cells are unchanged; a class with no such run shows "–", never a mean over fewer classes."""
+    from oneclass.report import group_table
+
+    def run(cls, seed, a, a_raw=None):
+        metrics = {"a": {"auroc": a}, **({"a_raw": {"auroc": a_raw}} if a_raw is not None else {})}
+        return {"method": "attn-entropy", "dataset": "mnist", "protocol": "standard", "normal_class": cls,
+                "seed": seed, "metrics": metrics, "options": {}}
+
+    runs = [run(0, 0, 0.90), run(0, 1, 0.80, 0.84), run(1, 0, 0.70), run(1, 1, 0.60, 0.64)]
+    header, rows, _ = group_table(runs)
+    a, a_raw = header.index("a AUROC"), header.index("a_raw AUROC")
+    assert rows[0][a] == "0.850 ± 0.071" and rows[0][a_raw] == "0.840 (seed 1)"
+    assert rows[1][a_raw] == "0.640 (seed 1)"
+    assert rows[2][a] == "0.750 ± 0.071" and rows[2][a_raw] == "0.740 (seed 1)"  # seed 1 has every class
+    header, rows, _ = group_table(runs[:3])  # class 1 has no run with it
+    assert rows[1][header.index("a_raw AUROC")] == "–" and rows[2][header.index("a_raw AUROC")] == "–"
+
 BASE = dict(method="ocsvm", dataset="mnist-embedded", classes=[0], options={"nu": 0.1})
 
 

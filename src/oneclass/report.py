@@ -85,11 +85,13 @@ def _mean_std(values: list[float], digits: int = 3) -> str:
 def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, rows (one per class, then the mean over classes) and notes for one group of runs.
     With several seeds a cell is mean ± standard deviation over seeds; the mean row's spread is
-    that of the per-seed class means, over the seeds that have every class."""
+    that of the per-seed class means, over the seeds that have every class. A component that only
+    some runs have (one added to a method after its first runs) is shown over those runs, with
+    their seeds named in the cell."""
     first = runs[0]
     method, dataset, protocol = first["method"], first["dataset"], first["protocol"]
     options = json.dumps(first.get("options", {}), sort_keys=True)
-    components = list(first["metrics"])
+    components = list(dict.fromkeys(c for r in runs for c in r["metrics"]))
     by_class: dict[int, list[dict[str, Any]]] = {}
     for r in runs:
         by_class.setdefault(r["normal_class"], []).append(r)
@@ -112,7 +114,7 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
         rs = sorted(by_class[cls], key=lambda r: r["seed"])
         row = [f"{cls} ({rs[0].get('normal_class_name', cls)})"]
         for c in components:
-            row.append(_mean_std([r["metrics"][c]["auroc"] for r in rs]))
+            row.append(_over_runs_with(c, rs, lambda r, c=c: r["metrics"][c]["auroc"], len(rs)))
             pv = paper_value(method, dataset, protocol, c, options)
             if pv:
                 per = pv.get("per_class")
@@ -129,11 +131,18 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
     mean_row = [f"mean ({len(by_class)} classes)"]
     notes = []
     for c in components:
-        if complete:
-            per_seed = [float(np.mean([r["metrics"][c]["auroc"] for r in runs if r["seed"] == s])) for s in complete]
-            mean_row.append(_mean_std(per_seed))
+        has = [r for r in runs if c in r["metrics"]]
+        complete_c = [s for s in complete if all(any(r["seed"] == s for r in rs if c in r["metrics"])
+                                                 for rs in by_class.values())]
+        if complete_c:
+            per_seed = [float(np.mean([r["metrics"][c]["auroc"] for r in has if r["seed"] == s])) for s in complete_c]
+            cell = _mean_std(per_seed)
+            mean_row.append(cell if complete_c == complete else f"{cell} (seed{'s' * (len(complete_c) > 1)} "
+                            f"{','.join(map(str, complete_c))})")
+        elif complete or any(not any(c in r["metrics"] for r in rs) for rs in by_class.values()):
+            mean_row.append("–")  # no seed with every class has it, or a class never has it
         else:  # no seed has every class: the mean of the class means
-            mean_row.append(_fmt(float(np.mean([np.mean([r["metrics"][c]["auroc"] for r in rs])
+            mean_row.append(_fmt(float(np.mean([np.mean([r["metrics"][c]["auroc"] for r in rs if c in r["metrics"]])
                                                 for rs in by_class.values()]))))
         pv = paper_value(method, dataset, protocol, c, options)
         if pv:
@@ -147,6 +156,18 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
     mean_row.append(",".join(map(str, complete)))
     rows.append(mean_row)
     return header, rows, notes
+
+
+def _over_runs_with(component: str, runs: list[dict[str, Any]], value: Any, n_runs: int) -> str:
+    """`_mean_std` of a component over the runs that have it; "–" where none has it, and the seeds
+    named where only some have it."""
+    has = [r for r in runs if component in r["metrics"]]
+    if not has:
+        return "–"
+    cell = _mean_std([value(r) for r in has])
+    if len(has) == n_runs:
+        return cell
+    return f"{cell} (seed{'s' * (len(has) > 1)} {','.join(str(r['seed']) for r in has)})"
 
 
 def _chosen(run: dict[str, Any]) -> str:
