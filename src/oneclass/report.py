@@ -114,7 +114,7 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
         rs = sorted(by_class[cls], key=lambda r: r["seed"])
         row = [f"{cls} ({rs[0].get('normal_class_name', cls)})"]
         for c in components:
-            row.append(_over_runs_with(c, rs, lambda r, c=c: r["metrics"][c]["auroc"], len(rs)))
+            row.append(_auroc_over_runs_with(c, rs))
             pv = paper_value(method, dataset, protocol, c, options)
             if pv:
                 per = pv.get("per_class")
@@ -158,14 +158,14 @@ def group_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]],
     return header, rows, notes
 
 
-def _over_runs_with(component: str, runs: list[dict[str, Any]], value: Any, n_runs: int) -> str:
-    """`_mean_std` of a component over the runs that have it; "–" where none has it, and the seeds
-    named where only some have it."""
+def _auroc_over_runs_with(component: str, runs: list[dict[str, Any]]) -> str:
+    """`_mean_std` of a component's AUROC over the runs that have it; "–" where none has it, and
+    the seeds named where only some have it."""
     has = [r for r in runs if component in r["metrics"]]
     if not has:
         return "–"
-    cell = _mean_std([value(r) for r in has])
-    if len(has) == n_runs:
+    cell = _mean_std([r["metrics"][component]["auroc"] for r in has])
+    if len(has) == len(runs):
         return cell
     return f"{cell} (seed{'s' * (len(has) > 1)} {','.join(str(r['seed']) for r in has)})"
 
