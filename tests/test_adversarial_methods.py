@@ -319,3 +319,23 @@ def test_labelled_epoch_choice_scores_s_avg_of_components_scaled_on_the_selectio
     scaled = {k: MinMax.fit(v)(v) for k, v in raw.items()}
     assert got == pytest.approx(-auroc(labels, (scaled["rec"] + scaled["mask"] + scaled["cont"]) / 3))
     assert got != pytest.approx(-auroc(labels, (raw["rec"] + raw["mask"] + raw["cont"]) / 3))
+
+
+def test_labelled_epoch_choice_logs_each_components_selection_auroc(tiny_fitted, embedded_data):
+    """Beside the headline's negated AUROC the trainer minimises, each other component's AUROC on
+    the selection set (positive: for reading, not for the choice)."""
+    from oneclass.metrics import auroc
+    det = tiny_fitted["oled"]
+    test = embedded_data[1]
+    images = det.prepare(test.images[::20])
+    labels = (test.labels[::20] != 3).numpy().astype(np.int64)
+    det._selection = (images, labels)
+    try:
+        got = det.epoch_metrics()
+    finally:
+        det._selection = None
+    raw = det._raw(images)
+    assert set(got) == {"val_auroc", "selection_auroc_rec", "selection_auroc_mask", "selection_auroc_cont"}
+    for k in ("rec", "mask", "cont"):
+        assert got[f"selection_auroc_{k}"] == pytest.approx(auroc(labels, raw[k]))
+    assert len({round(v, 9) for v in got.values()}) == 4  # four different quantities, none negated twice

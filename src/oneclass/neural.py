@@ -216,13 +216,16 @@ class NeuralDetector(Detector):
     def epoch_metrics(self) -> dict[str, float]:
         """Whole-set quantities the trainer adds to each epoch's validation record: with a
         labelled selection set, the negated AUROC of the headline score (lower is better), its
-        normalised components min-max scaled over the selection set itself."""
+        normalised components min-max scaled over the selection set itself; beside it, for the
+        reader only, each other component's AUROC on the same set (`selection_auroc_<name>`), so a
+        log shows which term separates best without a test label."""
         if getattr(self, "_selection", None) is None:
             return {}
         images, labels = self._selection
         raw = self._raw(images)
         scores = self.combine({k: MinMax.fit(v)(v) if k in self.normalised else v for k, v in raw.items()})
-        return {"val_auroc": -auroc(labels, scores[self.headline])}
+        return {"val_auroc": -auroc(labels, scores[self.headline]),
+                **{f"selection_auroc_{k}": auroc(labels, scores[k]) for k in self.components if k != self.headline}}
 
     def _raw(self, images: torch.Tensor) -> dict[str, np.ndarray]:
         return self._batched(self.raw_scores, images)
