@@ -264,3 +264,20 @@ def test_the_oled_harness_reads_each_scores_chosen_epoch_from_the_codes_printout
     # the code saves a score's models only on a strictly higher AUC: a tie keeps the earlier epoch
     assert got["selected_epoch"] == {"rec": 2, "mask": 1, "cont": 3, "avg": 2}
     assert "tensorflow" in oled.missing_modules(__import__("sys").executable, oled.WORKER_MODULES)
+
+
+def test_each_row_is_held_to_the_official_code_where_it_misses_its_paper_else_to_the_paper():
+    from oneclass.report import gap_to_target
+    paper = {"mean": 0.97, "per_class": [0.96, 0.98, 0.70]}
+    ours = {0: 0.70, 1: 0.80}
+    # the official code ran and misses the paper: ours is held to it, over the classes both ran
+    assert gap_to_target(ours, paper, {0: 0.50, 1: 0.60, 2: 0.99}, 3) == "official code 0.550: +0.200, met"
+    assert gap_to_target({0: 0.5}, None, {0: 0.6}, 3) == "official code 0.600: −0.100"  # no paper value there
+    # the official code reaches its paper (within a point): the paper is the target
+    assert gap_to_target(ours, paper, {0: 0.96, 1: 0.975}, 3) == "paper 0.9700: −0.220"
+    # no official run on these classes: the paper's per-class values over ours' classes
+    assert gap_to_target({2: 0.691}, paper, {0: 0.5}, 3) == "paper 0.7000: −0.009, met"
+    # every class: the paper's printed mean (not the mean of its rounded per-class values)
+    assert gap_to_target({0: 0.9, 1: 0.9, 2: 0.9}, paper, None, 3) == "paper 0.9700: −0.070"
+    assert gap_to_target({0: 0.9}, {"mean": 0.97}, None, 3) == "–"  # a subset, and no per-class values
+    assert gap_to_target(ours, None, None, 3) == "–"
