@@ -201,6 +201,15 @@ def test_generator_shapes_and_ablation_switches():
         out, _ = g(torch.zeros(2, 1, 32, 32))
         assert out.shape == (2, 1, 32, 32)
     assert plain.out.in_channels == 64 and unet.out.in_channels == 128  # U-Net concatenates the 64 encoder maps
+    # the latent length t is an option (the paper gives none): the code h and the decoder's input follow it
+    for skips in (False, True):
+        small = UNetGenerator(1, skips=skips, latent=100)
+        out, code = small(torch.zeros(2, 1, 32, 32))
+        assert out.shape == (2, 1, 32, 32) and code.shape == (2, 100, 1, 1)
+        assert small.up[0][0].in_channels == 100 and small.down[-1][0].out_channels == 100
+    det = built("attn-entropy", latent=64)
+    _, code = det.networks["G"](det.inputs(det.prepare(oneclass.datasets.embedded()[0].images[:4])))
+    assert code.shape[1] == 64 and det.config["latent"] == 64
     # the entropy switch removes the latent entropy term from the generator's loss
     batch = oneclass.datasets.embedded()[0].images[:8]
     for entropy in (True, False):

@@ -2,6 +2,7 @@
 import csv
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,6 +211,21 @@ def test_labelled_epoch_selection_runs_through_evaluate(tmp_path):
     (record,) = evaluate(spec, None, tmp_path, progress=False, echo=lambda s: None)
     assert record["fit"]["best_value"] < 0  # −AUROC on the selection set, not a loss
     assert record["protocol_info"]["selection"] > 0
+
+
+def test_an_option_added_later_names_no_run_at_its_old_value():
+    """The attention AE's runs were recorded before it had `latent`: at 512 (what they ran) today's
+    identity is theirs, so `evaluate` finds them; another value is another run."""
+    from oneclass.evaluation import identity_of, run_identity, run_key
+    record = json.loads((Path(__file__).resolve().parents[1] / "results" / "attn-entropy__mnist__standard__e15__874ecbd88f"
+                         / "class0_seed0.json").read_text())
+    assert "latent" not in record["config"] and run_key(identity_of(record)) == record["run_key"] == "874ecbd88f"
+    config = oneclass.create("attn-entropy", "mnist", epochs=15, device="cpu").config
+    assert config["latent"] == 512
+    today = run_identity("attn-entropy", "mnist", config, "mnist", record["data_source"], "standard", {})
+    assert "latent" not in today["config"] and run_key(today) == record["run_key"]
+    other = run_identity("attn-entropy", "mnist", {**config, "latent": 100}, "mnist", record["data_source"], "standard", {})
+    assert other["config"]["latent"] == 100 and run_key(other) != record["run_key"]
 
 
 def test_epochs_change_the_run_identity(tmp_path):

@@ -130,6 +130,22 @@ def test_resume_refuses_a_checkpoint_of_another_configuration(data, tmp_path):
         make(epochs=1).fit(x, val, progress=False, checkpoint=tmp_path / "zip.ckpt", resume=True)
 
 
+def test_a_checkpoint_written_before_an_option_was_added_resumes_at_its_old_value(data, tmp_path):
+    """`latent` came to the attention AE after runs of it were under way: a checkpoint that lacks
+    it resumes at 512 (what the network was), and is refused under another value."""
+    x, val, _ = data
+    make("attn-entropy", epochs=1).fit(x, val, progress=False, checkpoint=tmp_path / "c.ckpt")
+    ck = torch.load(tmp_path / "c.ckpt", weights_only=True)
+    del ck["config"]["latent"]  # as written by the code before the option
+    torch.save(ck, tmp_path / "c.ckpt")
+    resumed = make("attn-entropy", epochs=1).fit(x, val, progress=False, checkpoint=tmp_path / "c.ckpt", resume=True)
+    assert resumed.fit_info["resumed_from"] == 1 and resumed.fit_info["epochs_run"] == 1
+    torch.save(ck, tmp_path / "c.ckpt")
+    with pytest.raises(OneClassError, match=r"another configuration \(attn-entropy, seed 3; differs in latent\)"):
+        make("attn-entropy", epochs=1, latent=100).fit(x, val, progress=False, checkpoint=tmp_path / "c.ckpt",
+                                                       resume=True)
+
+
 def test_best_epoch_is_kept_and_early_stopping(data):
     x, val, _ = data
     # a large step: validation rec is best after epoch 1 and worse for the next two

@@ -139,6 +139,10 @@ class Detector:
     headline: ClassVar[str] = ""
     # options whose default does not show their type (None, or a string that may also be a number)
     option_types: ClassVar[dict[str, str]] = {}
+    # options added after runs of the method were recorded, each with the value that does what the
+    # method did before: at that value an option is no part of a run's identity, so those runs keep
+    # their keys (and their checkpoints resume); any other value names new runs
+    added_later: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, preset: str = "mnist", *, epochs: int | None = None, seed: int = 0,
                  device: str | None = "auto", **overrides: Any) -> None:

@@ -62,8 +62,12 @@ class EvalSpec:
 def run_identity(method: str, preset: str, config: dict[str, Any], dataset: str, data_source: str,
                  protocol: str, variant: dict[str, Any]) -> dict[str, Any]:
     """Everything that changes a run's numbers, but its class and seed (they name the file)."""
+    try:
+        later = detector_class(method).added_later
+    except OneClassError:
+        later = {}
     return {"key_version": RUN_KEY_VERSION, "method": method, "preset": preset,
-            "config": dict(sorted(numeric_config(config).items())),
+            "config": dict(sorted(numeric_config(config, later).items())),
             "dataset": dataset, "data_source": data_source, "protocol": protocol,
             "protocol_options": dict(sorted(variant.items()))}
 

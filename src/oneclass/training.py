@@ -35,9 +35,11 @@ EXECUTION_ONLY = frozenset({"score_batch_size", "checkpoint_every_s", "channels_
                             "gemm_small_maps"})
 
 
-def numeric_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a method's configuration that changes its numbers."""
-    return {k: v for k, v in config.items() if k not in EXECUTION_ONLY}
+def numeric_config(config: dict[str, Any], added_later: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The part of a method's configuration that changes its numbers, less the options the method
+    added later (`Detector.added_later`) at the value that keeps its old behaviour."""
+    later = added_later or {}
+    return {k: v for k, v in config.items() if k not in EXECUTION_ONLY and not (k in later and later[k] == v)}
 
 
 def seed_everything(seed: int) -> None:
@@ -223,7 +225,8 @@ class Trainer:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""  # torch's own text runs to a page
             raise OneClassError(f"cannot resume: checkpoint {self.checkpoint} is unreadable "
                                 f"({type(e).__name__}: {first_line}); delete it to start over") from e
-        saved, current = numeric_config(ck.get("config") or {}), numeric_config(method.config)
+        later = getattr(method, "added_later", {})
+        saved, current = numeric_config(ck.get("config") or {}, later), numeric_config(method.config, later)
         if ck.get("method") != method.name or saved != current or ck.get("seed") != self.seed:
             # name the keys, so an option added since the checkpoint was written shows as the cause
             keys = sorted(k for k in set(saved) | set(current) if saved.get(k, ...) != current.get(k, ...))

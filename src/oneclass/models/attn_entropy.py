@@ -16,7 +16,8 @@ the test set's. The headline `a` adds the two terms after each is scaled so (the
 ranges differ, and results/README.md sets their AUROCs side by side.
 
 Stated choices where the paper is silent: Skip-GANomaly's weights λ_adv = 1, λ_con = 50,
-λ_fea = 1; λ_inf = 1; Gaussian input noise σ = 0.1 (in [−1, 1] units); CBAM's ratio R = 16;
+λ_fea = 1; λ_inf = 1; Gaussian input noise σ = 0.1 (in [−1, 1] units); CBAM's ratio R = 16; a
+latent code h of 512 values (Skip-GANomaly's bottleneck; option `latent`);
 Adam β1 = 0.5 (Skip-GANomaly) with the paper's learning rate 1e-3."""
 from __future__ import annotations
 
@@ -53,29 +54,32 @@ def entropy_loss(code: torch.Tensor) -> torch.Tensor:
 
 
 class UNetGenerator(nn.Module):
-    """Skip-GANomaly's generator for 32×32 inputs: five 4×4/2 conv stages 64-128-256-512-512 down
-    to a 1×1 bottleneck (BN except on the first and the innermost, LeakyReLU 0.2); transposed
+    """Skip-GANomaly's generator for 32×32 inputs: five 4×4/2 conv stages 64-128-256-512-`latent`
+    down to a 1×1 bottleneck of `latent` channels (512 in Skip-GANomaly; the paper gives no length
+    for its h) (BN except on the first and the innermost, LeakyReLU 0.2); transposed
     4×4/2 convs back up (BN, ReLU), with `skips` each decoder stage concatenated with the encoder
     features of its resolution (the U-Net); tanh output. Channel attention after every block when `attention`."""
 
     WIDTHS = (64, 128, 256, 512, 512)
 
-    def __init__(self, channels: int, attention: bool = True, ratio: int = 16, skips: bool = False) -> None:
+    def __init__(self, channels: int, attention: bool = True, ratio: int = 16, skips: bool = False,
+                 latent: int = 512) -> None:
         super().__init__()
         self.skips = skips  # False: a plain symmetric AE (the paper's text describes no skips)
+        widths = (*self.WIDTHS[:-1], int(latent))  # the bottleneck h: its length t is unpublished
         att = (lambda c: ChannelAttention(c, ratio)) if attention else (lambda c: nn.Identity())
         self.down = nn.ModuleList()
         c = channels
-        for k, w in enumerate(self.WIDTHS):
+        for k, w in enumerate(widths):
             layers: list[nn.Module] = [nn.Conv2d(c, w, 4, 2, 1, bias=False)]
-            if 0 < k < len(self.WIDTHS) - 1:
+            if 0 < k < len(widths) - 1:
                 layers.append(nn.BatchNorm2d(w))
-            layers.append(nn.LeakyReLU(0.2) if k < len(self.WIDTHS) - 1 else nn.ReLU())
+            layers.append(nn.LeakyReLU(0.2) if k < len(widths) - 1 else nn.ReLU())
             layers.append(att(w))
             self.down.append(nn.Sequential(*layers))
             c = w
         self.up = nn.ModuleList()
-        skips = list(reversed(self.WIDTHS[:-1]))  # 512, 256, 128, 64
+        skips = list(reversed(widths[:-1]))  # 512, 256, 128, 64
         for k, w in enumerate(skips):
             c_in = c if k == 0 or not self.skips else c + skips[k - 1]
             self.up.append(nn.Sequential(nn.ConvTranspose2d(c_in, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w),
@@ -116,7 +120,7 @@ class DCGANDiscriminator(nn.Module):
 class AttnEntropyDetector(NeuralDetector):
     name = "attn-entropy"
     description = "Attention + entropy AE (Tian et al. MMAsia 2020): Skip-GANomaly with channel attention and latent entropy loss"
-    defaults = {**NEURAL_DEFAULTS, "value_range": (-1.0, 1.0), "attention": True, "entropy": True, "ratio": 16, "skips": False,
+    defaults = {**NEURAL_DEFAULTS, "value_range": (-1.0, 1.0), "attention": True, "entropy": True, "ratio": 16, "skips": False, "latent": 512,
                 "noise_std": 0.1, "w_adv": 1.0, "w_con": 50.0, "w_fea": 1.0, "w_inf": 1.0, "score_lambda": 0.9,
                 "lr": 1e-3, "betas": (0.5, 0.999), "batch_size": 64, "epochs": 15}
     presets = {
@@ -124,6 +128,7 @@ class AttnEntropyDetector(NeuralDetector):
         "cifar10": {"channels": 3, "size": 32},
         "coil100": {"channels": 3, "size": 32, "batch_size": 15},
     }
+    added_later = {"latent": 512}
     components = ("con", "fea", "a", "a_raw")
     headline = "a"
     normalised = ("con", "fea", "a_raw")
@@ -132,7 +137,7 @@ class AttnEntropyDetector(NeuralDetector):
     def build_networks(self) -> dict[str, nn.Module]:
         c = self.channels
         return {"G": UNetGenerator(c, bool(self.config["attention"]), int(self.config["ratio"]),
-                                   bool(self.config["skips"])),
+                                   bool(self.config["skips"]), int(self.config["latent"])),
                 "D": DCGANDiscriminator(c)}
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
