@@ -311,20 +311,25 @@ def test_threshold_unit_keeping_everything_masks_nothing():
     assert (threshold_unit(a, keep=1.0) == 1).all() and threshold_unit(a, keep=1.0).shape == a.shape
 
 
-def test_labelled_epoch_choice_scores_s_avg_of_components_scaled_on_the_selection_set(tiny_fitted, embedded_data):
-    """OLED's select=val_auroc (the official code's epoch choice): −AUROC of s_avg, whose three
-    components are each min-max scaled over the labelled selection set itself."""
-    from oneclass.metrics import MinMax, auroc
-    det = tiny_fitted["oled"]
+def _selection_metrics(det, embedded_data):
+    """`epoch_metrics` of a fitted detector on a labelled selection set (every 20th embedded test
+    digit, novel = not 3), with those labels and the raw component scores of the set."""
     test = embedded_data[1]
     images = det.prepare(test.images[::20])
     labels = (test.labels[::20] != 3).numpy().astype(np.int64)
     det._selection = (images, labels)
     try:
-        got = det.epoch_metrics()["val_auroc"]
+        return det.epoch_metrics(), labels, det._raw(images)
     finally:
         det._selection = None
-    raw = det._raw(images)
+
+
+def test_labelled_epoch_choice_scores_s_avg_of_components_scaled_on_the_selection_set(tiny_fitted, embedded_data):
+    """OLED's select=val_auroc (the official code's epoch choice): −AUROC of s_avg, whose three
+    components are each min-max scaled over the labelled selection set itself."""
+    from oneclass.metrics import MinMax, auroc
+    metrics, labels, raw = _selection_metrics(tiny_fitted["oled"], embedded_data)
+    got = metrics["val_auroc"]
     scaled = {k: MinMax.fit(v)(v) for k, v in raw.items()}
     assert got == pytest.approx(-auroc(labels, (scaled["rec"] + scaled["mask"] + scaled["cont"]) / 3))
     assert got != pytest.approx(-auroc(labels, (raw["rec"] + raw["mask"] + raw["cont"]) / 3))
@@ -334,16 +339,7 @@ def test_labelled_epoch_choice_logs_each_components_selection_auroc(tiny_fitted,
     """Beside the headline's negated AUROC the trainer minimises, each other component's AUROC on
     the selection set (positive: for reading, not for the choice)."""
     from oneclass.metrics import auroc
-    det = tiny_fitted["oled"]
-    test = embedded_data[1]
-    images = det.prepare(test.images[::20])
-    labels = (test.labels[::20] != 3).numpy().astype(np.int64)
-    det._selection = (images, labels)
-    try:
-        got = det.epoch_metrics()
-    finally:
-        det._selection = None
-    raw = det._raw(images)
+    got, labels, raw = _selection_metrics(tiny_fitted["oled"], embedded_data)
     assert set(got) == {"val_auroc", "selection_auroc_rec", "selection_auroc_mask", "selection_auroc_cont"}
     for k in ("rec", "mask", "cont"):
         assert got[f"selection_auroc_{k}"] == pytest.approx(auroc(labels, raw[k]))

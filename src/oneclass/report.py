@@ -483,11 +483,8 @@ def _where(dataset: str, protocol: str, fraction: float | None) -> str:
 def _mean_metric(rs: list[dict[str, Any]], head: str, key: str, empty: str = "") -> str:
     """Mean over classes of each class's mean over its seeds, of one metric of the headline score
     (runs without it left out): a class with more seeds finished weighs no more than another."""
-    per_class: dict[Any, list[float]] = {}
-    for r in rs:
-        if key in r["metrics"][head]:
-            per_class.setdefault(r["normal_class"], []).append(r["metrics"][head][key])
-    return _fmt(float(np.mean([np.mean(v) for v in per_class.values()]))) if per_class else empty
+    per_class = _class_means([r for r in rs if key in r["metrics"][head]], lambda r: r["metrics"][head][key])
+    return _fmt(float(np.mean(list(per_class.values())))) if per_class else empty
 
 
 def _seed_count(rs: list[dict[str, Any]]) -> str:
