@@ -256,6 +256,27 @@ def test_attention_a_raw_is_eq7_of_the_raw_terms_then_scaled_as_a_whole(embedded
     np.testing.assert_allclose(got["a"], 0.9 * scaled["con"] + 0.1 * scaled["fea"], rtol=1e-6, atol=1e-9)
 
 
+def test_attention_a_mse_is_skip_ganomaly_codes_score(embedded_split):
+    """Skip-GANomaly's test code scores 0.9·mean((x − x̂)²) + 0.1·mean((f(x) − f(x̂))²): `con_mse` is
+    the squared pixel error per image (against a hand computation from G's output), `a_mse` that sum,
+    scaled as a whole on the validation inliers; neither is a training loss in the logs."""
+    s = embedded_split
+    x, val, test = s.train.images[:64], s.val.images[:40], s.test.images[::50]
+    det = oneclass.create("attn-entropy", "mnist", epochs=1, device="cpu", batch_size=32).fit(x, val, progress=False)
+    inputs = det.inputs(det.prepare(test))
+    with torch.inference_mode():
+        det.train_mode(False)
+        fake = det.networks["G"](inputs)[0]
+    raw_val, raw_test = det._raw(det.prepare(val)), det._raw(det.prepare(test))
+    np.testing.assert_allclose(raw_test["con_mse"], ((fake - inputs) ** 2).mean((1, 2, 3)).numpy(), rtol=1e-5)
+    for raw in (raw_val, raw_test):
+        np.testing.assert_allclose(raw["a_mse"], 0.9 * raw["con_mse"] + 0.1 * raw["fea"], rtol=1e-6)
+    lo, hi = raw_val["a_mse"].min(), raw_val["a_mse"].max()
+    np.testing.assert_allclose(det.score_components(test)["a_mse"], (raw_test["a_mse"] - lo) / (hi - lo),
+                               rtol=1e-6, atol=1e-9)
+    assert set(det.fit_info["history"][-1]["val"]) == {"con", "fea", "inf"}  # the losses of eq. 6
+
+
 def test_alocc_f1_at_tau_half_counts_low_d_as_novel():
     """1 − D(R(X)) above 0.5 (D below τ = 0.5) is novel: F1 of the novel class and of the
     target class at that threshold, on scores whose answer is known."""

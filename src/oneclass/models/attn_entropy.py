@@ -14,6 +14,12 @@ component `a_raw`, scaled with the validation inliers' statistics (saved with th
 the test set's. The headline `a` adds the two terms after each is scaled so (the runs before
 `a_raw` existed have only this one); the two weigh con and fea differently wherever their raw
 ranges differ, and results/README.md sets their AUROCs side by side.
+The paper's A is "the novelty score proposed in [AnoGAN] and also employed in [EGBAD]", the one
+Skip-GANomaly scores with; Skip-GANomaly's public test code (samet-akcay/skip-ganomaly,
+`lib/models/skipganomaly.py`) takes the *squared* pixel error there, not its L1 training loss:
+0.9·mean((x − x̂)²) + 0.1·mean((f(x) − f(x̂))²), then min-max over the test set. Components
+`con_mse` and `a_mse` are that score's pixel term and that score (scaled like `a_raw`), so the
+reading of eq. 7 that code implies is measured beside the paper's text (results/README.md).
 
 Stated choices where the paper is silent: Skip-GANomaly's weights λ_adv = 1, λ_con = 50,
 λ_fea = 1; λ_inf = 1; Gaussian input noise σ = 0.1 (in [−1, 1] units); CBAM's ratio R = 16; a
@@ -129,9 +135,9 @@ class AttnEntropyDetector(NeuralDetector):
         "coil100": {"channels": 3, "size": 32, "batch_size": 15},
     }
     added_later = {"latent": 512}
-    components = ("con", "fea", "a", "a_raw")
+    components = ("con", "fea", "a", "a_raw", "con_mse", "a_mse")
     headline = "a"
-    normalised = ("con", "fea", "a_raw")
+    normalised = ("con", "fea", "a_raw", "con_mse", "a_mse")
     map_headline = "con"  # the feature term lives in D's feature space, not on pixels
 
     def build_networks(self) -> dict[str, nn.Module]:
@@ -179,11 +185,14 @@ class AttnEntropyDetector(NeuralDetector):
         fake, code = self.networks["G"](x)
         _, f_real = self.networks["D"](x)
         _, f_fake = self.networks["D"](fake)
-        return {"con": (fake - x).abs().flatten(1).mean(1), "fea": (f_fake - f_real).pow(2).flatten(1).mean(1),
-                "inf": entropy_loss(code)}
+        residual = (fake - x).flatten(1)
+        return {"con": residual.abs().mean(1), "con_mse": residual.pow(2).mean(1),
+                "fea": (f_fake - f_real).pow(2).flatten(1).mean(1), "inf": entropy_loss(code)}
 
     def validation_losses(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self._parts(self.inputs(batch))
+        parts = self._parts(self.inputs(batch))
+        del parts["con_mse"]  # a score term, not a training loss: the logs keep the losses of eq. 6
+        return parts
 
     def raw_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"con": (self.networks["G"](x)[0] - x).abs().mean(1)}
@@ -191,7 +200,8 @@ class AttnEntropyDetector(NeuralDetector):
     def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = self._parts(x)
         lam = float(self.config["score_lambda"])
-        return {"con": parts["con"], "fea": parts["fea"], "a_raw": lam * parts["con"] + (1.0 - lam) * parts["fea"]}
+        return {"con": parts["con"], "fea": parts["fea"], "a_raw": lam * parts["con"] + (1.0 - lam) * parts["fea"],
+                "con_mse": parts["con_mse"], "a_mse": lam * parts["con_mse"] + (1.0 - lam) * parts["fea"]}
 
     def combine(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         lam = float(self.config["score_lambda"])
