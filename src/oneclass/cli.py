@@ -335,12 +335,15 @@ def export(model: str, fmt: str, out: str) -> None:
 @click.option("--choose", "choose", multiple=True, metavar="KEY=V1,V2",
               help="Candidate values of an option, chosen per class on the labelled selection set from the "
                    "training split (paper-style; repeatable: every combination is trained).")
+@click.option("--watch-test", is_flag=True,
+              help="Log each component's test AUROC after every epoch (diagnosis only: it chooses nothing; "
+                   "runs finished without it are run again).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | None, classes: str, seeds: str,
              epochs: int | None, outlier_fractions: str, preset: str | None, options: tuple[str, ...],
-             choose: tuple[str, ...], device: str, results: str, quiet: bool) -> None:
+             choose: tuple[str, ...], watch_test: bool, device: str, results: str, quiet: bool) -> None:
     """Run (or reuse) every (class, seed) run of a method on a protocol; print the table.
 
     With --choose, every combination of the candidate values is a run whose epoch is picked on a
@@ -353,7 +356,8 @@ def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | N
     spec = EvalSpec(method=method, dataset=dataset, protocol=protocol, classes=parse_classes(classes),
                     seeds=parse_numbers(seeds, int, "--seeds"), epochs=epochs,
                     outlier_fractions=parse_numbers(outlier_fractions, float, "--outlier-fractions"),
-                    device=device, options=_parse_options(options), preset=preset, choose=_parse_choices(choose))
+                    device=device, options=_parse_options(options), preset=preset, choose=_parse_choices(choose),
+                    watch_test=watch_test)
     runs = run(spec, data_root, results, progress=not quiet, echo=lambda s: click.echo(s, err=True))
     if protocol == "outlier-fraction":
         click.echo(fraction_table(runs))

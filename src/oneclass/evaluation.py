@@ -56,6 +56,13 @@ class EvalSpec:
     preset: str | None = None
     # settings chosen per class on the labelled selection set (`choice`): option -> candidate values
     choose: dict[str, list[Any]] = field(default_factory=dict)
+    # log each component's test AUROC after every epoch, for diagnosis only (`WATCH_NOTE`)
+    watch_test: bool = False
+
+
+WATCH_NOTE = ("each component's AUROC on the test split after every epoch (normalised components min-max scaled "
+              "over the test split, the attention paper's eq. 8), logged for diagnosis only: it chose no epoch "
+              "and no setting; the run's metrics are those of its own epoch choice")
 
 
 # ---- run identity ------------------------------------------------------------------------
@@ -207,6 +214,10 @@ def plan(spec: EvalSpec, data_root: str | Path | None, results: str | Path,
     if (spec.protocol == "mvtec") != (spec.dataset == "mvtec"):
         raise OneClassError(f"protocol {spec.protocol!r} does not apply to dataset {spec.dataset!r}: the MVTec AD "
                             "layout (dataset 'mvtec') takes protocol 'mvtec', which no other dataset can")
+    if spec.watch_test and (spec.protocol in ("video", "outlier-fraction")
+                            or "select" not in getattr(detector_class(spec.method), "defaults", {})):
+        raise OneClassError(f"--watch-test logs one test split's AUROC per epoch: {spec.method} on the "
+                            f"{spec.protocol} protocol has no epochs or several test sets to watch")
     preset = spec.preset or preset_for(spec.method, spec.dataset)
     config = create(spec.method, preset, epochs=spec.epochs, device="cpu", **spec.options).config
     spec = replace(spec, options=distinct_options(spec.method, preset, spec.options))
@@ -228,6 +239,8 @@ def plan(spec: EvalSpec, data_root: str | Path | None, results: str | Path,
         for seed in spec.seeds:
             paths = [result_path(results, ident, spec.options, normal, seed) for ident in identities]
             done = [read_result(p, ident) for p, ident in zip(paths, identities)]
+            if spec.watch_test:  # a run finished without the watch has none to give: run it again
+                done = [d if d is not None and "watched_test_auroc" in d else None for d in done]
             tasks.append(RunTask(replace(spec, classes=[normal], seeds=[seed]), preset, normal, int(seed),
                                  variants, identities, paths, done))
     return tasks
@@ -255,6 +268,8 @@ def execute(task: RunTask, data_root: str | Path | None, work_dir: str | Path | 
     fit_options = _fit_options(det, stem, progress)
     if labelled:
         fit_options["selection"] = (splits[0].selection.images, splits[0].selection_labels)
+    if spec.watch_test:
+        fit_options["watch"] = (splits[0].test.images, splits[0].test_labels)
     det.fit(splits[0].train.images, splits[0].val.images, **fit_options)
     train_seconds = time.perf_counter() - t0
     val_scores = det.score_components(splits[0].val.images)
@@ -267,10 +282,18 @@ def execute(task: RunTask, data_root: str | Path | None, work_dir: str | Path | 
         records.append({
             **_base_record(task, det, ident, device, train_seconds),
             "protocol_info": split.info, "normal_class": normal, "normal_class_name": train.classes[normal],
-            **measured,
+            **measured, **(_watched(det) if spec.watch_test else {}),
         })
         files.append((len(records) - 1, f"examples/{task.paths[0].stem}.png", strip))
     return RunOutcome(records, _finish_work(stem), files)
+
+
+def _watched(det: Detector) -> dict[str, Any]:
+    """The watched test AUROC of every epoch, one list per component (None for an epoch trained
+    before a resume that did not watch)."""
+    history = det.fit_info.get("history", [])
+    by_epoch = {k: [h.get("watch", {}).get(k) for h in history] for k in det.components}
+    return {"watched_test_auroc": {"note": WATCH_NOTE, "epochs": [h["epoch"] for h in history], "by_epoch": by_epoch}}
 
 
 def _work_stem(task: RunTask, work_dir: str | Path | None) -> Path | None:

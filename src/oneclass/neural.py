@@ -190,18 +190,16 @@ class NeuralDetector(Detector):
 
     # ---- Detector hooks -------------------------------------------------------------------
     def _fit(self, train: torch.Tensor, val: torch.Tensor, *, checkpoint=None, resume: bool = False,
-             log_path=None, progress: bool = True, selection: tuple[Any, Any] | None = None) -> None:
+             log_path=None, progress: bool = True, selection: tuple[Any, Any] | None = None,
+             watch: tuple[Any, Any] | None = None) -> None:
         self._build()
         self._selection = None
+        self._watch = None if watch is None else self._labelled(watch, "watched")
         if self.config["select"] == "val_auroc":
             if selection is None:
                 raise OneClassError("select='val_auroc' needs a labelled selection set: "
                                     "fit(..., selection=(images, labels)) with labels 1 = outlier")
-            labels = np.asarray(selection[1]).astype(np.int64)
-            images = self.prepare(selection[0], "selection images")
-            if labels.shape != (len(images),) or set(np.unique(labels)) != {0, 1}:
-                raise DataError("selection labels must be one 0/1 label per image, with both classes present")
-            self._selection = (images, labels)
+            self._selection = self._labelled(selection, "selection")
         trainer = Trainer(epochs=self.training_epochs(), batch_size=self.config["batch_size"], seed=self.seed,
                           device=self.device, select=self.config["select"], patience=self.config["patience"],
                           checkpoint=checkpoint, resume=resume, log_path=log_path, progress=progress,
@@ -213,6 +211,28 @@ class NeuralDetector(Detector):
         raw_val = self._raw(val)
         self.normalisers = {k: MinMax.fit(raw_val[k]) for k in self.normalised}
 
+    def _labelled(self, pair: tuple[Any, Any], what: str) -> tuple[torch.Tensor, np.ndarray]:
+        labels = np.asarray(pair[1]).astype(np.int64)
+        images = self.prepare(pair[0], f"{what} images")
+        if labels.shape != (len(images),) or set(np.unique(labels)) != {0, 1}:
+            raise DataError(f"{what} labels must be one 0/1 label per image, with both classes present")
+        return images, labels
+
+    def _set_aurocs(self, images: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
+        """Each component's AUROC on a labelled set, normalised components min-max scaled over the
+        set itself (the min-max of the attention paper's eq. 8; the statistics of the validation
+        inliers only exist once training ends)."""
+        raw = self._raw(images)
+        scores = self.combine({k: MinMax.fit(v)(v) if k in self.normalised else v for k, v in raw.items()})
+        return {k: auroc(labels, scores[k]) for k in self.components}
+
+    def watch_metrics(self) -> dict[str, float]:
+        """Each component's AUROC on the watched labelled set (`fit(..., watch=...)`, e.g. the test
+        split), logged after an epoch's timing for the reader only: it never chooses an epoch."""
+        if getattr(self, "_watch", None) is None:
+            return {}
+        return self._set_aurocs(*self._watch)
+
     def epoch_metrics(self) -> dict[str, float]:
         """Whole-set quantities the trainer adds to each epoch's validation record: with a
         labelled selection set, the negated AUROC of the headline score (lower is better), its
@@ -221,11 +241,9 @@ class NeuralDetector(Detector):
         log shows which term separates best without a test label."""
         if getattr(self, "_selection", None) is None:
             return {}
-        images, labels = self._selection
-        raw = self._raw(images)
-        scores = self.combine({k: MinMax.fit(v)(v) if k in self.normalised else v for k, v in raw.items()})
-        return {"val_auroc": -auroc(labels, scores[self.headline]),
-                **{f"selection_auroc_{k}": auroc(labels, scores[k]) for k in self.components if k != self.headline}}
+        aurocs = self._set_aurocs(*self._selection)
+        return {"val_auroc": -aurocs[self.headline],
+                **{f"selection_auroc_{k}": v for k, v in aurocs.items() if k != self.headline}}
 
     def _raw(self, images: torch.Tensor) -> dict[str, np.ndarray]:
         return self._batched(self.raw_scores, images)

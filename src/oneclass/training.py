@@ -158,6 +158,9 @@ class Trainer:
             this_call_seconds += seconds
             record = {"epoch": epoch, "train": train_losses, "val": val_losses, "seconds": round(seconds, 3),
                       "train_images_per_second": round(n / seconds, 1)}
+            watched = method.watch_metrics() if hasattr(method, "watch_metrics") else {}
+            if watched:  # after the timing: a diagnosis the run's throughput does not pay for
+                record["watch"] = watched
             value = val_losses.get(self.select) if self.select != "last" else None
             if self.select != "last" and value is None:
                 raise OneClassError(f"selection criterion {self.select!r} is not among the validation "

@@ -1,0 +1,41 @@
+"""`evaluate --watch-test`: each component's test AUROC logged after every epoch, for diagnosis
+only; it must not change the model, the epoch choice or any metric of the run."""
+import pytest
+from click.testing import CliRunner
+
+from oneclass.cli import main
+from oneclass.errors import OneClassError
+from oneclass.evaluation import EvalSpec, evaluate
+
+
+def _spec(**kw):
+    return EvalSpec("dae", "mnist-embedded", classes=[0], epochs=3, device="cpu",
+                    options={"batch_size": 128, "select": "rec"}, **kw)
+
+
+def test_watching_the_test_split_logs_every_epoch_and_changes_nothing(tmp_path):
+    plain = evaluate(_spec(), None, tmp_path / "plain", progress=False, echo=lambda s: None)[0]
+    lines: list[str] = []
+    watched = evaluate(_spec(watch_test=True), None, tmp_path / "plain", progress=False, echo=lines.append)[0]
+    assert any(line.startswith("run dae") for line in lines)  # the finished run had no watch to give
+    assert watched["metrics"] == plain["metrics"] and watched["fit"]["best_epoch"] == plain["fit"]["best_epoch"]
+    assert watched["run_key"] == plain["run_key"]  # the same measurement, with a diagnosis beside it
+    log = watched["watched_test_auroc"]
+    assert log["epochs"] == [1, 2, 3] and set(log["by_epoch"]) == set(watched["metrics"])
+    best = watched["fit"]["best_epoch"]
+    for name, values in log["by_epoch"].items():  # one component alone: min-max is monotone
+        assert len(values) == 3 and all(0.0 <= v <= 1.0 for v in values)
+        assert values[best - 1] == pytest.approx(watched["metrics"][name]["auroc"], abs=1e-9)
+    assert len({round(v, 9) for v in log["by_epoch"]["rec"]}) > 1  # each epoch measured, not one copied
+    lines.clear()
+    assert evaluate(_spec(watch_test=True), None, tmp_path / "plain", progress=False, echo=lines.append)[0] == watched
+    assert lines and all(line.startswith("skip") for line in lines)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--method", "ocsvm", "--dataset", "mnist-embedded"], "has no epochs"),
+    (["--method", "dae", "--dataset", "mnist-embedded", "--protocol", "outlier-fraction"], "several test sets"),
+])
+def test_watch_test_refuses_what_it_cannot_watch(tmp_path, args, words):
+    result = CliRunner().invoke(main, ["evaluate", *args, "--watch-test", "--results", str(tmp_path), "--quiet"])
+    assert result.exit_code == 1 and words in result.output and "Traceback" not in result.output
