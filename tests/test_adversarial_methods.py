@@ -365,3 +365,24 @@ def test_labelled_epoch_choice_logs_each_components_selection_auroc(tiny_fitted,
     for k in ("rec", "mask", "cont"):
         assert got[f"selection_auroc_{k}"] == pytest.approx(auroc(labels, raw[k]))
     assert len({round(v, 9) for v in got.values()}) == 4  # four different quantities, none negated twice
+
+
+def test_attention_init_dcgan_starts_as_skip_ganomalys_weights_init():
+    """`init="dcgan"`: every convolution of G and D drawn from N(0, 0.02), batch-norm scales from
+    N(1, 0.02) with zero shifts (Skip-GANomaly's `weights_init`); the default keeps PyTorch's, and
+    the choice is seeded like the rest of the run."""
+    dcgan, default = built("attn-entropy", init="dcgan"), built("attn-entropy")
+    for name in ("G", "D"):
+        convs = [m.weight for m in dcgan.networks[name].modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+        flat = torch.cat([w.detach().flatten() for w in convs])
+        assert abs(float(flat.mean())) < 1e-3 and float(flat.std()) == pytest.approx(0.02, rel=0.02)
+        norms = [m for m in dcgan.networks[name].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        scales = torch.cat([m.weight.detach() for m in norms])
+        assert float(scales.std()) == pytest.approx(0.02, rel=0.2) and abs(float(scales.mean()) - 1) < 0.01
+        assert all(float(m.bias.detach().abs().max()) == 0.0 for m in norms)
+        torch_convs = [m.weight for m in default.networks[name].modules() if isinstance(m, torch.nn.Conv2d)]
+        assert float(torch_convs[0].detach().std()) > 0.05  # PyTorch's default: 1/sqrt(fan_in) bounds
+    again = built("attn-entropy", init="dcgan")
+    assert all(torch.equal(a, b) for a, b in zip(dcgan.networks.state_dict().values(), again.networks.state_dict().values()))
+    with pytest.raises(OneClassError, match="init"):
+        oneclass.create("attn-entropy", "mnist", init="xavier")

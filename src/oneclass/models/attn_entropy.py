@@ -24,7 +24,9 @@ reading of eq. 7 that code implies is measured beside the paper's text (results/
 Stated choices where the paper is silent: Skip-GANomaly's weights λ_adv = 1, λ_con = 50,
 λ_fea = 1; λ_inf = 1; Gaussian input noise σ = 0.1 (in [−1, 1] units); CBAM's ratio R = 16; a
 latent code h of 512 values (Skip-GANomaly's bottleneck; option `latent`);
-Adam β1 = 0.5 (Skip-GANomaly) with the paper's learning rate 1e-3."""
+Adam β1 = 0.5 (Skip-GANomaly) with the paper's learning rate 1e-3. Weights start at PyTorch's
+defaults; `init="dcgan"` starts them as Skip-GANomaly's code does (`weights_init`: convolutions
+N(0, 0.02), batch-norm scales N(1, 0.02), shifts 0; the attention MLPs keep their defaults)."""
 from __future__ import annotations
 
 import numpy as np
@@ -35,6 +37,7 @@ from torch import nn
 from ..neural import (NEURAL_DEFAULTS, NeuralDetector, fooling_loss, frozen, optimizer_step,
                       real_fake_loss)
 from ..training import StepContext
+from .anogan import dcgan_initialised
 
 
 class ChannelAttention(nn.Module):
@@ -128,13 +131,14 @@ class AttnEntropyDetector(NeuralDetector):
     description = "Attention + entropy AE (Tian et al. MMAsia 2020): Skip-GANomaly with channel attention and latent entropy loss"
     defaults = {**NEURAL_DEFAULTS, "value_range": (-1.0, 1.0), "attention": True, "entropy": True, "ratio": 16, "skips": False, "latent": 512,
                 "noise_std": 0.1, "w_adv": 1.0, "w_con": 50.0, "w_fea": 1.0, "w_inf": 1.0, "score_lambda": 0.9,
-                "lr": 1e-3, "betas": (0.5, 0.999), "batch_size": 64, "epochs": 15}
+                "lr": 1e-3, "betas": (0.5, 0.999), "batch_size": 64, "epochs": 15, "init": "torch"}
+    choices = {"init": ("torch", "dcgan")}
     presets = {
         "mnist": {"channels": 1, "size": 32},  # MNIST resized to 32×32 bilinearly, as the paper
         "cifar10": {"channels": 3, "size": 32},
         "coil100": {"channels": 3, "size": 32, "batch_size": 15},
     }
-    added_later = {"latent": 512}
+    added_later = {"latent": 512, "init": "torch"}
     components = ("con", "fea", "a", "a_raw", "con_mse", "a_mse")
     headline = "a"
     normalised = ("con", "fea", "a_raw", "con_mse", "a_mse")
@@ -142,9 +146,10 @@ class AttnEntropyDetector(NeuralDetector):
 
     def build_networks(self) -> dict[str, nn.Module]:
         c = self.channels
-        return {"G": UNetGenerator(c, bool(self.config["attention"]), int(self.config["ratio"]),
+        nets = {"G": UNetGenerator(c, bool(self.config["attention"]), int(self.config["ratio"]),
                                    bool(self.config["skips"]), int(self.config["latent"])),
                 "D": DCGANDiscriminator(c)}
+        return dcgan_initialised(nets) if self.config["init"] == "dcgan" else nets
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self.adam_per_network()
