@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import oneclass
 from oneclass.errors import OneClassError
@@ -367,22 +368,60 @@ def test_labelled_epoch_choice_logs_each_components_selection_auroc(tiny_fitted,
     assert len({round(v, 9) for v in got.values()}) == 4  # four different quantities, none negated twice
 
 
-def test_attention_init_dcgan_starts_as_skip_ganomalys_weights_init():
-    """`init="dcgan"`: every convolution of G and D drawn from N(0, 0.02), batch-norm scales from
-    N(1, 0.02) with zero shifts (Skip-GANomaly's `weights_init`); the default keeps PyTorch's, and
-    the choice is seeded like the rest of the run."""
+def test_attention_init_dcgan_starts_as_skip_ganomalys_init_weights():
+    """`init="dcgan"`: every convolution and linear weight of G and D drawn from N(0, 0.02) with
+    zero biases, batch-norm scales from N(1, 0.02) with zero shifts (Skip-GANomaly's
+    `init_weights`); the default keeps PyTorch's, and the choice is seeded like the rest of the run."""
     dcgan, default = built("attn-entropy", init="dcgan"), built("attn-entropy")
     for name in ("G", "D"):
-        convs = [m.weight for m in dcgan.networks[name].modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
-        flat = torch.cat([w.detach().flatten() for w in convs])
+        layers = [m for m in dcgan.networks[name].modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+        flat = torch.cat([m.weight.detach().flatten() for m in layers])
         assert abs(float(flat.mean())) < 1e-3 and float(flat.std()) == pytest.approx(0.02, rel=0.02)
-        norms = [m for m in dcgan.networks[name].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert all(float(m.bias.detach().abs().max()) == 0.0 for m in layers if m.bias is not None)
+        norms = [m for m in dcgan.networks[name].modules() if isinstance(m, nn.BatchNorm2d)]
         scales = torch.cat([m.weight.detach() for m in norms])
         assert float(scales.std()) == pytest.approx(0.02, rel=0.2) and abs(float(scales.mean()) - 1) < 0.01
         assert all(float(m.bias.detach().abs().max()) == 0.0 for m in norms)
-        torch_convs = [m.weight for m in default.networks[name].modules() if isinstance(m, torch.nn.Conv2d)]
+        torch_convs = [m.weight for m in default.networks[name].modules() if isinstance(m, nn.Conv2d)]
         assert float(torch_convs[0].detach().std()) > 0.05  # PyTorch's default: 1/sqrt(fan_in) bounds
+    mlp = [m for m in dcgan.networks["G"].modules() if isinstance(m, nn.Linear)]
+    assert mlp and float(torch.cat([m.weight.detach().flatten() for m in mlp]).std()) == pytest.approx(0.02, rel=0.05)
     again = built("attn-entropy", init="dcgan")
     assert all(torch.equal(a, b) for a, b in zip(dcgan.networks.state_dict().values(), again.networks.state_dict().values()))
     with pytest.raises(OneClassError, match="init"):
         oneclass.create("attn-entropy", "mnist", init="xavier")
+
+
+def test_attention_skip_ganomaly_discriminator_vector_and_loss(batch, monkeypatch):
+    """`d_features="vector"`: f(x) is a 100-value vector from a 4×4 conv on the 256×4×4 map, the
+    logit a 3×3 conv on it; `d_loss="skip-ganomaly"`: D minimises BCE(real) + BCE(fake) + λ_fea·L_fea,
+    and is re-initialised when that loss falls under 1e-5."""
+    import copy
+    import torch.nn.functional as F
+    from oneclass.models import attn_entropy
+    det = built("attn-entropy", d_features="vector", d_loss="skip-ganomaly", w_fea=3.0)
+    x = det.inputs(det.prepare(batch))
+    D = det.networks["D"]
+    logit, f = D(x)
+    assert logit.shape == (len(x),) and f.shape == (len(x), 100, 1, 1)
+    assert built("attn-entropy").networks["D"](x)[1].shape == (len(x), 256, 4, 4)
+    assert det._parts(x)["fea"].shape == (len(x),)
+    fake = x.flip(0).detach()
+    before = copy.deepcopy(D)
+    (r, fr), (g, fg) = before(x), before(fake)
+    expected = (F.binary_cross_entropy_with_logits(r, torch.ones_like(r))
+                + F.binary_cross_entropy_with_logits(g, torch.zeros_like(g)) + 3.0 * (fg - fr).pow(2).mean())
+    ctx = StepContext(1, 0, torch.Generator().manual_seed(0))
+    assert float(det.d_step(x, fake, ctx)) == pytest.approx(float(expected.detach()), rel=1e-5)
+    gan = built("attn-entropy")
+    (r, _), (g, _) = copy.deepcopy(gan.networks["D"])(x), copy.deepcopy(gan.networks["D"])(fake)
+    assert float(gan.d_step(x, fake, ctx)) == pytest.approx(0.5 * float(
+        F.binary_cross_entropy_with_logits(r, torch.ones_like(r)) + F.binary_cross_entropy_with_logits(g, torch.zeros_like(g))), rel=1e-5)
+    # a discriminator that has won (loss under 1e-5) starts again from Skip-GANomaly's initialisation
+    monkeypatch.setattr(attn_entropy, "real_fake_loss", lambda r, g: 0.0 * (r.sum() + g.sum()))
+    for m in D.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.constant_(m.weight, 0.5)
+    det.d_step(x, x, ctx)
+    convs = torch.cat([m.weight.detach().flatten() for m in D.modules() if isinstance(m, nn.Conv2d)])
+    assert float(convs.std()) == pytest.approx(0.02, rel=0.05)

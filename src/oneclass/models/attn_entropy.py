@@ -24,9 +24,18 @@ reading of eq. 7 that code implies is measured beside the paper's text (results/
 Stated choices where the paper is silent: Skip-GANomaly's weights λ_adv = 1, λ_con = 50,
 λ_fea = 1; λ_inf = 1; Gaussian input noise σ = 0.1 (in [−1, 1] units); CBAM's ratio R = 16; a
 latent code h of 512 values (Skip-GANomaly's bottleneck; option `latent`);
-Adam β1 = 0.5 (Skip-GANomaly) with the paper's learning rate 1e-3. Weights start at PyTorch's
-defaults; `init="dcgan"` starts them as Skip-GANomaly's code does (`weights_init`: convolutions
-N(0, 0.02), batch-norm scales N(1, 0.02), shifts 0; the attention MLPs keep their defaults)."""
+Adam β1 = 0.5 (Skip-GANomaly) with the paper's learning rate 1e-3.
+
+Three options follow Skip-GANomaly's released code (samet-akcay/skip-ganomaly at b33bd55) where
+it differs from the DCGAN reading above; the paper, built on it, may have run either:
+- `init="dcgan"`: its `init_weights` — convolution and linear weights N(0, 0.02) with zero biases,
+  batch-norm scales N(1, 0.02) and zero shifts (default `"torch"`: PyTorch's initialisation).
+- `d_features="vector"`: its `BasicDiscriminator` — the 256×4×4 map goes through a 4×4 conv to a
+  100-value vector, which is f(x) (the paper's "low-dimension feature loss"), and a 3×3 conv on
+  that vector gives the logit (default `"map"`: f(x) is the 256×4×4 map, a 4×4 conv gives the logit).
+- `d_loss="skip-ganomaly"`: its `backward_d` — D minimises BCE(real) + BCE(fake) + λ_fea·L_fea
+  (D too pulls f(x̂) towards f(x)), and is re-initialised when that loss falls under 1e-5
+  (default `"gan"`: ½(BCE(real) + BCE(fake)))."""
 from __future__ import annotations
 
 import numpy as np
@@ -37,7 +46,6 @@ from torch import nn
 from ..neural import (NEURAL_DEFAULTS, NeuralDetector, fooling_loss, frozen, optimizer_step,
                       real_fake_loss)
 from ..training import StepContext
-from .anogan import dcgan_initialised
 
 
 class ChannelAttention(nn.Module):
@@ -60,6 +68,25 @@ def entropy_loss(code: torch.Tensor) -> torch.Tensor:
     """L_inf (eq. 4) per sample: entropy of the softmax over the flattened code."""
     logp = F.log_softmax(code.flatten(1), dim=1)
     return -(logp.exp() * logp).sum(1)
+
+
+def skip_ganomaly_init(module: nn.Module, generator: torch.Generator | None = None) -> None:
+    """Skip-GANomaly's `init_weights("normal")`: conv and linear weights N(0, 0.02), their biases
+    0; batch-norm scales N(1, 0.02), shifts 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02, generator=generator)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02, generator=generator)
+            nn.init.zeros_(m.bias)
+
+
+def skip_ganomaly_initialised(nets: dict[str, nn.Module]) -> dict[str, nn.Module]:
+    for net in nets.values():
+        skip_ganomaly_init(net)
+    return nets
 
 
 class UNetGenerator(nn.Module):
@@ -111,15 +138,19 @@ class UNetGenerator(nn.Module):
 
 class DCGANDiscriminator(nn.Module):
     """4×4/2 convs 64-128-256 (BN from the second, LeakyReLU 0.2) → features f(x) (256×4×4) →
-    a 4×4 conv to one logit."""
+    a 4×4 conv to one logit. With `vector` (Skip-GANomaly's released discriminator): a 4×4 conv
+    from the map to a `vector`-value f(x), then a 3×3 conv (padding 1) on it to the logit."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, vector: int | None = None) -> None:
         super().__init__()
-        self.features = nn.Sequential(
+        layers: list[nn.Module] = [
             nn.Conv2d(channels, 64, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),
             nn.Conv2d(64, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
-            nn.Conv2d(128, 256, 4, 2, 1, bias=False), nn.BatchNorm2d(256), nn.LeakyReLU(0.2))
-        self.classifier = nn.Conv2d(256, 1, 4, 1, 0, bias=False)
+            nn.Conv2d(128, 256, 4, 2, 1, bias=False), nn.BatchNorm2d(256), nn.LeakyReLU(0.2)]
+        if vector:
+            layers.append(nn.Conv2d(256, vector, 4, 1, 0, bias=False))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Conv2d(vector, 1, 3, 1, 1, bias=False) if vector else nn.Conv2d(256, 1, 4, 1, 0, bias=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.features(x)
@@ -131,14 +162,16 @@ class AttnEntropyDetector(NeuralDetector):
     description = "Attention + entropy AE (Tian et al. MMAsia 2020): Skip-GANomaly with channel attention and latent entropy loss"
     defaults = {**NEURAL_DEFAULTS, "value_range": (-1.0, 1.0), "attention": True, "entropy": True, "ratio": 16, "skips": False, "latent": 512,
                 "noise_std": 0.1, "w_adv": 1.0, "w_con": 50.0, "w_fea": 1.0, "w_inf": 1.0, "score_lambda": 0.9,
-                "lr": 1e-3, "betas": (0.5, 0.999), "batch_size": 64, "epochs": 15, "init": "torch"}
-    choices = {"init": ("torch", "dcgan")}
+                "lr": 1e-3, "betas": (0.5, 0.999), "batch_size": 64, "epochs": 15,
+                "init": "torch", "d_features": "map", "d_loss": "gan"}
+    choices = {"init": ("torch", "dcgan"), "d_features": ("map", "vector"), "d_loss": ("gan", "skip-ganomaly")}
+    D_VECTOR = 100  # Skip-GANomaly's nz: the length of its discriminator's feature vector
     presets = {
         "mnist": {"channels": 1, "size": 32},  # MNIST resized to 32×32 bilinearly, as the paper
         "cifar10": {"channels": 3, "size": 32},
         "coil100": {"channels": 3, "size": 32, "batch_size": 15},
     }
-    added_later = {"latent": 512, "init": "torch"}
+    added_later = {"latent": 512, "init": "torch", "d_features": "map", "d_loss": "gan"}
     components = ("con", "fea", "a", "a_raw", "con_mse", "a_mse")
     headline = "a"
     normalised = ("con", "fea", "a_raw", "con_mse", "a_mse")
@@ -148,8 +181,8 @@ class AttnEntropyDetector(NeuralDetector):
         c = self.channels
         nets = {"G": UNetGenerator(c, bool(self.config["attention"]), int(self.config["ratio"]),
                                    bool(self.config["skips"]), int(self.config["latent"])),
-                "D": DCGANDiscriminator(c)}
-        return dcgan_initialised(nets) if self.config["init"] == "dcgan" else nets
+                "D": DCGANDiscriminator(c, self.D_VECTOR if self.config["d_features"] == "vector" else None)}
+        return skip_ganomaly_initialised(nets) if self.config["init"] == "dcgan" else nets
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self.adam_per_network()
@@ -171,19 +204,24 @@ class AttnEntropyDetector(NeuralDetector):
             optimizer_step(self.optimizers["G"], total)
         return fake.detach(), {k: v.detach() for k, v in parts.items()}
 
-    def d_step(self, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def d_step(self, x: torch.Tensor, fake: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         D = self.networks["D"]
-        real_logit, _ = D(x)
-        fake_logit, _ = D(fake)
-        loss = 0.5 * real_fake_loss(real_logit, fake_logit)
+        real_logit, f_real = D(x)
+        fake_logit, f_fake = D(fake)
+        if self.config["d_loss"] == "skip-ganomaly":
+            loss = real_fake_loss(real_logit, fake_logit) + self.config["w_fea"] * (f_fake - f_real).pow(2).mean()
+        else:
+            loss = 0.5 * real_fake_loss(real_logit, fake_logit)
         optimizer_step(self.optimizers["D"], loss)
+        if self.config["d_loss"] == "skip-ganomaly" and float(loss.detach()) < 1e-5:
+            skip_ganomaly_init(D, ctx.generator)  # the code's restart of a discriminator that has won
         return loss.detach()
 
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         x = self.inputs(batch)
         x_noisy = x + self.config["noise_std"] * torch.randn(x.shape, generator=ctx.generator, device=x.device)
         fake, parts = self.g_step(x, x_noisy)
-        d_loss = self.d_step(x, fake)
+        d_loss = self.d_step(x, fake, ctx)
         return {"d_loss": d_loss, **parts}
 
     def _parts(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
