@@ -39,3 +39,21 @@ def test_watching_the_test_split_logs_every_epoch_and_changes_nothing(tmp_path):
 def test_watch_test_refuses_what_it_cannot_watch(tmp_path, args, words):
     result = CliRunner().invoke(main, ["evaluate", *args, "--watch-test", "--results", str(tmp_path), "--quiet"])
     assert result.exit_code == 1 and words in result.output and "Traceback" not in result.output
+
+
+def test_watching_leaves_an_adversarial_model_bit_for_bit_the_same():
+    """The attention AE (BN in G and D, two optimisers): scoring the watched set between epochs in
+    eval mode moves no running statistic and draws no random number."""
+    import numpy as np
+
+    import oneclass
+    train, test = oneclass.datasets.embedded()
+    images, labels = test.images[:120], (test.labels[:120].numpy() != 0).astype(int)
+    scores = []
+    for watch in (None, (images, labels)):
+        det = oneclass.create("attn-entropy", "mnist", epochs=2, device="cpu", batch_size=32, seed=0)
+        det.fit(train.images[:192], train.images[192:256], progress=False, **({"watch": watch} if watch else {}))
+        scores.append(det.score_components(images))
+    assert all(set(h["watch"]) == set(det.components) for h in det.fit_info["history"])
+    for k in scores[0]:
+        np.testing.assert_array_equal(scores[0][k], scores[1][k])
