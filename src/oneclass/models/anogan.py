@@ -35,19 +35,25 @@ from ..neural import NEURAL_DEFAULTS, NeuralDetector, fooling_loss, frozen, opti
 from ..training import StepContext
 
 
-def dcgan_init(module: nn.Module, generator: torch.Generator | None = None) -> None:
-    """DCGAN's initialisation: convolutions N(0, 0.02), batch-norm scales N(1, 0.02), shifts 0."""
+def dcgan_init(module: nn.Module, generator: torch.Generator | None = None, *,
+               skip_ganomaly: bool = False) -> None:
+    """DCGAN's initialisation: convolutions N(0, 0.02), batch-norm scales N(1, 0.02), shifts 0.
+    `skip_ganomaly`: Skip-GANomaly's `init_weights("normal")`, which also draws linear weights
+    N(0, 0.02) and zeroes the biases of convolutions and linear layers (same draw order)."""
+    weighted = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear) if skip_ganomaly else (nn.Conv2d, nn.ConvTranspose2d)
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(m, weighted):
             nn.init.normal_(m.weight, 0.0, 0.02, generator=generator)
+            if skip_ganomaly and m.bias is not None:
+                nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, 0.02, generator=generator)
             nn.init.zeros_(m.bias)
 
 
-def dcgan_initialised(nets: dict[str, nn.Module]) -> dict[str, nn.Module]:
+def dcgan_initialised(nets: dict[str, nn.Module], *, skip_ganomaly: bool = False) -> dict[str, nn.Module]:
     for net in nets.values():
-        dcgan_init(net)
+        dcgan_init(net, skip_ganomaly=skip_ganomaly)
     return nets
 
 

@@ -46,6 +46,7 @@ from torch import nn
 from ..neural import (NEURAL_DEFAULTS, NeuralDetector, fooling_loss, frozen, optimizer_step,
                       real_fake_loss)
 from ..training import StepContext
+from .anogan import dcgan_init, dcgan_initialised
 
 
 class ChannelAttention(nn.Module):
@@ -68,25 +69,6 @@ def entropy_loss(code: torch.Tensor) -> torch.Tensor:
     """L_inf (eq. 4) per sample: entropy of the softmax over the flattened code."""
     logp = F.log_softmax(code.flatten(1), dim=1)
     return -(logp.exp() * logp).sum(1)
-
-
-def skip_ganomaly_init(module: nn.Module, generator: torch.Generator | None = None) -> None:
-    """Skip-GANomaly's `init_weights("normal")`: conv and linear weights N(0, 0.02), their biases
-    0; batch-norm scales N(1, 0.02), shifts 0."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02, generator=generator)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02, generator=generator)
-            nn.init.zeros_(m.bias)
-
-
-def skip_ganomaly_initialised(nets: dict[str, nn.Module]) -> dict[str, nn.Module]:
-    for net in nets.values():
-        skip_ganomaly_init(net)
-    return nets
 
 
 class UNetGenerator(nn.Module):
@@ -182,7 +164,7 @@ class AttnEntropyDetector(NeuralDetector):
         nets = {"G": UNetGenerator(c, bool(self.config["attention"]), int(self.config["ratio"]),
                                    bool(self.config["skips"]), int(self.config["latent"])),
                 "D": DCGANDiscriminator(c, self.D_VECTOR if self.config["d_features"] == "vector" else None)}
-        return skip_ganomaly_initialised(nets) if self.config["init"] == "dcgan" else nets
+        return dcgan_initialised(nets, skip_ganomaly=True) if self.config["init"] == "dcgan" else nets
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self.adam_per_network()
@@ -214,7 +196,7 @@ class AttnEntropyDetector(NeuralDetector):
             loss = 0.5 * real_fake_loss(real_logit, fake_logit)
         optimizer_step(self.optimizers["D"], loss)
         if self.config["d_loss"] == "skip-ganomaly" and float(loss.detach()) < 1e-5:
-            skip_ganomaly_init(D, ctx.generator)  # the code's restart of a discriminator that has won
+            dcgan_init(D, ctx.generator, skip_ganomaly=True)  # the code's restart of a discriminator that has won
         return loss.detach()
 
     def train_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
