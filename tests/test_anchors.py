@@ -281,3 +281,30 @@ def test_each_row_is_held_to_the_official_code_where_it_misses_its_paper_else_to
     assert gap_to_target({0: 0.9, 1: 0.9, 2: 0.9}, paper, None, 3) == "paper 0.9700: −0.070"
     assert gap_to_target({0: 0.9}, {"mean": 0.97}, None, 3) == "–"  # a subset, and no per-class values
     assert gap_to_target(ours, None, None, 3) == "–"
+
+
+def test_a_seed_under_way_moves_neither_a_summary_row_nor_its_gap(tmp_path):
+    """A row's `ours` is the mean over the seeds that have every class; its `ours − target` is held
+    to the same seeds, so a seed with one class finished (a benchmark under way) cannot pull the gap
+    away from the figure printed beside it."""
+    spec = EvalSpec("ocsvm", "mnist-embedded", classes=[0])
+    real, = evaluate(spec, None, tmp_path, progress=False, echo=lambda s: None)
+    runs = []
+    for seed, auroc, classes in ((0, 0.90, range(10)), (1, 0.92, range(10)), (2, 0.10, [0])):
+        for c in classes:
+            r = json.loads(json.dumps(real))
+            r.update(dataset="mnist", normal_class=c, seed=seed)
+            r["protocol_info"]["class_counts"] = {"test": {str(k): 1 for k in range(10)}}
+            r["metrics"][r["headline"]]["auroc"] = auroc
+            runs.append(r)
+    row = next(line for line in summary(runs).splitlines() if line.startswith("| lsa Table 1 | ocsvm | mnist"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[6:8] == ["0.910 ± 0.014", "2"]
+    assert cells[-1] == "paper 0.9510: −0.041"  # not −0.068, the per-class means with seed 2's class 0 in them
+    # no seed with every class: no figure, and nothing to hold to a target
+    nine = json.loads(json.dumps(runs[-1]))
+    nine["normal_class"] = 9
+    partial = [r for r in runs if r["seed"] == 2 or (r["seed"] == 0 and r["normal_class"] != 9)] + [nine]
+    row = next(line for line in summary(partial).splitlines() if line.startswith("| lsa Table 1 | ocsvm | mnist"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[6:8] == ["", "0"] and cells[-1] == "–"

@@ -304,12 +304,16 @@ def fraction_table(runs: list[dict[str, Any]]) -> str:
     return "\n\n".join(out)
 
 
+def _complete_seeds(runs: list[dict[str, Any]]) -> list[int]:
+    """The seeds that have every class of the group (a seed under way has not)."""
+    classes = {r["normal_class"] for r in runs}
+    return [s for s in sorted({r["seed"] for r in runs}) if {r["normal_class"] for r in runs if r["seed"] == s} == classes]
+
+
 def _class_mean_over_seeds(runs: list[dict[str, Any]], value: Any) -> tuple[str, int]:
     """`mean ± std` over seeds of the mean over classes of `value(run)`, over the seeds that
     have every class of the group; and how many seeds that is."""
-    classes = {r["normal_class"] for r in runs}
-    seeds = sorted({r["seed"] for r in runs})
-    complete = [s for s in seeds if {r["normal_class"] for r in runs if r["seed"] == s} == classes]
+    complete = _complete_seeds(runs)
     per_seed = [float(np.mean([value(r) for r in runs if r["seed"] == s])) for s in complete]
     return _mean_std(per_seed), len(complete)
 
@@ -354,6 +358,8 @@ def gap_to_target(ours: dict[int, float], paper: dict[str, Any] | None, official
     the official code's number on the same splits where that code ran and misses its paper by
     more than `MET` (or the paper has no value there), both means over the classes both ran; else
     the paper's, over our classes."""
+    if not ours:
+        return "–"
     if official:
         classes = sorted(set(ours) & set(official))
         if classes:
@@ -406,7 +412,10 @@ def summary(runs: list[dict[str, Any]], anchors: list[dict[str, Any]] = ()) -> s
             pv = paper_value(cell.method, cell.dataset, cell.protocol, head, json.dumps(shown, sort_keys=True))
             n_classes = len({r["normal_class"] for r in group})
             n_total = len(first["protocol_info"].get("class_counts", {}).get("test", {})) or None
-            target = gap_to_target(_class_means(group, lambda r: r["metrics"][head]["auroc"]), pv,
+            # held to its target over the same seeds as `ours`, so a seed under way moves neither
+            complete = set(_complete_seeds(group))
+            target = gap_to_target(_class_means([r for r in group if r["seed"] in complete],
+                                                lambda r: r["metrics"][head]["auroc"]), pv,
                                    _official_beside(group, list(anchors)), n_total)
             rows.append([f"{cell.suite} {cell.table}", cell.method + (f" {json.dumps(shown, sort_keys=True)}"
                                                                       if shown else ""),
