@@ -57,3 +57,29 @@ def test_watching_leaves_an_adversarial_model_bit_for_bit_the_same():
     assert all(set(h["watch"]) == set(det.components) for h in det.fit_info["history"])
     for k in scores[0]:
         np.testing.assert_array_equal(scores[0][k], scores[1][k])
+
+
+def test_watch_table_reads_what_a_validation_rule_would_have_kept(tmp_path):
+    """`scripts/watch_table.py --by-validation rec` on a run that kept its last epoch gives the test
+    AUROC that the same training under `select=rec` reports: the first epoch of lowest validation
+    rec in the run's log, and the watched AUROC of that epoch."""
+    from conftest import script_module
+    watch_table = script_module("scripts/watch_table.py", "watch_table")
+    last = EvalSpec("dae", "mnist-embedded", classes=[0], epochs=4, device="cpu", watch_test=True,
+                    options={"batch_size": 128, "select": "last", "lr": 0.01})
+    kept_last = evaluate(last, None, tmp_path / "last", progress=False, echo=lambda s: None)[0]
+    by_rec = evaluate(EvalSpec("dae", "mnist-embedded", classes=[0], epochs=4, device="cpu",
+                               options={"batch_size": 128, "select": "rec", "lr": 0.01}),
+                      None, tmp_path / "rec", progress=False, echo=lambda s: None)[0]
+    assert by_rec["fit"]["best_epoch"] != 4  # else the two rules would not differ here
+    found = watch_table.rows(tmp_path / "last", "rec")
+    assert [r[2] for r in found] == ["rec"]
+    (row,) = found
+    assert row[8] == by_rec["fit"]["best_epoch"]
+    assert row[7] == pytest.approx(by_rec["metrics"]["rec"]["auroc"], abs=1e-9)
+    assert row[3] == pytest.approx(kept_last["metrics"]["rec"]["auroc"], abs=1e-9) and row[4] == row[3]
+    text = watch_table.table(found, "rec")
+    assert "lowest validation rec, label-free (epoch)" in text.splitlines()[0]
+    assert all(line.count("|") == 8 for line in text.splitlines())
+    with pytest.raises(SystemExit, match="no validation 'nope'"):
+        watch_table.rows(tmp_path / "last", "nope")
