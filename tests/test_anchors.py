@@ -308,3 +308,33 @@ def test_a_seed_under_way_moves_neither_a_summary_row_nor_its_gap(tmp_path):
     row = next(line for line in summary(partial).splitlines() if line.startswith("| lsa Table 1 | ocsvm | mnist"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[6:8] == ["", "0"] and cells[-1] == "–"
+
+
+def test_an_official_run_at_a_reduced_budget_meets_ours_at_that_budget_only(tmp_path):
+    """The official code trained for fewer epochs (OLED's 400 do not fit a CPU session) is set
+    beside our runs of that budget, never beside a longer training of ours, and is no target for
+    the longer one; at its own full budget it is both."""
+    from oneclass.report import _official_beside, _ours_beside, official_summary
+    real, = evaluate(EvalSpec("ocsvm", "mnist-embedded", classes=[0]), None, tmp_path, progress=False,
+                     echo=lambda s: None)
+    ours = {}
+    for epochs, auroc in ((10, 0.61), (100, 0.93)):
+        r = json.loads(json.dumps(real))
+        r["epochs"] = epochs
+        r["metrics"]["score"]["auroc"] = auroc
+        ours[epochs] = r
+    runs = list(ours.values())
+
+    def official(epochs: int, auroc: float) -> dict:
+        return {**_anchor("ocsvm", 0, 0, auroc, None), "protocol": "standard", "protocol_info": {}, "epochs": epochs}
+
+    short, full = official(10, 0.55), official(400, 0.80)
+    assert _ours_beside(short, runs) == [ours[10]]
+    assert _ours_beside(full, runs) == [ours[100]]  # the longest of ours within the official budget
+    assert _ours_beside(official(5, 0.5), runs) == []
+    assert _official_beside([ours[100]], [short]) is None  # a 10-epoch official run is no target for 100 of ours
+    assert _official_beside([ours[10]], [short]) == {0: 0.55}
+    assert _official_beside([ours[100]], [short, full]) == {0: 0.80}
+    row = next(line for line in official_summary([short], runs).splitlines() if line.startswith("| ocsvm |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "10" and cells[6:8] == ["0.550", "0.610"]

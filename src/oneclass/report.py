@@ -377,13 +377,14 @@ def gap_to_target(ours: dict[int, float], paper: dict[str, Any] | None, official
 
 def _official_beside(group: list[dict[str, Any]], anchors: list[dict[str, Any]]) -> dict[int, float] | None:
     """The official code's per-class headline AUROC (mean over its seeds) on the group's data and
-    protocol with the same kind of epoch choice (labelled selection set or not), if it ran."""
+    protocol with the same kind of epoch choice (labelled selection set or not), if it ran with at
+    least the group's epochs (a shorter official run is no target for a longer one of ours)."""
     first = group[0]
     options = first.get("options") or {}
     choice = "val_auroc" if options.get("select") == "val_auroc" or "choose" in options else "last"
     same = [a for a in anchors if (a["method"], a["dataset"], a["protocol"], a["protocol_info"].get("outlier_fraction"))
             == (first["method"], first["dataset"], first["protocol"], first["protocol_info"].get("outlier_fraction"))
-            and a["settings"].get("epoch_choice", "last") == choice]
+            and a["settings"].get("epoch_choice", "last") == choice and _epochs(a) >= _epochs(first)]
     return _class_means(same, lambda a: a["metrics"][a["headline"]]["auroc"]) if same else None
 
 
@@ -466,14 +467,22 @@ def summary(runs: list[dict[str, Any]], anchors: list[dict[str, Any]] = ()) -> s
 def _ours_beside(anchor: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Our runs of the anchor's method, data and protocol (outlier fraction included) at today's
     defaults, with the same kind of epoch choice (the last epoch: no options; a labelled
-    selection set: `select=val_auroc`): the largest such group."""
+    selection set: `select=val_auroc`) and at most the anchor's epochs: of those, the group with
+    the most epochs, then the largest (an official run at a reduced budget is set beside ours at
+    that budget, never beside a longer training)."""
     fraction = anchor["protocol_info"].get("outlier_fraction")
     options = {"select": "val_auroc"} if anchor["settings"].get("epoch_choice") == "val_auroc" else {}
     groups = [g for g in iter_groups(runs).values()
               if (g[0]["method"], g[0]["dataset"], g[0]["protocol"], g[0]["protocol_info"].get("outlier_fraction"))
               == (anchor["method"], anchor["dataset"], anchor["protocol"], fraction)
-              and (g[0].get("options") or {}) == options and not stale_settings(g[0])]
-    return max(groups, key=len) if groups else []
+              and (g[0].get("options") or {}) == options and not stale_settings(g[0])
+              and _epochs(g[0]) <= _epochs(anchor)]
+    return max(groups, key=lambda g: (_epochs(g[0]), len(g))) if groups else []
+
+
+def _epochs(run: dict[str, Any]) -> float:
+    """A run's training epochs as a number (methods without epochs: 0)."""
+    return float(run["epochs"]) if isinstance(run.get("epochs"), (int, float)) else 0.0
 
 
 def _anchor_groups(anchors: list[dict[str, Any]]) -> list[tuple[tuple, list[dict[str, Any]]]]:
