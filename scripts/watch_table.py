@@ -9,7 +9,10 @@ labels. Means over the classes of each component close the table.
 `--by-validation QUANTITY` adds the epoch another *label-free* rule would have kept: the first
 epoch of lowest validation QUANTITY in the run's epoch log (inliers of the training split only,
 e.g. the attention AE's `con`, its L1 reconstruction), and that epoch's test AUROC: what
-`--option select=QUANTITY` gives, read from runs trained under another rule.
+`--option select=QUANTITY` gives, read from runs trained under another rule. (A watched score that
+adds scaled terms, the attention AE's `a`, is scaled over the watched set itself, the paper's eq. 8,
+where the run's own metric uses the validation inliers' statistics: the two can differ in the third
+or fourth decimal; a single component's AUROC is the same either way.)
 
     python scripts/watch_table.py results/checks/attn-mse > results/checks/attn-mse/watch.md
     python scripts/watch_table.py results/checks/attn-mse --by-validation con
