@@ -338,3 +338,8 @@ def test_an_official_run_at_a_reduced_budget_meets_ours_at_that_budget_only(tmp_
     row = next(line for line in official_summary([short], runs).splitlines() if line.startswith("| ocsvm |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2] == "10" and cells[6:8] == ["0.550", "0.610"]
+    # the same epochs at another batch size are another number of steps: a row of their own
+    other_batch = {**official(10, 0.70), "settings": {"epoch_choice": "last", "batch_size": 128}}
+    rows = [line for line in official_summary([short, other_batch], runs).splitlines() if line.startswith("| ocsvm |")]
+    assert sorted((r.split("|")[3].strip(), r.split("|")[7].strip()) for r in rows) == [("10", "0.550"),
+                                                                                       ("10, batch 128", "0.700")]

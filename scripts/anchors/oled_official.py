@@ -164,8 +164,10 @@ def selection_history(log: str) -> dict[str, Any]:
     return {"selection_auc_per_epoch": {k: [round(a, 4) for a in v] for k, v in history.items()}, "selected_epoch": chosen}
 
 
-def _folder(results: Path, epochs: int, choice: str) -> Path:
-    return results / f"oled-official{'_select=val_auroc' if choice != 'last' else ''}__mnist__memae__e{epochs}"
+def _folder(results: Path, epochs: int, choice: str, batch_size: int = 1024) -> Path:
+    """A run's folder, named like ours: another batch than train.sh's 1024 is part of its identity."""
+    options = (f"_batch_size={batch_size}" if batch_size != 1024 else "") + ("_select=val_auroc" if choice != "last" else "")
+    return results / f"oled-official{options}__mnist__memae__e{epochs}"
 
 
 def _run_one(args: argparse.Namespace, train, test, normal: int, seed: int) -> None:
@@ -190,7 +192,7 @@ def _run_one(args: argparse.Namespace, train, test, normal: int, seed: int) -> N
             tag = "last" if choice == "last" else code_name  # paper-style: each score its own models
             s = out[f"test_{tag}_{comp}"]
             results[comp] = metrics.evaluate(split.test_labels, s)
-        folder = _folder(args.results, args.epochs, choice)
+        folder = _folder(args.results, args.epochs, choice, args.batch_size)
         record = {
             "method": "oled", "implementation": "official", "repository": "jewelltaylor/OLED",
             "commit": commit_of(Path(args.checkout)), "changes": CHANGES,
@@ -214,7 +216,8 @@ def _run_one(args: argparse.Namespace, train, test, normal: int, seed: int) -> N
             with atomic_open(folder / "logs" / f"class{normal}_seed{seed}.log.gz") as fh:
                 fh.write(gzip.compress(log_bytes, mtime=0))
         else:
-            record["training_log"] = f"{_folder(Path('.'), args.epochs, 'last').name}/logs/class{normal}_seed{seed}.log.gz"
+            record["training_log"] = (f"{_folder(Path('.'), args.epochs, 'last', args.batch_size).name}"
+                                     f"/logs/class{normal}_seed{seed}.log.gz")
         write_json(folder / f"class{normal}_seed{seed}.json", record)
         print(f"  -> {folder.name}/class{normal}_seed{seed}.json: AUROC(avg) {results['avg']['auroc']:.4f}, "
               f"rec {results['rec']['auroc']:.4f}, mask {results['mask']['auroc']:.4f}, "
@@ -233,7 +236,7 @@ def main() -> None:
     train, test = load("mnist", args.data_root)
     for seed in (int(s) for s in args.seeds.split(",")):
         for normal in (int(c) for c in args.classes.split(",")):
-            done = [(_folder(args.results, args.epochs, c) / f"class{normal}_seed{seed}.json").exists()
+            done = [(_folder(args.results, args.epochs, c, args.batch_size) / f"class{normal}_seed{seed}.json").exists()
                     for c in ("last", "val_auroc")]
             if all(done):
                 print(f"  = class {normal} seed {seed} (done)")

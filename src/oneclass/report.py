@@ -488,10 +488,17 @@ def _epochs(run: dict[str, Any]) -> float:
 def _anchor_groups(anchors: list[dict[str, Any]]) -> list[tuple[tuple, list[dict[str, Any]]]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for a in anchors:
-        key = (a["method"], a["dataset"], a["protocol"], a["protocol_info"].get("outlier_fraction"), a["epochs"],
-               a["settings"].get("epoch_choice", "?"))
+        key = (a["method"], a["dataset"], a["protocol"], a["protocol_info"].get("outlier_fraction"),
+               _budget(a), a["settings"].get("epoch_choice", "?"))
         groups.setdefault(key, []).append(a)
     return sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0]))
+
+
+def _budget(anchor: dict[str, Any]) -> str:
+    """An official run's epochs, and its batch size where the record gives one (the same epochs
+    at another batch are another number of steps, so another run)."""
+    batch = anchor["settings"].get("batch_size")
+    return f"{anchor['epochs']}" + (f", batch {batch}" if batch else "")
 
 
 def _where(dataset: str, protocol: str, fraction: float | None) -> str:
@@ -540,7 +547,7 @@ def official_summary(anchors: list[dict[str, Any]], runs: list[dict[str, Any]]) 
             "implementation on the same classes: mean over those classes (each class the mean over its seeds) of "
             "the headline score's AUROC and best F1 (novel positive); `seeds`: the official code's per class. "
             "Per class and the changes made around each code: `report.md`.\n\n"
-            + _markdown(["method", "data, protocol", "official epochs", "official epoch choice", "classes", "seeds",
+            + _markdown(["method", "data, protocol", "official epochs, batch", "official epoch choice", "classes", "seeds",
                          "official AUROC",
                          "ours AUROC", "official F1 best", "ours F1 best", "paper"], rows))
 
@@ -574,16 +581,19 @@ def official_table(anchors: list[dict[str, Any]], runs: list[dict[str, Any]]) ->
                      mean(mine_same, "f1_at_tau_0.5"), "", ""])
         first = group[0]
         where = _where(dataset, protocol, fraction)
-        mine_epochs = sorted({r["epochs"] for r in ours})
+        mine_budget = sorted({f"{r['epochs']} epochs" + (f" at batch {r['config']['batch_size']}"
+                                                         if "batch_size" in r.get("config", {}) else "") for r in ours})
+        batch = first["settings"].get("batch_size")
         code = f"{first['repository']} @ {first['commit'][:7]}"
         if code not in described:  # the changes once per code, not per table
             described.add(code)
             out.append(f"### {method}: official code ({code})\n\nChanges made around it (its files unedited): "
                        + "; ".join(f"({i}) {c}" for i, c in enumerate(first["changes"], 1)) + ".")
         out.append(f"#### {method}, {where}, official {_choice(choice)} beside ours\n\n"
-                   f"Score `{head}`; official: {epochs} epochs, {first['device']} ({first.get('device_name', '')}), "
+                   f"Score `{head}`; official: {first['epochs']} epochs{f' at batch {batch}' if batch else ''}, "
+                   f"{first['device']} ({first.get('device_name', '')}), "
                    f"TensorFlow {first['versions'].get('tensorflow', '?')}, epoch choice "
-                   f"{_choice(choice)}; ours: {', '.join(map(str, mine_epochs)) or '–'} epochs, "
+                   f"{_choice(choice)}; ours: {', '.join(mine_budget) or '–'}, "
                    f"{', '.join(sorted({r['device'] for r in ours})) or '–'}, today's defaults.\n\n"
                    + _markdown(header, rows))
     return "\n\n".join(out)
