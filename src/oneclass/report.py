@@ -501,6 +501,10 @@ def _budget(anchor: dict[str, Any]) -> str:
     return f"{anchor['epochs']}" + (f", batch {batch}" if batch else "")
 
 
+def _budget_words(epochs: Any, batch: int | None) -> str:
+    return f"{epochs} epochs" + (f" at batch {batch}" if batch else "")
+
+
 def _where(dataset: str, protocol: str, fraction: float | None) -> str:
     return f"{dataset}, {protocol}" + (f" p = {fraction:g}" if fraction is not None else "")
 
@@ -557,7 +561,7 @@ def official_table(anchors: list[dict[str, Any]], runs: list[dict[str, Any]]) ->
     our implementation on the same protocol, per class: AUROC and best F1 of the headline score
     (mean ± std over seeds), and the paper's value where it reports that cell."""
     out, described = [], set()
-    for (method, dataset, protocol, fraction, epochs, choice), group in _anchor_groups(anchors):
+    for (method, dataset, protocol, fraction, _, choice), group in _anchor_groups(anchors):
         head = group[0]["headline"]
         ours = _ours_beside(group[0], runs)
         pv = paper_value(method, dataset, protocol, head, "{}") or {}
@@ -581,16 +585,14 @@ def official_table(anchors: list[dict[str, Any]], runs: list[dict[str, Any]]) ->
                      mean(mine_same, "f1_at_tau_0.5"), "", ""])
         first = group[0]
         where = _where(dataset, protocol, fraction)
-        mine_budget = sorted({f"{r['epochs']} epochs" + (f" at batch {r['config']['batch_size']}"
-                                                         if "batch_size" in r.get("config", {}) else "") for r in ours})
-        batch = first["settings"].get("batch_size")
+        mine_budget = sorted({_budget_words(r["epochs"], r.get("config", {}).get("batch_size")) for r in ours})
         code = f"{first['repository']} @ {first['commit'][:7]}"
         if code not in described:  # the changes once per code, not per table
             described.add(code)
             out.append(f"### {method}: official code ({code})\n\nChanges made around it (its files unedited): "
                        + "; ".join(f"({i}) {c}" for i, c in enumerate(first["changes"], 1)) + ".")
         out.append(f"#### {method}, {where}, official {_choice(choice)} beside ours\n\n"
-                   f"Score `{head}`; official: {first['epochs']} epochs{f' at batch {batch}' if batch else ''}, "
+                   f"Score `{head}`; official: {_budget_words(first['epochs'], first['settings'].get('batch_size'))}, "
                    f"{first['device']} ({first.get('device_name', '')}), "
                    f"TensorFlow {first['versions'].get('tensorflow', '?')}, epoch choice "
                    f"{_choice(choice)}; ours: {', '.join(mine_budget) or '–'}, "
