@@ -271,16 +271,18 @@ def test_each_row_is_held_to_the_official_code_where_it_misses_its_paper_else_to
     paper = {"mean": 0.97, "per_class": [0.96, 0.98, 0.70]}
     ours = {0: 0.70, 1: 0.80}
     # the official code ran and misses the paper: ours is held to it, over the classes both ran
-    assert gap_to_target(ours, paper, {0: 0.50, 1: 0.60, 2: 0.99}, 3) == "official code 0.550: +0.200, met"
-    assert gap_to_target({0: 0.5}, None, {0: 0.6}, 3) == "official code 0.600: −0.100"  # no paper value there
+    assert gap_to_target(ours, paper, {0: 0.50, 1: 0.60, 2: 0.99}, 3) == "official code 0.550 on 2 of 3 classes: +0.200, met"
+    assert gap_to_target({0: 0.5}, None, {0: 0.6}, 3) == "official code 0.600 on 1 of 3 classes: −0.100"  # no paper value there
     # the official code reaches its paper (within a point): the paper is the target
-    assert gap_to_target(ours, paper, {0: 0.96, 1: 0.975}, 3) == "paper 0.9700: −0.220"
+    assert gap_to_target(ours, paper, {0: 0.96, 1: 0.975}, 3) == "paper 0.9700 on 2 of 3 classes: −0.220"
     # no official run on these classes: the paper's per-class values over ours' classes
-    assert gap_to_target({2: 0.691}, paper, {0: 0.5}, 3) == "paper 0.7000: −0.009, met"
+    assert gap_to_target({2: 0.691}, paper, {0: 0.5}, 3) == "paper 0.7000 on 1 of 3 classes: −0.009, met"
     # every class: the paper's printed mean (not the mean of its rounded per-class values)
     assert gap_to_target({0: 0.9, 1: 0.9, 2: 0.9}, paper, None, 3) == "paper 0.9700: −0.070"
     assert gap_to_target({0: 0.9}, {"mean": 0.97}, None, 3) == "–"  # a subset, and no per-class values
     assert gap_to_target(ours, None, None, 3) == "–"
+    # a mean over part of the classes says so: "met" there is not the table's mean meeting its target
+    assert gap_to_target({0: 0.97, 1: 0.99}, paper, None, None) == "paper 0.9700: +0.010, met"  # count unknown
 
 
 def test_a_seed_under_way_moves_neither_a_summary_row_nor_its_gap(tmp_path):
