@@ -224,6 +224,36 @@ def test_cifar10_jpeg_archive_is_extracted_to_the_cache(tmp_path):
     assert oneclass.datasets.source_of("cifar10", tmp_path / "root") == "CIFAR-10 (JPEG copy)"
 
 
+def test_archive_extracted_by_several_callers_at_once(tmp_path, monkeypatch):
+    # parallel `evaluate` processes on a fresh cache all extract the archive at the same moment; one
+    # copy must win and every caller must load it (they used to trip over one shared .partial folder)
+    src = write_image_tree(tmp_path / "src" / "cifar10-jpeg", classes=("airplane", "truck"), size=(32, 32))
+    archive = tmp_path / "root" / "cifar10-jpeg.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src, arcname="cifar10-jpeg")
+    cache = tmp_path / "fresh-cache"
+    monkeypatch.setenv("ONECLASS_CACHE", str(cache))
+    callers = 6
+    start, outcomes = threading.Barrier(callers), []
+
+    def call() -> None:
+        start.wait()
+        try:
+            outcomes.append(tuple(load("cifar10", tmp_path / "root")[0].images.shape))
+        except Exception as e:  # noqa: BLE001 - the outcome is what is asserted
+            outcomes.append(repr(e))
+
+    threads = [threading.Thread(target=call) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes == [(6, 3, 32, 32)] * callers
+    extracted = [p.name for p in cache.iterdir() if p.name.startswith(("cifar10-jpeg", ".cifar10-jpeg"))]
+    assert len(extracted) == 1 and (cache / extracted[0] / ".complete").is_file()  # no temporary copy left
+
+
 def test_corrupt_archive_is_reported(tmp_path):
     (tmp_path / "cifar10-jpeg.tar.gz").write_bytes(b"\x1f\x8b garbage")
     with pytest.raises(DataError, match="corrupt or truncated"):

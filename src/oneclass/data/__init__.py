@@ -85,23 +85,40 @@ def _cifar10_jpeg_folder(root: Path) -> Path | None:
     target = cache_dir() / f"cifar10-jpeg-{st.st_size}-{st.st_mtime_ns}"
     done = target / ".complete"
     if not done.exists():
-        tmp = target.with_name(target.name + ".partial")
-        import shutil
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise DataError(f"{archive}: cannot extract ({e}); the archive is corrupt or truncated") from e
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-        done.touch()
+        _extract_once(archive, target)
     for folder in [target] + sorted(p for p in target.iterdir() if p.is_dir()):
         if (folder / "train").is_dir():
             return folder
     raise DataError(f"{archive} holds no train/<class>/ folders")
+
+
+def _extract_once(archive: Path, target: Path) -> None:
+    """Extract `archive` to `target`, safe for processes that do it at once (parallel `evaluate`
+    calls on a fresh cache): each extracts into its own temporary folder and renames it into
+    place complete with its `.complete` marker; a rename that finds a complete copy there already
+    lost the race, harmlessly."""
+    import shutil
+    import tempfile
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise DataError(f"{archive}: cannot extract ({e}); the archive is corrupt or truncated") from e
+        (tmp / ".complete").touch()
+        for _ in range(3):
+            try:
+                os.rename(tmp, target)  # atomic; refuses a non-empty target
+                return
+            except OSError:
+                if (target / ".complete").exists():
+                    return  # another process finished first
+                shutil.rmtree(target, ignore_errors=True)  # an incomplete copy left by a crash
+        raise DataError(f"cannot move the extracted {archive.name} into {target}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load_cifar10(root: Path) -> tuple[ImageData, ImageData]:
