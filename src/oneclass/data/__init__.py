@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -97,8 +99,6 @@ def _extract_once(archive: Path, target: Path) -> None:
     calls on a fresh cache): each extracts into its own temporary folder and renames it into
     place complete with its `.complete` marker; a rename that finds a complete copy there already
     lost the race, harmlessly."""
-    import shutil
-    import tempfile
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
