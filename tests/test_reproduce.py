@@ -2,6 +2,7 @@
 without Ray), failures reported while the others go on, resumption, Ctrl-C."""
 import json
 import os
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -168,6 +169,7 @@ def test_declared_suites_cover_the_papers_tables():
     shortened = {c.method: rep.spec_of(c, [0], epochs=2).epochs for c in rep.cells("lsa")}
     assert shortened == {"lsa": 2, "dae": 2, "vae": 2, "pixel-cnn": 2, "anogan": 2, "ocsvm": None, "kde": None}
     assert rep.cells("lsa", methods=["kde"])[0].method == "kde"
+    assert {c.dataset for c in rep.cells("baselines", methods=["pixel-cnn"], datasets=["mnist"])} == {"mnist"}
 
 
 def test_cli_reproduce_dry_run_and_errors(tmp_path):
@@ -180,6 +182,10 @@ def test_cli_reproduce_dry_run_and_errors(tmp_path):
     assert res.exit_code == 1 and "--seeds" in res.output
     res = runner.invoke(main, ["reproduce", "lsa", "--selection", "paper-style", "--dry-run"])
     assert res.exit_code == 1 and "no paper-style cell in suite 'lsa'" in res.output
+    res = runner.invoke(main, ["reproduce", "lsa", "--dataset", "svhn", "--dry-run"])
+    assert res.exit_code == 1 and "no cell on dataset(s) svhn" in res.output and "cifar10, mnist" in res.output
+    res = runner.invoke(main, ["reproduce", "lsa", "--jobs", "0", "--dry-run"])
+    assert res.exit_code == 2 and "--jobs" in res.output
 
 
 def test_cells_narrowed_to_one_kind_of_epoch_choice():
@@ -218,3 +224,110 @@ def test_a_dry_run_estimates_the_rest_from_the_median_of_the_finished_runs():
                     "the rest about 2.0 h on cpu, one after the other")
     assert _estimate({}, 5, "cpu") == ""
     assert "the rest" not in _estimate({"cuda": (84.0, 1)}, 5, "cpu")  # no pace on this device: no guess
+
+
+def _crash_on_class_1(task, *args):
+    """A pool worker's run body that kills its own process on class 1, as an out-of-memory kill
+    or a crash in native code would: the pool breaks, the driver must go on with a fresh one."""
+    if task.normal == 1:
+        os._exit(3)
+    return runners._execute_in_worker(task, *args)
+
+
+@pytest.mark.slow
+def test_local_processes_run_a_suite_jobs_at_a_time_and_outlive_a_dead_worker(tmp_path, monkeypatch):
+    """Without Ray, `--jobs 2`: each run in its own spawned process, stored by the driver as it
+    comes back; the same records as one after the other here; a run's own error and a worker that
+    dies are each reported, and the other runs go on."""
+    monkeypatch.setattr(rep, "ray_available", lambda: False)
+    quiet = dict(progress=False, echo=lambda s: None)
+    out = reproduce("tiny", None, tmp_path / "pool", seeds=[0], suite_cells=TINY, jobs=2, device="cpu", **quiet)
+    s = out.summary
+    assert s.executor == "local, 2 processes"
+    assert len(s.done) == 2 and len(s.failed) == 1 and "outliers needed" in s.failed[0].error
+    files = _jsons(tmp_path / "pool")
+    assert len(files) == 2 and (tmp_path / "pool" / files[0]).parent.joinpath("logs").is_dir()
+    # the OC-SVM cell in processes and in this process: the same record, to the last digit
+    svm = [Cell("tiny", "Table 1", "ocsvm", "mnist-embedded", classes=(0, 2))]
+    for where, jobs in (("pool", 2), ("here", 1)):
+        reproduce("tiny", None, tmp_path / where, seeds=[0], suite_cells=svm, jobs=jobs, **quiet)
+    auroc = {where: [json.loads(p.read_text())["metrics"] for p in sorted((tmp_path / where).glob("ocsvm*/*.json"))]
+             for where in ("pool", "here")}
+    assert len(auroc["pool"]) == 2 and auroc["pool"] == auroc["here"]
+    # a worker dies on class 1: that run (and any then in flight) fails, a fresh pool runs the rest
+    monkeypatch.setattr(runners, "_execute_in_worker", _crash_on_class_1)
+    svm = [Cell("tiny", "Table 1", "ocsvm", "mnist-embedded", classes=(1, 3, 4, 5))]
+    out = reproduce("tiny", None, tmp_path / "crash", seeds=[0], suite_cells=svm, jobs=2, **quiet)
+    failed = {f.task.normal: f.error for f in out.summary.failed}
+    assert "a worker process died" in failed[1]
+    assert {t.normal for t in out.summary.done} | set(failed) == {1, 3, 4, 5}
+    assert {4, 5} <= {t.normal for t in out.summary.done}  # started after the crash, on the fresh pool
+    import multiprocessing
+    assert not multiprocessing.active_children()  # no worker left behind
+
+
+def _slow_on_class_1(task, *args):
+    """A run that takes two minutes: Ctrl-C must not wait for it."""
+    if task.normal == 1:
+        time.sleep(120)
+    return runners._execute_in_worker(task, *args)
+
+
+def test_ctrl_c_ends_the_local_workers_at_once_and_keeps_what_was_stored(tmp_path, monkeypatch):
+    """Ctrl-C as the first run comes back, while another worker is two minutes into its run: the
+    command stops within seconds, no worker is left, the stored run stays and the rest resume."""
+    import multiprocessing
+    monkeypatch.setattr(rep, "ray_available", lambda: False)
+    monkeypatch.setattr(runners, "_execute_in_worker", _slow_on_class_1)
+    real_store = evaluation.store
+
+    def store_then_interrupt(results, outcome, echo=print):
+        real_store(results, outcome, echo)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "store", store_then_interrupt)
+    cells = [Cell("tiny", "Table 1", "ocsvm", "mnist-embedded", classes=(0, 1, 2, 3))]
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        reproduce("tiny", None, tmp_path, seeds=[0], jobs=2, suite_cells=cells, progress=False, echo=lambda s: None)
+    assert time.perf_counter() - started < 60
+    assert not multiprocessing.active_children()
+    assert len(_jsons(tmp_path)) == 1 and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_time_budget_starts_only_the_runs_that_end_inside_it(tmp_path, monkeypatch):
+    """The estimate is the median of the cell's finished runs on this device: with the finished
+    run's time set to an hour, a 10-minute budget starts nothing, a 2-hour one starts the rest."""
+    monkeypatch.setattr(rep, "ray_available", lambda: False)
+    quiet = dict(progress=False, echo=lambda s: None)
+    cells = [Cell("tiny", "Table 1", "ocsvm", "mnist-embedded", classes=(0, 1, 2))]
+    reproduce("tiny", None, tmp_path, seeds=[0], classes=[0], suite_cells=cells, device="cpu", **quiet)
+    (done,) = list(tmp_path.glob("ocsvm*/class0_seed0.json"))
+    record = json.loads(done.read_text())
+    record["train_seconds"], record["score_seconds"] = 3590.0, 10.0
+    done.write_text(json.dumps(record))
+    out = reproduce("tiny", None, tmp_path, seeds=[0], suite_cells=cells, device="cpu", time_budget=600, **quiet)
+    assert out.skipped == 1 and not out.summary.done and [t.normal for t in out.summary.deferred] == [1, 2]
+    out = reproduce("tiny", None, tmp_path, seeds=[0], suite_cells=cells, device="cpu", time_budget=7200, **quiet)
+    assert len(out.summary.done) == 2 and not out.summary.deferred
+    # a budget spent: nothing starts, whatever the estimate (none here: a new cell)
+    other = [Cell("tiny", "Table 1", "kde", "mnist-embedded", classes=(0,))]
+    out = reproduce("tiny", None, tmp_path, seeds=[0], suite_cells=other, time_budget=0, **quiet)
+    assert len(out.summary.deferred) == 1 and not out.summary.done
+    budget = runners.TimeBudget(60.0)  # no estimate: starts while time is left
+    assert budget.allows(out.summary.deferred[0])
+    assert not runners.TimeBudget(60.0, lambda task: 61.0).allows(out.summary.deferred[0])
+
+
+def test_a_time_budget_learns_a_new_cells_pace_from_its_runs_finished_in_the_call():
+    from types import SimpleNamespace
+    task = lambda method, n: SimpleNamespace(name=f"{method}{n}", method=method)  # noqa: E731
+    budget = runners.TimeBudget(100.0, kind=lambda t: t.method)
+    assert budget.allows(task("a", 1)) and budget.expected(task("a", 1)) is None
+    budget.finished(task("a", 1), 150.0)
+    budget.finished(task("a", 2), 30.0)
+    budget.finished(task("a", 3), 140.0)
+    assert budget.expected(task("a", 4)) == 140.0 and not budget.allows(task("a", 4))  # the median
+    assert budget.allows(task("b", 1))  # another kind: nothing known of it yet
+    # a stored pace comes first
+    assert runners.TimeBudget(100.0, lambda t: 20.0, kind=lambda t: t.method, took={"a": [150.0]}).allows(task("a", 5))

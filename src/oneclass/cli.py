@@ -384,6 +384,7 @@ def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | N
 @click.option("--method", "only_methods", default=None, help="Only the cells of these methods (comma-separated).")
 @click.option("--selection", type=click.Choice(["label-free", "paper-style"]), default=None,
               help="Only the cells whose epoch is chosen this way (default: both).")
+@click.option("--dataset", "only_datasets", default=None, help="Only the cells on these datasets (comma-separated).")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
 @click.option("--classes", default=None, help="Comma-separated classes instead of each cell's own (default: all).")
 @click.option("--epochs", type=int, default=None, help="Train every cell this many epochs instead of its budget.")
@@ -391,17 +392,25 @@ def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | N
 @click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option("--executor", type=click.Choice(["auto", "ray", "local"]), default="auto", show_default=True,
-              help="ray: each run a Ray task; local: one after the other here; auto: Ray if installed.")
+              help="ray: each run a Ray task; local: here, one after the other or --jobs at a time; "
+                   "auto: Ray if installed.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Runs at once (local: each in its own process with --cpus-per-run threads, e.g. several "
+                   "runs sharing one GPU; Ray: at most this many). Default: local 1, Ray as many as fit.")
+@click.option("--time-budget", type=click.FloatRange(min=0.0), default=None, metavar="MINUTES",
+              help="Start only the runs that should end within this many minutes, at the median pace of "
+                   "their cell's finished runs on this device; the rest wait for the next call.")
 @click.option("--address", default=None, help="Join this Ray cluster (host:port or auto) instead of a local instance.")
 @click.option("--cpus-per-run", type=click.FloatRange(min=0.01), default=1.0, show_default=True)
 @click.option("--gpus-per-run", type=click.FloatRange(min=0.0), default=None,
               help="Share of a GPU per run, e.g. 0.1 (default: 1/8 where the cluster has GPUs, else 0).")
 @click.option("--dry-run", is_flag=True, help="List the runs to do and stop.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, selection: str | None, seeds: str,
-              classes: str | None, epochs: int | None,
-              data_root: str | None, results: str, device: str, executor: str, address: str | None,
-              cpus_per_run: float, gpus_per_run: float | None, dry_run: bool, quiet: bool) -> None:
+def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, selection: str | None,
+              only_datasets: str | None, seeds: str, classes: str | None, epochs: int | None,
+              data_root: str | None, results: str, device: str, executor: str, jobs: int | None,
+              time_budget: float | None, address: str | None, cpus_per_run: float, gpus_per_run: float | None,
+              dry_run: bool, quiet: bool) -> None:
     """Re-measure a paper's tables: SUITE is lsa, alocc, oled, attn-entropy, baselines or all.
 
     Runs every missing run (finished ones are skipped, so a cut-off suite resumes), then prints
@@ -411,7 +420,8 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, sel
     from . import evaluation, reproduce as rep
     seed_list = evaluation.parse_numbers(seeds, int, "--seeds")
     class_list = evaluation.parse_classes(classes) if classes else None
-    chosen = rep.cells(suite, list(tables), only_methods.split(",") if only_methods else None, selection)
+    chosen = rep.cells(suite, list(tables), only_methods.split(",") if only_methods else None, selection,
+                       only_datasets.split(",") if only_datasets else None)
     if dry_run:
         from .data import load as load_dataset
         train_splits: dict[str, Any] = {}  # each dataset read once, not once per cell
@@ -427,12 +437,16 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, sel
         return
     out = rep.reproduce(suite, data_root, results, tables=list(tables), seeds=seed_list, classes=class_list,
                         epochs=epochs, device=device, executor=executor, address=address,
-                        cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, progress=not quiet,
+                        cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, jobs=jobs,
+                        time_budget=None if time_budget is None else time_budget * 60, progress=not quiet,
                         echo=lambda s: click.echo(s, err=True), suite_cells=chosen)
     click.echo(out.report)
     s = out.summary
     click.echo(f"{len(s.done)} run(s) done, {len(s.failed)} failed, {out.skipped} finished before; "
                f"{s.seconds:.1f}s ({s.executor})", err=True)
+    if s.deferred:
+        click.echo(f"{len(s.deferred)} run(s) not started: they would not have ended within the time budget; "
+                   f"the next call starts them", err=True)
     if s.failed:
         for f in s.failed:
             click.echo(f"failed: {f.task.label}: {f.error}", err=True)

@@ -22,7 +22,7 @@ from .data import load as load_dataset
 from .errors import OneClassError
 from .fileio import write_text
 from .registry import preset_for
-from .runners import RunSummary, ray_available, run_local, run_ray
+from .runners import RunSummary, TimeBudget, ray_available, run_local, run_ray
 
 SUITES_FILE = Path(__file__).with_name("suites.json")
 DEFAULT_SEEDS = (0, 1, 2)
@@ -84,10 +84,11 @@ def pending(suite: str) -> list[dict[str, str]]:
 
 
 def cells(suite: str, tables: list[str] | None = None, methods: list[str] | None = None,
-          selection: str | None = None) -> list[Cell]:
+          selection: str | None = None, datasets: list[str] | None = None) -> list[Cell]:
     """The cells of `suite` (`baselines`: the baseline rows of every paper; `all`: every cell),
     narrowed to the tables named in `tables` ("Table 1", "table1" and "1" all name Table 1), to
-    `methods` and to one kind of epoch choice (`selection`: "label-free" or "paper-style")."""
+    `methods`, to one kind of epoch choice (`selection`: "label-free" or "paper-style") and to
+    `datasets`."""
     if suite not in suites():
         raise OneClassError(f"unknown suite {suite!r}; suites: {', '.join(suites())}")
     out = []
@@ -118,6 +119,12 @@ def cells(suite: str, tables: list[str] | None = None, methods: list[str] | None
         if not out:
             raise OneClassError(f"no {selection} cell in suite {suite!r}" + (f" {tables!r}" if tables else "")
                                 + (f" for {', '.join(methods)}" if methods else ""))
+    if datasets:
+        known = sorted({c.dataset for c in out})
+        out = [c for c in out if c.dataset in datasets]
+        if not out:
+            raise OneClassError(f"no cell on dataset(s) {', '.join(datasets)} in suite {suite!r}"
+                                f"{' ' + repr(tables) if tables else ''}; datasets: {', '.join(known)}")
     return out
 
 
@@ -161,6 +168,19 @@ def pace(tasks: list[evaluation.RunTask]) -> dict[str, tuple[float, int]]:
     return {d: (float(np.median(v)), len(v)) for d, v in sorted(by_device.items())}
 
 
+def _estimator(tasks: dict[Cell, list[evaluation.RunTask]], device: str) -> Callable[[evaluation.RunTask], float | None]:
+    """A run's expected seconds: the median of its cell's finished runs on the device type this
+    command uses (None where none has finished there)."""
+    from .detector import resolve_device
+    here = resolve_device(device).type
+    expected: dict[str, float] = {}
+    for cell_tasks in tasks.values():
+        took = pace(cell_tasks).get(here)
+        if took is not None:
+            expected.update({t.name: took[0] for t in cell_tasks})
+    return lambda task: expected.get(task.name)
+
+
 def duration(seconds: float) -> str:
     """A duration as a person reads it: 45 s, 12 min, 3.4 h."""
     if seconds < 90:
@@ -180,11 +200,15 @@ class Reproduction:
 def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, tables: list[str] | None = None,
               seeds: list[int] | None = None, classes: list[int | str] | None = None, epochs: int | None = None,
               device: str = "auto", executor: str = "auto", address: str | None = None, cpus_per_run: float = 1.0,
-              gpus_per_run: float | None = None, progress: bool = True, echo: Callable[[str], None] = print,
+              gpus_per_run: float | None = None, jobs: int | None = None, time_budget: float | None = None,
+              progress: bool = True, echo: Callable[[str], None] = print,
               suite_cells: list[Cell] | None = None) -> Reproduction:
     """Run every missing run of a suite, skip finished ones, and return the suite's report.
-    `executor`: "ray", "local" (this process, one run after the other) or "auto" (Ray where it
-    is installed). `suite_cells` replaces the declared cells (tests, a user's own suite)."""
+    `executor`: "ray", "local" (here: one run after the other, or `jobs` at a time in processes)
+    or "auto" (Ray where it is installed). `time_budget` (seconds): start only the runs that, at
+    the median pace of their cell's finished runs on this device (`pace`; for a cell with none, of
+    its runs finished in this call), end within it; the others are left for the next call. `suite_cells` replaces the declared cells (tests, a user's
+    own suite)."""
     if executor not in ("auto", "ray", "local"):
         raise OneClassError(f"unknown executor {executor!r}; use auto, ray or local")
     if executor == "ray" and not ray_available():
@@ -208,11 +232,15 @@ def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, 
     use_ray = executor == "ray" or (executor == "auto" and ray_available() and len(todo) > 1)
     echo(f"{suite}: {len(chosen)} cell(s), {len(todo)} run(s) to do, {skipped} finished before"
          + (f"; on Ray" if use_ray and todo else ""))
+    cell_of = {t.name: cell.title for cell, ts in tasks.items() for t in ts}
+    budget = None if time_budget is None else TimeBudget(time_budget, _estimator(tasks, device),
+                                                         kind=lambda task: cell_of.get(task.name))
     if todo and use_ray:
         summary = run_ray(todo, data_root, results, address=address, cpus_per_run=cpus_per_run,
-                          gpus_per_run=gpus_per_run, progress=progress, echo=echo)
+                          gpus_per_run=gpus_per_run, jobs=jobs, budget=budget, progress=progress, echo=echo)
     elif todo:
-        summary = run_local(todo, data_root, results, progress=progress, echo=echo)
+        summary = run_local(todo, data_root, results, jobs=jobs or 1, cpus_per_run=cpus_per_run, budget=budget,
+                            progress=progress, echo=echo)
     else:
         summary = RunSummary(executor="none")
     # The suite's file is the whole suite: the cells run now over every class and every seed

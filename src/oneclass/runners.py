@@ -1,18 +1,26 @@
-"""Running many evaluation runs: in this process, or as Ray tasks from one machine to a cluster.
+"""Running many evaluation runs: in this process, in a pool of local processes, or as Ray tasks
+from one machine to a cluster.
 
-Both runners take `evaluation.RunTask`s and call `evaluation.execute` for each; only the driver
+Every runner takes `evaluation.RunTask`s and calls `evaluation.execute` for each; only the driver
 (this process) writes results, as each run comes back, so an interrupted sweep keeps every run
 finished before it and the next one resumes. A failing run is reported with its error and the
-others go on. Ray is optional (`pip install oneclass[ray]`): without it the same tasks run one
-after the other here."""
+others go on. Ray is optional (`pip install oneclass[ray]`): without it the same tasks run here,
+one after the other or `jobs` at a time in processes of the standard library's pool (one machine:
+several runs sharing a GPU, or a CPU's cores). A `TimeBudget` starts only the runs that should end
+within it, so a sweep fits a session, a batch job's wall time or a lease, and the rest wait for
+the next call."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import statistics
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 from tqdm.auto import tqdm
 
@@ -30,8 +38,40 @@ class Failure:
 class RunSummary:
     done: list[evaluation.RunTask] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
+    # not started: the time budget would have ended before they finished
+    deferred: list[evaluation.RunTask] = field(default_factory=list)
     seconds: float = 0.0
     executor: str = "local"
+
+
+@dataclass
+class TimeBudget:
+    """Start a run only while it should end inside `seconds` from now. A run's expected seconds:
+    `estimate` (e.g. from runs stored earlier), else the median of the runs of its `kind` that
+    finished in this call, else unknown: such a run starts while any time is left. Runs already
+    started are never stopped by it."""
+    seconds: float
+    estimate: Callable[[evaluation.RunTask], float | None] = lambda task: None
+    kind: Callable[[evaluation.RunTask], Hashable] = lambda task: None  # runs of one kind take alike long
+    started: float = field(default_factory=time.perf_counter)
+    took: dict[Hashable, list[float]] = field(default_factory=dict)
+
+    def left(self) -> float:
+        return self.seconds - (time.perf_counter() - self.started)
+
+    def expected(self, task: evaluation.RunTask) -> float | None:
+        known = self.estimate(task)
+        if known is not None:
+            return known
+        seen = self.took.get(self.kind(task))
+        return float(statistics.median(seen)) if seen else None
+
+    def allows(self, task: evaluation.RunTask) -> bool:
+        left = self.left()
+        return left > 0 and (self.expected(task) or 0.0) <= left
+
+    def finished(self, task: evaluation.RunTask, seconds: float) -> None:
+        self.took.setdefault(self.kind(task), []).append(seconds)
 
 
 def ray_available() -> bool:
@@ -47,15 +87,17 @@ class _Progress:
 
     def __init__(self, total: int, show: bool, desc: str) -> None:
         self.bar = tqdm(total=total, disable=not show, desc=desc, unit="run", dynamic_ncols=True)
-        self.done = self.failed = self.running = 0
+        self.done = self.failed = self.running = self.deferred = 0
 
-    def update(self, *, done: int = 0, failed: int = 0, running: int | None = None) -> None:
+    def update(self, *, done: int = 0, failed: int = 0, deferred: int = 0, running: int | None = None) -> None:
         self.done += done
         self.failed += failed
+        self.deferred += deferred
         if running is not None:
             self.running = running
-        self.bar.set_postfix(done=self.done, failed=self.failed, running=self.running, refresh=False)
-        self.bar.update(done + failed)
+        self.bar.set_postfix(done=self.done, failed=self.failed, running=self.running,
+                             **({"deferred": self.deferred} if self.deferred else {}), refresh=False)
+        self.bar.update(done + failed + deferred)
 
     def write(self, text: str) -> None:
         if not self.bar.disable:
@@ -73,15 +115,27 @@ def _error_text(e: BaseException) -> str:
 
 
 def run_local(tasks: list[evaluation.RunTask], data_root: str | Path | None, results: str | Path, *,
+              jobs: int = 1, cpus_per_run: float = 1.0, budget: TimeBudget | None = None,
               progress: bool = True, echo: Callable[[str], None] = print) -> RunSummary:
-    """Each run in this process, one after the other."""
+    """Each run on this machine: in this process, one after the other (`jobs` 1), or `jobs` at a
+    time, each in its own process with `cpus_per_run` threads."""
+    if jobs < 1:
+        raise OneClassError(f"jobs must be at least 1, got {jobs}")
+    if jobs > 1:
+        return _run_pool(tasks, data_root, results, jobs=jobs, threads=max(1, int(cpus_per_run)), budget=budget,
+                         progress=progress, echo=echo)
     summary = RunSummary(executor="local")
     t0 = time.perf_counter()
     bar = _Progress(len(tasks), progress, "runs")
     data_cache: dict[str, Any] = {}
     try:
         for task in tasks:
+            if budget is not None and not budget.allows(task):
+                summary.deferred.append(task)
+                bar.update(deferred=1)
+                continue
             bar.update(running=1)
+            began = time.perf_counter()
             try:
                 data = data_cache.get(task.spec.dataset)
                 if data is None:
@@ -93,6 +147,8 @@ def run_local(tasks: list[evaluation.RunTask], data_root: str | Path | None, res
                 (bar.write if progress else echo)(f"failed: {task.label}: {_error_text(e)}")
                 bar.update(failed=1, running=0)
                 continue
+            if budget is not None:
+                budget.finished(task, time.perf_counter() - began)
             summary.done.append(task)
             bar.update(done=1, running=0)
     finally:
@@ -101,9 +157,91 @@ def run_local(tasks: list[evaluation.RunTask], data_root: str | Path | None, res
     return summary
 
 
-def _ray_execute(task: evaluation.RunTask, data_root: str | None, work_dir: str | None, threads: int,
-                 use_gpu: bool) -> evaluation.RunOutcome:
-    """The body of one Ray task: train and score, hand the records back to the driver."""
+def _run_pool(tasks: list[evaluation.RunTask], data_root: str | Path | None, results: str | Path, *, jobs: int,
+              threads: int, budget: TimeBudget | None, progress: bool, echo: Callable[[str], None]) -> RunSummary:
+    """`jobs` runs at a time in worker processes; the driver stores each outcome as it comes back.
+    A worker that dies (killed, out of memory, a crash in native code) breaks the pool: the runs
+    then in flight are reported failed, and a fresh pool takes the rest."""
+    summary = RunSummary(executor=f"local, {jobs} processes")
+    t0 = time.perf_counter()
+    bar = _Progress(len(tasks), progress, f"runs ({jobs} processes)")
+    say = bar.write if progress else echo
+    # checkpoints and logs go where the results are: the workers share this file system
+    work_dir = str(Path(results).resolve())
+    root = str(Path(data_root).resolve()) if data_root else None
+    # spawn, not fork: a forked child cannot use CUDA once the parent has, nor safely inherit OpenMP threads
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    in_flight: dict[Future, evaluation.RunTask] = {}
+    began: dict[Future, float] = {}
+    pending = list(tasks)
+    previous_term = _stop_on_sigterm()
+    try:
+        while pending or in_flight:
+            while pending and len(in_flight) < jobs:
+                task = pending.pop(0)
+                if budget is not None and not budget.allows(task):
+                    summary.deferred.append(task)
+                    bar.update(deferred=1)
+                    continue
+                future = pool.submit(_execute_in_worker, task, root, work_dir, threads, True)
+                in_flight[future], began[future] = task, time.perf_counter()
+            bar.update(running=len(in_flight))
+            if not in_flight:
+                break
+            ready, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+            broken = False
+            for future in ready:
+                task = in_flight.pop(future)
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    error = "BrokenProcessPool: a worker process died (killed or crashed) while this run was in flight"
+                    summary.failed.append(Failure(task, error))
+                    say(f"failed: {task.label}: {error}")
+                    bar.update(failed=1, running=len(in_flight))
+                    continue
+                except Exception as e:  # noqa: BLE001 - the run's own error: report, go on
+                    summary.failed.append(Failure(task, _error_text(e)))
+                    say(f"failed: {task.label}: {_error_text(e)}")
+                    bar.update(failed=1, running=len(in_flight))
+                    continue
+                evaluation.store(results, outcome, echo=say)
+                if budget is not None:
+                    budget.finished(task, time.perf_counter() - began[future])
+                summary.done.append(task)
+                bar.update(done=1, running=len(in_flight))
+            if broken:
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    except BaseException:
+        _stop_workers(pool)  # Ctrl-C, SIGTERM or a driver error: stored runs stay, the rest resume later
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+        summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End the pool's worker processes now, not after their runs: a run cut off keeps its last
+    checkpoint and resumes from it. The pool's workers are this process's only multiprocessing
+    children."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for child in multiprocessing.active_children():
+        child.terminate()
+    for child in multiprocessing.active_children():
+        child.join(timeout=10)
+
+
+def _execute_in_worker(task: evaluation.RunTask, data_root: str | None, work_dir: str | None, threads: int,
+                       use_gpu: bool) -> evaluation.RunOutcome:
+    """The body of one Ray task or pool worker's run: train and score, hand the records back to
+    the driver."""
     import torch
     torch.set_num_threads(max(1, threads))
     if not use_gpu and task.spec.device == "auto":
@@ -126,11 +264,13 @@ def start_ray(address: str | None = None) -> None:
 
 def run_ray(tasks: list[evaluation.RunTask], data_root: str | Path | None, results: str | Path, *,
             address: str | None = None, cpus_per_run: float = 1.0, gpus_per_run: float | None = None,
+            jobs: int | None = None, budget: TimeBudget | None = None,
             progress: bool = True, echo: Callable[[str], None] = print) -> RunSummary:
     """Each run as a Ray task: on a local Ray instance sized to this machine, or on the cluster
     at `address` ("auto" or host:port). Every node needs oneclass installed and the data root at
     the same path; results are written here, by the driver. `gpus_per_run`: the share of a GPU
-    each run takes (None: 1/8 where the cluster has GPUs, else none)."""
+    each run takes (None: 1/8 where the cluster has GPUs, else none); `jobs`: at most this many
+    runs at once (None: as many as the cluster's resources fit)."""
     import ray
 
     summary = RunSummary(executor="ray")
@@ -141,6 +281,7 @@ def run_ray(tasks: list[evaluation.RunTask], data_root: str | Path | None, resul
     bar = _Progress(len(tasks), progress, "runs (ray)")
     say = bar.write if progress else echo
     in_flight: dict[Any, evaluation.RunTask] = {}
+    began: dict[Any, float] = {}
     previous_term = _stop_on_sigterm()
     try:
         resources = ray.cluster_resources()
@@ -152,7 +293,7 @@ def run_ray(tasks: list[evaluation.RunTask], data_root: str | Path | None, resul
         if cpus_per_run > resources.get("CPU", 0):
             raise OneClassError(f"--cpus-per-run {cpus_per_run:g} but the Ray cluster has "
                                 f"{resources.get('CPU', 0):g} CPU(s)")
-        remote = ray.remote(_ray_execute).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
+        remote = ray.remote(_execute_in_worker).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
         # checkpoints where the results are when the workers share this file system (a local
         # instance); on a cluster each run starts afresh if it is cut off
         work_dir = str(Path(results).resolve()) if not address else None
@@ -161,11 +302,19 @@ def run_ray(tasks: list[evaluation.RunTask], data_root: str | Path | None, resul
         while pending or in_flight:
             # only as many runs in flight as fit at once, so "running" is true and Ctrl-C is quick
             capacity = _capacity(ray.cluster_resources(), cpus_per_run, gpus_per_run)
+            if jobs is not None:
+                capacity = min(capacity, jobs)
             while pending and len(in_flight) < capacity:
                 task = pending.pop(0)
+                if budget is not None and not budget.allows(task):
+                    summary.deferred.append(task)
+                    bar.update(deferred=1)
+                    continue
                 ref = remote.remote(task, root, work_dir, max(1, int(cpus_per_run)), gpus_per_run > 0)
-                in_flight[ref] = task
+                in_flight[ref], began[ref] = task, time.perf_counter()
             bar.update(running=len(in_flight))
+            if not in_flight:
+                break
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
             for ref in ready:
                 task = in_flight.pop(ref)
@@ -177,6 +326,8 @@ def run_ray(tasks: list[evaluation.RunTask], data_root: str | Path | None, resul
                     bar.update(failed=1, running=len(in_flight))
                     continue
                 evaluation.store(results, outcome, echo=say)
+                if budget is not None:
+                    budget.finished(task, time.perf_counter() - began[ref])
                 summary.done.append(task)
                 bar.update(done=1, running=len(in_flight))
     except BaseException:
