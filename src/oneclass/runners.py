@@ -82,29 +82,56 @@ def ray_available() -> bool:
     return True
 
 
-class _Progress:
-    """One bar over runs with a live count of done / failed / running."""
+class _Sweep:
+    """The driver's side of a sweep, whatever runs it: one progress bar with a live count of done /
+    failed / running / not started, the summary, and what happens as each run ends (its records
+    stored, its time told to the budget) or is left out by the budget."""
 
-    def __init__(self, total: int, show: bool, desc: str) -> None:
-        self.bar = tqdm(total=total, disable=not show, desc=desc, unit="run", dynamic_ncols=True)
-        self.done = self.failed = self.running = self.deferred = 0
+    def __init__(self, total: int, *, executor: str, results: str | Path, budget: TimeBudget | None,
+                 progress: bool, echo: Callable[[str], None]) -> None:
+        self.summary = RunSummary(executor=executor)
+        self.results, self.budget = results, budget
+        self.started = time.perf_counter()
+        self.bar = tqdm(total=total, disable=not progress, desc=f"runs ({executor})", unit="run", dynamic_ncols=True)
+        self.say = self.bar.write if progress else echo
+        self.running = 0
 
-    def update(self, *, done: int = 0, failed: int = 0, deferred: int = 0, running: int | None = None) -> None:
-        self.done += done
-        self.failed += failed
-        self.deferred += deferred
-        if running is not None:
-            self.running = running
-        self.bar.set_postfix(done=self.done, failed=self.failed, running=self.running,
-                             **({"deferred": self.deferred} if self.deferred else {}), refresh=False)
-        self.bar.update(done + failed + deferred)
+    def next_task(self, pending: list[evaluation.RunTask]) -> evaluation.RunTask | None:
+        """The next pending run the budget lets start (the others it passes over are not started)."""
+        while pending:
+            task = pending.pop(0)
+            if self.budget is None or self.budget.allows(task):
+                return task
+            self.summary.deferred.append(task)
+            self._show(1)
+        return None
 
-    def write(self, text: str) -> None:
-        if not self.bar.disable:
-            self.bar.write(text)
+    def in_flight(self, running: int) -> None:
+        self.running = running
+        self._show(0)
 
-    def close(self) -> None:
+    def done(self, task: evaluation.RunTask, outcome: evaluation.RunOutcome, seconds: float) -> None:
+        evaluation.store(self.results, outcome, echo=self.say)
+        if self.budget is not None:
+            self.budget.finished(task, seconds)
+        self.summary.done.append(task)
+        self._show(1)
+
+    def failed(self, task: evaluation.RunTask, error: str) -> None:
+        self.summary.failed.append(Failure(task, error))
+        self.say(f"failed: {task.label}: {error}")
+        self._show(1)
+
+    def _show(self, ended: int) -> None:
+        s = self.summary
+        self.bar.set_postfix(done=len(s.done), failed=len(s.failed), running=self.running,
+                             **({"not_started": len(s.deferred)} if s.deferred else {}), refresh=False)
+        self.bar.update(ended)
+
+    def close(self) -> RunSummary:
         self.bar.close()
+        self.summary.seconds = time.perf_counter() - self.started
+        return self.summary
 
 
 def _error_text(e: BaseException) -> str:
@@ -124,36 +151,26 @@ def run_local(tasks: list[evaluation.RunTask], data_root: str | Path | None, res
     if jobs > 1:
         return _run_pool(tasks, data_root, results, jobs=jobs, threads=max(1, int(cpus_per_run)), budget=budget,
                          progress=progress, echo=echo)
-    summary = RunSummary(executor="local")
-    t0 = time.perf_counter()
-    bar = _Progress(len(tasks), progress, "runs")
+    sweep = _Sweep(len(tasks), executor="local", results=results, budget=budget, progress=progress, echo=echo)
     data_cache: dict[str, Any] = {}
+    pending = list(tasks)
     try:
-        for task in tasks:
-            if budget is not None and not budget.allows(task):
-                summary.deferred.append(task)
-                bar.update(deferred=1)
-                continue
-            bar.update(running=1)
+        while (task := sweep.next_task(pending)) is not None:
+            sweep.in_flight(1)
             began = time.perf_counter()
             try:
                 data = data_cache.get(task.spec.dataset)
                 if data is None:
                     data = data_cache[task.spec.dataset] = evaluation.load_dataset(task.spec.dataset, data_root)
                 outcome = evaluation.execute(task, data_root, results, progress=False, echo=lambda s: None, data=data)
-                evaluation.store(results, outcome, echo=bar.write if progress else echo)
             except Exception as e:  # noqa: BLE001 - one failing run must not stop the others
-                summary.failed.append(Failure(task, _error_text(e)))
-                (bar.write if progress else echo)(f"failed: {task.label}: {_error_text(e)}")
-                bar.update(failed=1, running=0)
+                sweep.running = 0
+                sweep.failed(task, _error_text(e))
                 continue
-            if budget is not None:
-                budget.finished(task, time.perf_counter() - began)
-            summary.done.append(task)
-            bar.update(done=1, running=0)
+            sweep.running = 0
+            sweep.done(task, outcome, time.perf_counter() - began)
     finally:
-        bar.close()
-        summary.seconds = time.perf_counter() - t0
+        summary = sweep.close()
     return summary
 
 
@@ -162,56 +179,40 @@ def _run_pool(tasks: list[evaluation.RunTask], data_root: str | Path | None, res
     """`jobs` runs at a time in worker processes; the driver stores each outcome as it comes back.
     A worker that dies (killed, out of memory, a crash in native code) breaks the pool: the runs
     then in flight are reported failed, and a fresh pool takes the rest."""
-    summary = RunSummary(executor=f"local, {jobs} processes")
-    t0 = time.perf_counter()
-    bar = _Progress(len(tasks), progress, f"runs ({jobs} processes)")
-    say = bar.write if progress else echo
+    sweep = _Sweep(len(tasks), executor=f"local, {jobs} processes", results=results, budget=budget,
+                   progress=progress, echo=echo)
     # checkpoints and logs go where the results are: the workers share this file system
     work_dir = str(Path(results).resolve())
     root = str(Path(data_root).resolve()) if data_root else None
     # spawn, not fork: a forked child cannot use CUDA once the parent has, nor safely inherit OpenMP threads
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
-    in_flight: dict[Future, evaluation.RunTask] = {}
-    began: dict[Future, float] = {}
+    in_flight: dict[Future, tuple[evaluation.RunTask, float]] = {}
     pending = list(tasks)
     previous_term = _stop_on_sigterm()
     try:
-        while pending or in_flight:
-            while pending and len(in_flight) < jobs:
-                task = pending.pop(0)
-                if budget is not None and not budget.allows(task):
-                    summary.deferred.append(task)
-                    bar.update(deferred=1)
-                    continue
+        while True:
+            while len(in_flight) < jobs and (task := sweep.next_task(pending)) is not None:
                 future = pool.submit(_execute_in_worker, task, root, work_dir, threads, True)
-                in_flight[future], began[future] = task, time.perf_counter()
-            bar.update(running=len(in_flight))
+                in_flight[future] = task, time.perf_counter()
+            sweep.in_flight(len(in_flight))
             if not in_flight:
                 break
             ready, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
             broken = False
             for future in ready:
-                task = in_flight.pop(future)
+                task, began = in_flight.pop(future)
+                sweep.running = len(in_flight)
                 try:
                     outcome = future.result()
                 except BrokenProcessPool:
                     broken = True
-                    error = "BrokenProcessPool: a worker process died (killed or crashed) while this run was in flight"
-                    summary.failed.append(Failure(task, error))
-                    say(f"failed: {task.label}: {error}")
-                    bar.update(failed=1, running=len(in_flight))
-                    continue
+                    sweep.failed(task, "BrokenProcessPool: a worker process died (killed or crashed) "
+                                       "while this run was in flight")
                 except Exception as e:  # noqa: BLE001 - the run's own error: report, go on
-                    summary.failed.append(Failure(task, _error_text(e)))
-                    say(f"failed: {task.label}: {_error_text(e)}")
-                    bar.update(failed=1, running=len(in_flight))
-                    continue
-                evaluation.store(results, outcome, echo=say)
-                if budget is not None:
-                    budget.finished(task, time.perf_counter() - began[future])
-                summary.done.append(task)
-                bar.update(done=1, running=len(in_flight))
+                    sweep.failed(task, _error_text(e))
+                else:
+                    sweep.done(task, outcome, time.perf_counter() - began)
             if broken:
                 pool.shutdown(wait=True, cancel_futures=True)
                 pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
@@ -220,10 +221,9 @@ def _run_pool(tasks: list[evaluation.RunTask], data_root: str | Path | None, res
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
+        summary = sweep.close()
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
-        summary.seconds = time.perf_counter() - t0
     return summary
 
 
@@ -273,15 +273,11 @@ def run_ray(tasks: list[evaluation.RunTask], data_root: str | Path | None, resul
     runs at once (None: as many as the cluster's resources fit)."""
     import ray
 
-    summary = RunSummary(executor="ray")
-    t0 = time.perf_counter()
     started_here = not ray.is_initialized()
     if started_here:
         start_ray(address)
-    bar = _Progress(len(tasks), progress, "runs (ray)")
-    say = bar.write if progress else echo
-    in_flight: dict[Any, evaluation.RunTask] = {}
-    began: dict[Any, float] = {}
+    sweep = _Sweep(len(tasks), executor="ray", results=results, budget=budget, progress=progress, echo=echo)
+    in_flight: dict[Any, tuple[evaluation.RunTask, float]] = {}
     previous_term = _stop_on_sigterm()
     try:
         resources = ray.cluster_resources()
@@ -299,48 +295,37 @@ def run_ray(tasks: list[evaluation.RunTask], data_root: str | Path | None, resul
         work_dir = str(Path(results).resolve()) if not address else None
         root = str(Path(data_root).resolve()) if data_root else None
         pending = list(tasks)
-        while pending or in_flight:
+        while True:
             # only as many runs in flight as fit at once, so "running" is true and Ctrl-C is quick
             capacity = _capacity(ray.cluster_resources(), cpus_per_run, gpus_per_run)
             if jobs is not None:
                 capacity = min(capacity, jobs)
-            while pending and len(in_flight) < capacity:
-                task = pending.pop(0)
-                if budget is not None and not budget.allows(task):
-                    summary.deferred.append(task)
-                    bar.update(deferred=1)
-                    continue
+            while len(in_flight) < capacity and (task := sweep.next_task(pending)) is not None:
                 ref = remote.remote(task, root, work_dir, max(1, int(cpus_per_run)), gpus_per_run > 0)
-                in_flight[ref], began[ref] = task, time.perf_counter()
-            bar.update(running=len(in_flight))
+                in_flight[ref] = task, time.perf_counter()
+            sweep.in_flight(len(in_flight))
             if not in_flight:
                 break
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
             for ref in ready:
-                task = in_flight.pop(ref)
+                task, began = in_flight.pop(ref)
+                sweep.running = len(in_flight)
                 try:
                     outcome = ray.get(ref)
                 except Exception as e:  # noqa: BLE001 - RayTaskError, a crashed worker: report, go on
-                    summary.failed.append(Failure(task, _error_text(e)))
-                    say(f"failed: {task.label}: {_error_text(e)}")
-                    bar.update(failed=1, running=len(in_flight))
-                    continue
-                evaluation.store(results, outcome, echo=say)
-                if budget is not None:
-                    budget.finished(task, time.perf_counter() - began[ref])
-                summary.done.append(task)
-                bar.update(done=1, running=len(in_flight))
+                    sweep.failed(task, _error_text(e))
+                else:
+                    sweep.done(task, outcome, time.perf_counter() - began)
     except BaseException:
         for ref in in_flight:  # Ctrl-C or a driver error: stop the workers; stored runs stay
             ray.cancel(ref, force=True)
         raise
     finally:
-        bar.close()
+        summary = sweep.close()
         if started_here:
             ray.shutdown()
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
-        summary.seconds = time.perf_counter() - t0
     return summary
 
 
