@@ -107,11 +107,7 @@ def cells(suite: str, tables: list[str] | None = None, methods: list[str] | None
         if not out:
             raise OneClassError(f"no table {', '.join(map(repr, tables))} in suite {suite!r}; tables: {', '.join(known)}")
     if methods:
-        known = sorted({c.method for c in out})
-        out = [c for c in out if c.method in methods]
-        if not out:
-            raise OneClassError(f"no cell of method(s) {', '.join(methods)} in suite {suite!r}"
-                                f"{' ' + repr(tables) if tables else ''}; methods: {', '.join(known)}")
+        out = _narrowed(out, "method", methods, f"of method(s) {', '.join(methods)}", suite, tables)
     if selection:
         if selection not in SELECTIONS:
             raise OneClassError(f"unknown epoch choice {selection!r}; use {' or '.join(SELECTIONS)}")
@@ -120,11 +116,18 @@ def cells(suite: str, tables: list[str] | None = None, methods: list[str] | None
             raise OneClassError(f"no {selection} cell in suite {suite!r}" + (f" {tables!r}" if tables else "")
                                 + (f" for {', '.join(methods)}" if methods else ""))
     if datasets:
-        known = sorted({c.dataset for c in out})
-        out = [c for c in out if c.dataset in datasets]
-        if not out:
-            raise OneClassError(f"no cell on dataset(s) {', '.join(datasets)} in suite {suite!r}"
-                                f"{' ' + repr(tables) if tables else ''}; datasets: {', '.join(known)}")
+        out = _narrowed(out, "dataset", datasets, f"on dataset(s) {', '.join(datasets)}", suite, tables)
+    return out
+
+
+def _narrowed(cells: list[Cell], field_name: str, wanted: list[str], what: str, suite: str,
+              tables: list[str] | None) -> list[Cell]:
+    """The cells whose `field_name` is one of `wanted`; none left is an error naming the values there are."""
+    known = sorted({getattr(c, field_name) for c in cells})
+    out = [c for c in cells if getattr(c, field_name) in wanted]
+    if not out:
+        raise OneClassError(f"no cell {what} in suite {suite!r}{' ' + repr(tables) if tables else ''}; "
+                            f"{field_name}s: {', '.join(known)}")
     return out
 
 
@@ -207,8 +210,8 @@ def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, 
     `executor`: "ray", "local" (here: one run after the other, or `jobs` at a time in processes)
     or "auto" (Ray where it is installed). `time_budget` (seconds): start only the runs that, at
     the median pace of their cell's finished runs on this device (`pace`; for a cell with none, of
-    its runs finished in this call), end within it; the others are left for the next call. `suite_cells` replaces the declared cells (tests, a user's
-    own suite)."""
+    its runs finished in this call), end within it; the others are left for the next call.
+    `suite_cells` replaces the declared cells (tests, a user's own suite)."""
     if executor not in ("auto", "ray", "local"):
         raise OneClassError(f"unknown executor {executor!r}; use auto, ray or local")
     if executor == "ray" and not ray_available():
