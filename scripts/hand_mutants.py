@@ -13,6 +13,9 @@ script copies `src/` to a temporary folder, applies one mutant, runs the tests o
     python scripts/hand_mutants.py --out results/hand-mutants.json
 
 A mutant whose text is not found exactly once is an error: the list must follow the code.
+A mutant with `only` (pytest node ids) runs just those tests, slow ones and the files the whole
+suite leaves out included: how the driver's runners (`test_reproduce.py`, real worker processes)
+are held to their promises without running the suite's slowest file for every other mutant.
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # as `make mutation` runs them: the slow tests, the Ray suite and the committed-results checks left out
-PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", "--hypothesis-seed=0"]
+BASE_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0"]
+PYTEST_ARGS = [*BASE_ARGS, "-m", "not slow"]
 LEFT_OUT = ["test_reproduce.py", "test_committed_results.py"]
 
 
@@ -63,17 +67,23 @@ def run(mutant: dict, timeout: float, tests_dir: str = "tests") -> dict:
         copy = Path(tmp) / "src"
         shutil.copytree(ROOT / "src", copy, ignore=shutil.ignore_patterns("__pycache__"))
         apply(mutant, copy / "oneclass")
-        # the tests nearest the mutant first, then the rest of the suite (a failure stops it early)
-        first = [tests_dir + f[len("tests"):] for f in mutant.get("first", [])]
+        # the tests nearest the mutant first, then the rest of the suite (a failure stops it early);
+        # or only the tests the mutant names, whatever their marks or files
+        local = lambda ids: [tests_dir + f[len("tests"):] for f in ids]  # noqa: E731
+        ignored = [f"--ignore={tests_dir}/{name}" for name in LEFT_OUT]
+        if mutant.get("only"):
+            first = local(mutant["only"])
+            rounds = [[*BASE_ARGS, *first]]
+        else:
+            first = local(mutant.get("first", []))
+            rounds = [[*PYTEST_ARGS, *ignored, *first]] if first else []
+            rounds.append([*PYTEST_ARGS, *ignored, tests_dir + "/", *(f"--ignore={f}" for f in first)])
         env = {**os.environ, "PYTHONPATH": str(copy), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         t0 = time.perf_counter()
         status, failed = "survived", None
-        for tests in ([*first], [tests_dir + "/", *(f"--ignore={f}" for f in first)]):
-            if not tests:
-                continue
+        for args in rounds:
             try:
-                ignored = [f"--ignore={tests_dir}/{name}" for name in LEFT_OUT]
-                proc = subprocess.run([sys.executable, "-m", "pytest", *PYTEST_ARGS, *ignored, *tests], cwd=ROOT, env=env,
+                proc = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=ROOT, env=env,
                                       capture_output=True, text=True, timeout=timeout)
             except subprocess.TimeoutExpired:
                 status = "timeout"
@@ -85,7 +95,8 @@ def run(mutant: dict, timeout: float, tests_dir: str = "tests") -> dict:
                 failed = first_failure(proc.stdout + proc.stderr) or f"pytest exit code {proc.returncode}"
                 break
         return {"id": mutant["id"], "file": mutant["file"], "behaviour": mutant["behaviour"], "status": status,
-                "caught_by": failed, "first": first, "seconds": round(time.perf_counter() - t0, 1)}
+                "caught_by": failed, "first": first, "only": bool(mutant.get("only")),
+                "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ def test_throughput_rows_merge_by_method_and_preset(bench, tmp_path):
 
 def test_every_hand_mutant_still_applies_to_the_code_once():
     """scripts/hand_mutants.json follows the code: each mutant's text stands exactly once in its
-    file and changes it, and the first tests it names exist (else the script refuses to run)."""
+    file and changes it, and the tests it names (`first`, `only`) exist (else the script refuses to run)."""
     root = BENCH.parents[1]
     module = script_module("scripts/hand_mutants.py", "hand_mutants")
     mutants = module.load_mutants(root / "scripts" / "hand_mutants.json")
@@ -49,6 +49,7 @@ def test_every_hand_mutant_still_applies_to_the_code_once():
         text = (root / "src" / "oneclass" / m["file"]).read_text()
         assert text.count(m["find"]) == 1 and m["find"] != m["replace"], m["id"]
         assert all((root / f).is_file() for f in m.get("first", [])), m["id"]
+        assert all((root / f.split("::")[0]).is_file() for f in m.get("only", [])), m["id"]
     record = json.loads((root / "results" / "hand-mutants.json").read_text())
     assert {r["id"] for r in record["after"]["mutants"]} == {m["id"] for m in mutants}
 

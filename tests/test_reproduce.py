@@ -266,6 +266,30 @@ def test_local_processes_run_a_suite_jobs_at_a_time_and_outlive_a_dead_worker(tm
     assert not multiprocessing.active_children()  # no worker left behind
 
 
+def _waits_for_a_second_run(task, data_root, work_dir, *args):
+    """A run that starts only once another run has started beside it (within 60 s): run one at a
+    time, it fails."""
+    from pathlib import Path
+    marks = Path(work_dir) / "started"
+    marks.mkdir(exist_ok=True)
+    (marks / str(task.normal)).touch()
+    deadline = time.monotonic() + 60
+    while len(list(marks.iterdir())) < 2:
+        if time.monotonic() > deadline:
+            raise RuntimeError("no second run started beside this one")
+        time.sleep(0.05)
+    return runners._execute_in_worker(task, data_root, work_dir, *args)
+
+
+def test_local_processes_run_jobs_runs_at_once(tmp_path, monkeypatch):
+    """`--jobs 2` runs two at a time, not one after the other in a pool of two."""
+    monkeypatch.setattr(rep, "ray_available", lambda: False)
+    monkeypatch.setattr(runners, "_execute_in_worker", _waits_for_a_second_run)
+    cells = [Cell("tiny", "Table 1", "ocsvm", "mnist-embedded", classes=(0, 1))]
+    out = reproduce("tiny", None, tmp_path, seeds=[0], jobs=2, suite_cells=cells, progress=False, echo=lambda s: None)
+    assert not out.summary.failed and len(out.summary.done) == 2
+
+
 def _slow_on_class_1(task, *args):
     """A run that takes two minutes: Ctrl-C must not wait for it."""
     if task.normal == 1:
@@ -331,3 +355,20 @@ def test_a_time_budget_learns_a_new_cells_pace_from_its_runs_finished_in_the_cal
     assert budget.allows(task("b", 1))  # another kind: nothing known of it yet
     # a stored pace comes first
     assert runners.TimeBudget(100.0, lambda t: 20.0, kind=lambda t: t.method, took={"a": [150.0]}).allows(task("a", 5))
+
+
+def test_a_sweep_tells_the_budget_each_runs_time(tmp_path, monkeypatch):
+    """End to end: a new cell's first run (no pace stored) takes 5 s of an 8 s budget; the next
+    two, expected to take as long, are not started."""
+    monkeypatch.setattr(rep, "ray_available", lambda: False)
+    real_execute = evaluation.execute
+
+    def slow_execute(*args, **kwargs):
+        time.sleep(5)
+        return real_execute(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "execute", slow_execute)
+    cells = [Cell("tiny", "Table 1", "ocsvm", "mnist-embedded", classes=(0, 1, 2))]
+    out = reproduce("tiny", None, tmp_path, seeds=[0], suite_cells=cells, device="cpu", time_budget=8,
+                    progress=False, echo=lambda s: None)
+    assert [t.normal for t in out.summary.done] == [0] and [t.normal for t in out.summary.deferred] == [1, 2]
