@@ -7,6 +7,7 @@ import torch
 
 import oneclass
 from oneclass.errors import DataError, ModelFileError, NotFittedError, OneClassError
+from oneclass.training import numeric_config
 
 
 @pytest.fixture(scope="module")
@@ -281,6 +282,22 @@ def test_shallow_baselines_fit_score_save(small, tmp_path):
         assert s.shape == (len(test),) and oneclass.metrics.auroc(labels, s) > 0.7
         det.save(tmp_path / f"{name}.oneclass")
         np.testing.assert_allclose(oneclass.load(tmp_path / f"{name}.oneclass").score_samples(test), s, rtol=1e-9)
+
+
+def test_shallow_pca_keeps_a_fixed_number_of_components_when_asked(small):
+    """`pca_components` fixes the PCA's size instead of the 90 % of the variance; out of range it
+    is refused by name, and at its default (None) it names no run (the committed runs' keys stay)."""
+    x, val, test, labels = small
+    for name in ("ocsvm", "kde"):
+        det = oneclass.create(name, "mnist", seed=0, pca_components=12).fit(x, val)
+        assert det.pipeline[0].n_components_ == 12 and det.fit_info["pca_components"] == 12
+        assert oneclass.create(name, "mnist", seed=0).fit(x, val).fit_info["pca_components"] > 12
+        with pytest.raises(OneClassError, match="pca_components=785"):
+            oneclass.create(name, "mnist", pca_components=785).fit(x, val)
+        with pytest.raises(OneClassError, match="pca_components"):
+            oneclass.create(name, "mnist", pca_components=2.5)
+        det = oneclass.create(name, "mnist")
+        assert "pca_components" not in numeric_config(det.config, det.added_later)
 
 
 def test_kde_bandwidth_grid_is_the_quarter_decades_written_out():

@@ -18,13 +18,18 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.svm import OneClassSVM
 
 from ..detector import Detector
+from ..errors import OneClassError
 
 _SHALLOW_PRESETS = {"mnist": {"channels": 1, "size": 28}, "cifar10": {"channels": 3, "size": 32},
                     "fashion-mnist": {"channels": 1, "size": 28}}
 
 
 class _PCADetector(Detector):
-    defaults: dict[str, Any] = {"pca_variance": 0.9}  # keep the components explaining 90% of variance
+    # keep the components explaining 90% of the variance, or a fixed number (`pca_components`:
+    # LSA's "features extracted by PCA-whitening" does not say how many, and KDE's AUROC hangs on it)
+    defaults: dict[str, Any] = {"pca_variance": 0.9, "pca_components": None}
+    option_types = {"pca_components": "int|None"}
+    added_later = {"pca_components": None}
     presets = _SHALLOW_PRESETS
     components = ("score",)
     headline = "score"
@@ -38,12 +43,22 @@ class _PCADetector(Detector):
     def _fit(self, train: torch.Tensor, val: torch.Tensor, **_: Any) -> None:
         t0 = time.perf_counter()
         self.train_images = train.clone()
-        pca = PCA(n_components=self.config["pca_variance"], whiten=True, svd_solver="full")
+        pca = PCA(n_components=self._n_components(train), whiten=True, svd_solver="full")
         self.pipeline: Pipeline = make_pipeline(pca, self.make_estimator()).fit(self._features(train))
         seconds = time.perf_counter() - t0
         self.fit_info = {"train_seconds": seconds, "train_images_per_second": len(train) / max(seconds, 1e-9),
                          "device": "cpu", "n_train": len(train), "n_val": len(val),
                          "pca_components": int(pca.n_components_), **self.chosen()}
+
+    def _n_components(self, train: torch.Tensor) -> float | int:
+        fixed = self.config["pca_components"]
+        if fixed is None:
+            return self.config["pca_variance"]
+        limit = min(len(train), train[0].numel())
+        if not 1 <= fixed <= limit:
+            raise OneClassError(f"pca_components={fixed}: PCA of {len(train)} training images of {train[0].numel()} "
+                                f"values gives 1 to {limit} components")
+        return int(fixed)
 
     def chosen(self) -> dict[str, Any]:
         return {}
@@ -63,7 +78,7 @@ class OCSVMDetector(_PCADetector):
     name = "ocsvm"
     description = "One-class SVM (RBF) on PCA-whitened pixels (LSA Table 1 baseline)"
     defaults = {**_PCADetector.defaults, "nu": 0.1, "gamma": "scale"}
-    option_types = {"gamma": "str|float"}  # scikit-learn's "scale", "auto" or a number
+    option_types = {**_PCADetector.option_types, "gamma": "str|float"}  # scikit-learn's "scale", "auto" or a number
 
     def make_estimator(self):
         return OneClassSVM(kernel="rbf", nu=self.config["nu"], gamma=self.config["gamma"])
