@@ -330,6 +330,10 @@ def test_a_time_budget_starts_only_the_runs_that_end_inside_it(tmp_path, monkeyp
     record = json.loads(done.read_text())
     record["train_seconds"], record["score_seconds"] = 3590.0, 10.0
     done.write_text(json.dumps(record))
+    # a call narrowed to other classes still knows the cell's pace from its stored runs
+    out = reproduce("tiny", None, tmp_path, seeds=[0], classes=[2], suite_cells=cells, device="cpu", time_budget=600,
+                    **quiet)
+    assert not out.summary.done and [t.normal for t in out.summary.deferred] == [2]
     out = reproduce("tiny", None, tmp_path, seeds=[0], suite_cells=cells, device="cpu", time_budget=600, **quiet)
     assert out.skipped == 1 and not out.summary.done and [t.normal for t in out.summary.deferred] == [1, 2]
     out = reproduce("tiny", None, tmp_path, seeds=[0], suite_cells=cells, device="cpu", time_budget=7200, **quiet)

@@ -431,7 +431,8 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, sel
             spec = rep.spec_of(cell, seed_list, class_list, epochs, device)
             tasks = rep.plan_cell(spec, data_root, results, train=train_splits[cell.dataset])
             todo = [t for t in tasks if not t.finished]
-            click.echo(f"{cell.title}: {len(todo)} run(s) to do" + _estimate(rep.pace(tasks), len(todo), device))
+            took = rep.cell_pace(cell, seed_list, epochs, device, data_root, results, train=train_splits[cell.dataset])
+            click.echo(f"{cell.title}: {len(todo)} run(s) to do" + _estimate(took, len(todo), device))
             for t in todo:
                 click.echo(f"  {t.name}")
         return

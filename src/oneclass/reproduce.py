@@ -171,14 +171,23 @@ def pace(tasks: list[evaluation.RunTask]) -> dict[str, tuple[float, int]]:
     return {d: (float(np.median(v)), len(v)) for d, v in sorted(by_device.items())}
 
 
-def _estimator(tasks: dict[Cell, list[evaluation.RunTask]], device: str) -> Callable[[evaluation.RunTask], float | None]:
+def cell_pace(cell: Cell, seeds: list[int], epochs: int | None, device: str, data_root: str | Path | None,
+              results: str | Path, train: Any = None) -> dict[str, tuple[float, int]]:
+    """`pace` over every stored run of a cell, whichever classes and seeds a call narrows to: a
+    call for one class must not start its run blind because that class has none finished yet."""
+    wide = spec_of(cell, sorted(set(seeds) | set(DEFAULT_SEEDS)), None, epochs, device)
+    return pace(plan_cell(wide, data_root, results, train=train))
+
+
+def _estimator(tasks: dict[Cell, list[evaluation.RunTask]], paces: dict[Cell, dict[str, tuple[float, int]]],
+               device: str) -> Callable[[evaluation.RunTask], float | None]:
     """A run's expected seconds: the median of its cell's finished runs on the device type this
     command uses (None where none has finished there)."""
     from .detector import resolve_device
     here = resolve_device(device).type
     expected: dict[str, float] = {}
-    for cell_tasks in tasks.values():
-        took = pace(cell_tasks).get(here)
+    for cell, cell_tasks in tasks.items():
+        took = paces[cell].get(here)
         if took is not None:
             expected.update({t.name: took[0] for t in cell_tasks})
     return lambda task: expected.get(task.name)
@@ -236,8 +245,11 @@ def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, 
     echo(f"{suite}: {len(chosen)} cell(s), {len(todo)} run(s) to do, {skipped} finished before"
          + (f"; on Ray" if use_ray and todo else ""))
     cell_of = {t.name: cell.title for cell, ts in tasks.items() for t in ts}
-    budget = None if time_budget is None else TimeBudget(time_budget, _estimator(tasks, device),
-                                                         kind=lambda task: cell_of.get(task.name))
+    budget = None
+    if time_budget is not None:
+        paces = {cell: cell_pace(cell, seeds, epochs, device, data_root, results, train_splits[cell.dataset])
+                 for cell in chosen}
+        budget = TimeBudget(time_budget, _estimator(tasks, paces, device), kind=lambda task: cell_of.get(task.name))
     if todo and use_ray:
         summary = run_ray(todo, data_root, results, address=address, cpus_per_run=cpus_per_run,
                           gpus_per_run=gpus_per_run, jobs=jobs, budget=budget, progress=progress, echo=echo)
