@@ -236,6 +236,9 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         child.terminate()
     for child in multiprocessing.active_children():
         child.join(timeout=10)
+        if child.is_alive():  # SIGTERM not acted on (a worker stuck in the kernel): SIGKILL
+            child.kill()
+            child.join(timeout=10)
 
 
 def _execute_in_worker(task: evaluation.RunTask, data_root: str | None, work_dir: str | None, threads: int,
