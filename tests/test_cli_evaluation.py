@@ -346,6 +346,35 @@ def test_cli_fit_on_a_folder_then_score(tmp_path, embedded_split):
     assert one[1].split(",")[1] == rows[0]["score"]
 
 
+def test_fit_on_a_folder_takes_the_preset_its_images_call_for(tmp_path):
+    """Without --preset, a folder of colour images gets the cifar10 preset (RGB 32×32), a grey one the
+    mnist preset, also when its grey pictures were saved as RGB JPEGs or carry a few levels of colour
+    noise (a camera's); the choice is said."""
+    from oneclass.data import folder_in_colour
+    rng = np.random.default_rng(0)
+    colour, grey = tmp_path / "colour", tmp_path / "grey"
+    colour.mkdir(), grey.mkdir()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(colour / f"c{i:02d}.png")
+        plain = np.repeat(rng.integers(3, 253, (40, 40, 1)), 3, axis=2)
+        if i % 2:
+            Image.fromarray(plain.astype(np.uint8)).save(grey / f"g{i:02d}.jpg", quality=75)
+        else:
+            noisy = plain + rng.integers(-3, 4, plain.shape)
+            Image.fromarray(noisy.astype(np.uint8)).save(grey / f"g{i:02d}.png")
+    assert folder_in_colour(colour) and not folder_in_colour(grey)
+    for folder, preset, channels, side in ((colour, "cifar10", 3, 32), (grey, "mnist", 1, 28)):
+        model = tmp_path / f"{folder.name}.oneclass"
+        out = run_cli("fit", "--method", "dae", "--train-dir", folder, "--epochs", "1", "--device", "cpu",
+                      "--option", "batch_size=16", "--quiet", "--out", model).output
+        assert f"preset {preset}:" in out and f"fitted dae ({preset})" in out
+        det = oneclass.load(model)
+        assert det.channels == channels and np.atleast_1d(det.image_size)[0] == side
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(oneclass.OneClassError, match="no image files"):
+        folder_in_colour(tmp_path / "empty")
+
+
 def test_cli_score_rejects_bad_model_and_bad_images(tmp_path):
     bad_model = tmp_path / "bad.oneclass"
     bad_model.write_bytes(b"PK\x03\x04 truncated")

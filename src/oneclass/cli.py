@@ -124,7 +124,8 @@ def download(name: str, data_root: str | None, base_url: str | None) -> None:
 @click.option("--normal-class", default=None, help="Class (index or name) that is normal.")
 @click.option("--train-dir", type=click.Path(exists=True), default=None,
               help="Your own folder of normal images (flat, or train/<class>/) instead of --dataset.")
-@click.option("--preset", default=None, help="Hyper-parameter preset (default: from the dataset; mnist for --train-dir).")
+@click.option("--preset", default=None, help="Hyper-parameter preset (default: from the dataset; for --train-dir "
+                                              "cifar10 if its images are in colour, else mnist).")
 @click.option("--epochs", type=int, default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
@@ -139,7 +140,7 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
         out: str, resume: bool, quiet: bool) -> None:
     """Fit a detector on normal images and save it (one file)."""
     from . import protocols
-    from .data import load as load_dataset, load_folder
+    from .data import folder_in_colour, load as load_dataset, load_folder
     from .fileio import check_output_file
     from .registry import create, preset_for
     check_output_file(out, "--out")
@@ -157,13 +158,18 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
         split = protocols.standard(train, test, train.class_index(normal_class), seed)
         x_train, x_val = split.train.images, split.val.images
         preset = preset or preset_for(method, dataset)
-    else:
-        preset = preset or "mnist"
+    elif preset is None:
+        # a folder's own images say which convention fits: RGB 32×32 or grey 28×28
+        colour = folder_in_colour(train_dir)
+        preset = preset_for(method, "cifar10" if colour else "mnist")
+        click.echo(f"preset {preset}: the images in {train_dir} are {'in colour' if colour else 'grey'} "
+                   "(--preset to choose another)")
     det = create(method, preset, epochs=epochs, seed=seed, device=device, **_parse_options(options))
     if train_dir is not None:
         data, _ = load_folder(train_dir, det.channels, det.image_size)
         if len(data) < 10:
-            raise OneClassError(f"{train_dir}: only {len(data)} images; need at least 10 to train and validate")
+            raise OneClassError(f"{train_dir}: only {len(data)} image{'' if len(data) == 1 else 's'}; "
+                               "need at least 10 to train and validate")
         perm = np.random.default_rng(seed).permutation(len(data))
         n_val = max(1, round(0.1 * len(data)))
         x_train, x_val = data.images[perm[:-n_val]], data.images[perm[-n_val:]]

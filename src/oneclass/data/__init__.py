@@ -19,12 +19,12 @@ import torch
 
 from ..errors import DataError
 from .cifar import load_cifar10_split, load_cifar100_split
-from .folder import load_class_folder, load_flat_folder
+from .folder import IMAGE_SUFFIXES, load_class_folder, load_flat_folder, looks_colour
 from .idx import load_idx_split
 from .images import ImageData, as_uint8_images, conform, to_float
 
 __all__ = ["ImageData", "names", "load", "describe", "default_data_root", "cache_dir", "is_video",
-           "as_uint8_images", "conform", "to_float", "load_folder", "embedded"]
+           "as_uint8_images", "conform", "to_float", "load_folder", "folder_in_colour", "embedded"]
 
 EMBEDDED_FILE = Path(__file__).with_name("mnist_embedded.npz")
 
@@ -230,6 +230,16 @@ def source_of(name: str, data_root: str | os.PathLike | None) -> str:
         from .mvtec import describe_source
         return describe_source(root)
     return {"cifar10": "CIFAR-10 (python pickles)", "cifar10-jpeg": "CIFAR-10 (JPEG copy)"}.get(name, name)
+
+
+def folder_in_colour(path: str | os.PathLike) -> bool:
+    """Whether the images a `load_folder(path)` would read are in colour (see `looks_colour`)."""
+    path = Path(path)
+    root = path / "train" if (path / "train").is_dir() else path
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root}")
+    return looks_colour(files)
 
 
 def load_folder(path: str | os.PathLike, channels: int = 1, size: int | tuple[int, int] | None = 28

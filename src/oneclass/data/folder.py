@@ -83,6 +83,18 @@ def read_images(paths: list[Path], channels: int, size: tuple[int, int] | None) 
     return torch.from_numpy(np.stack(arrays))
 
 
+def looks_colour(files: list[Path], sample: int = 16) -> bool:
+    """Whether images are in colour, from up to `sample` files spread over the list: one in which at
+    least 1% of the pixels have channels more than 16 levels apart. A grey picture saved as RGB or
+    JPEG, or with a camera's few levels of colour noise, stays grey; a near-grey photograph may count
+    as grey, and loses little as such."""
+    for f in files[:: max(1, len(files) // sample)][:sample]:
+        rgb = np.asarray(open_image(f, "RGB"), dtype=np.int16)
+        if ((rgb.max(axis=2) - rgb.min(axis=2)) > 16).mean() >= 0.01:
+            return True
+    return False
+
+
 def _signature(files: list[Path], channels: int, size) -> str:
     h = hashlib.sha256(f"{channels}|{size}".encode())
     for f in files:
