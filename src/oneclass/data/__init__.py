@@ -19,7 +19,7 @@ import torch
 
 from ..errors import DataError
 from .cifar import load_cifar10_split, load_cifar100_split
-from .folder import IMAGE_SUFFIXES, load_class_folder, load_flat_folder, looks_colour
+from .folder import flat_folder_files, load_class_folder, load_flat_folder, looks_colour
 from .idx import load_idx_split
 from .images import ImageData, as_uint8_images, conform, to_float
 
@@ -235,11 +235,7 @@ def source_of(name: str, data_root: str | os.PathLike | None) -> str:
 def folder_in_colour(path: str | os.PathLike) -> bool:
     """Whether the images a `load_folder(path)` would read are in colour (see `looks_colour`)."""
     path = Path(path)
-    root = path / "train" if (path / "train").is_dir() else path
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root}")
-    return looks_colour(files)
+    return looks_colour(flat_folder_files(path / "train" if (path / "train").is_dir() else path))
 
 
 def load_folder(path: str | os.PathLike, channels: int = 1, size: int | tuple[int, int] | None = 28

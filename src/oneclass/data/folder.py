@@ -142,16 +142,22 @@ def load_class_folder(split_dir: str | Path, channels: int, size: tuple[int, int
     return ImageData(images, torch.tensor(labels, dtype=torch.long), classes, [str(f) for f in files])
 
 
+def flat_folder_files(folder: Path) -> list[Path]:
+    """The images directly inside `folder`, else every image in the tree below it (a class-folder
+    tree taken whole); none is an error naming the folder."""
+    files = list_images(folder)
+    if not files:
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    return files
+
+
 def load_flat_folder(folder: str | Path, channels: int, size: tuple[int, int] | None) -> ImageData:
     """All images directly inside `folder` (a user's folder of normal samples), label 0."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"missing folder {folder}")
-    files = list_images(folder)
-    if not files:
-        # also accept a class-folder tree and take every image in it
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    files = flat_folder_files(folder)
     images = read_images(files, channels, size)
     return ImageData(images, torch.zeros(len(files), dtype=torch.long), ["normal"], [str(f) for f in files])
