@@ -26,7 +26,7 @@ def fitted(embedded_data):
 
 
 shapes = st.one_of(
-    st.tuples(st.integers(0, 14), st.integers(1, 40), st.integers(1, 40)),                    # N×H×W
+    st.tuples(st.integers(0, 14), st.integers(0, 40), st.integers(0, 40)),                    # N×H×W
     st.tuples(st.integers(0, 14), st.sampled_from([1, 2, 3, 4]), st.integers(1, 40), st.integers(1, 40)),
     st.tuples(st.integers(0, 14), st.integers(1, 40), st.integers(1, 40), st.sampled_from([1, 3, 4])),
     st.tuples(st.integers(0, 5)), st.tuples(st.integers(0, 2), st.integers(1, 3), st.integers(1, 3),
@@ -96,3 +96,33 @@ def test_a_negative_value_too_small_for_float32_is_still_refused():
     with pytest.raises(OneClassError, match=r"must lie in \[0, 1\] or \[0, 255\]"):
         as_uint8_images(np.array([[[-1.5e-276]]]))
     assert as_uint8_images(np.array([[[1e-300, 1.0]]])).tolist() == [[[[0, 255]]]]
+
+
+one_image_shapes = st.one_of(
+    st.tuples(st.integers(0, 40), st.integers(0, 40)),                                          # H×W
+    st.tuples(st.sampled_from([1, 2, 3, 4]), st.integers(1, 40), st.integers(1, 40)),          # C×H×W
+    st.tuples(st.integers(1, 40), st.integers(1, 40), st.sampled_from([1, 3, 4])),             # H×W×C
+    st.tuples(st.integers(0, 3)), st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3)),
+)
+
+
+@st.composite
+def image_lists(draw):
+    """A list of single images as a user collects them: each its own shape and dtype."""
+    items = []
+    for _ in range(draw(st.integers(1, 4))):
+        dtype = draw(dtypes)
+        elements = (st.floats(-1.0, 260.0, width=np.dtype(dtype).itemsize * 8) if np.dtype(dtype).kind == "f"
+                    else st.integers(0, 255) if np.dtype(dtype).kind in "iu" else None)
+        items.append(draw(arrays(dtype, draw(one_image_shapes), elements=elements)))
+    return items
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=image_lists())
+def test_any_list_of_images_is_scored_one_per_image_or_refused_by_a_oneclass_error(fitted, items):
+    try:
+        scores = fitted["dae"].score_samples(items)
+    except OneClassError:
+        return
+    assert scores.shape == (len(items),) and np.isfinite(scores).all()

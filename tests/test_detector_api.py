@@ -72,6 +72,49 @@ def test_inputs_in_any_accepted_form_give_the_same_scores(fitted, small):
     assert fitted.score_samples(rgb.to(torch.uint8)).shape == (16,)
 
 
+def test_photos_come_as_a_list_of_pil_images_or_arrays_of_any_size(fitted, small):
+    """What a user holds after opening files with PIL: a list of images, of several modes and sizes.
+    Each is converted and resized as an array batch would be, so equal images score equally."""
+    from PIL import Image
+
+    from oneclass.data.images import conform
+    test = small[2][:4]                                        # uint8 4×1×28×28
+    base = fitted.score_samples(test)
+    grey = [Image.fromarray(a[0].numpy()) for a in test]
+    np.testing.assert_array_equal(fitted.score_samples(grey), base)
+    np.testing.assert_array_equal(fitted.score_samples(tuple(grey)), base)
+    np.testing.assert_array_equal(fitted.score_samples(grey[1]), base[1:2])  # one PIL image: a batch of one
+    # modes and sizes mixed in one list: each image as if it had come alone in a batch of its own
+    big = torch.nn.functional.interpolate(test[2:3].float(), size=(40, 56), mode="nearest").to(torch.uint8)
+    mixed = [grey[0].convert("RGBA"), test[1, 0].numpy(), big[0].permute(1, 2, 0).numpy(),
+             grey[3].convert("P")]
+    one_by_one = np.concatenate([fitted.score_samples(test[:2]), fitted.score_samples(conform(big, 1, 28)),
+                                 fitted.score_samples(test[3:4])])
+    np.testing.assert_allclose(fitted.score_samples(mixed), one_by_one, rtol=1e-6)
+    # floats: [0, 1] only when every float image of the list is, as for one array
+    floats = [test[0, 0].numpy() / 255.0, test[1, 0, :20].numpy() / 255.0]
+    np.testing.assert_allclose(fitted.score_samples(floats)[:1], base[:1], rtol=1e-5)
+    dark = [np.full((28, 28), 0.6), np.full((20, 20), 200.0)]  # 0.6 of 255 (1 once rounded), not 60 % white
+    np.testing.assert_array_equal(fitted.score_samples(dark)[:1],
+                                  fitted.score_samples(np.ones((1, 28, 28), np.uint8)))
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([np.zeros((28, 28), np.uint8), np.zeros((2, 28, 28), np.uint8)], r"image 1: expected one image shaped"),
+    ([np.zeros((28, 28), np.uint8), np.zeros((0, 9), np.uint8)], r"image 1: an image with no pixels"),
+    ([np.zeros((28, 28)), np.full((9, 9), np.nan)], r"image 1: 1 sample\(s\) contain NaN"),
+    ([np.zeros((28, 28)), np.full((9, 9), 256.0)], r"image 1: pixel values must lie in"),
+    ([[1, 2], [3]], r"image 0: expected one image shaped"),
+    (np.zeros((28, 28), np.uint8), r"one image needs a batch axis"),
+])
+def test_a_bad_image_of_a_list_is_named_by_its_place(fitted, bad, message):
+    with pytest.raises(DataError, match=message):
+        fitted.score_samples(bad)
+    from PIL import Image
+    with pytest.raises(DataError, match=r"image 1 has 32-bit float pixels"):
+        fitted.score_samples([np.zeros((28, 28), np.uint8), Image.fromarray(np.zeros((9, 9), np.float32))])
+
+
 @pytest.mark.parametrize("bad, message", [
     (np.full((4, 1, 28, 28), np.nan, dtype=np.float32), "NaN"),
     (np.zeros((0, 1, 28, 28), dtype=np.uint8), "empty|no images|0 images"),

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .data.images import as_uint8_images, conform
+from .data.images import as_uint8_images, conform, images_from_list, is_image_list
 from .errors import DataError, ModelFileError, NotFittedError, OneClassError
 from .fileio import _json_default, archive_damage, atomic_open
 
@@ -197,6 +197,8 @@ class Detector:
 
     def prepare(self, x: Any, name: str = "input") -> torch.Tensor:
         """Any accepted image input → uint8 N×C×H×W in this detector's channels and size."""
+        if is_image_list(x):  # PIL images, or images of differing sizes
+            return images_from_list(x, self.channels, self.image_size, name=name)
         images = as_uint8_images(x, name=name)
         return conform(images, self.channels, self.image_size)
 
@@ -207,7 +209,7 @@ class Detector:
         train = self.prepare(x, "training data")
         if x_val is None:
             if len(train) < 10:
-                raise DataError(f"only {len(train)} training samples: need at least 10 "
+                raise DataError(f"only {len(train)} training sample{'' if len(train) == 1 else 's'}: need at least 10 "
                                 "(or pass x_val explicitly)")
             perm = torch.from_numpy(np.random.default_rng(self.seed).permutation(len(train)))
             n_val = max(1, int(round(0.1 * len(train))))

@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
 from ..fileio import atomic_open
-from .images import ImageData
+from .images import ImageData, convert_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
@@ -47,13 +47,7 @@ def open_image(path: Path, mode: str) -> Image.Image:
             if w * h > limit:
                 raise DataError(f"image {path} is {w}×{h} = {w * h:,} pixels, over the limit of {limit:,} "
                                 "(set ONECLASS_MAX_IMAGE_PIXELS to allow larger images)")
-            if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-                grey = Image.fromarray((np.asarray(im, dtype=np.float64) / 257.0).round().astype(np.uint8))
-                return grey if mode == "L" else grey.convert("RGB")
-            if im.mode in ("I", "F"):
-                raise DataError(f"image {path} has 32-bit {'integer' if im.mode == 'I' else 'float'} pixels "
-                                "(PIL mode " + im.mode + "); save it as 8- or 16-bit")
-            out = im.convert(mode)
+            out = convert_image(im, mode, f"image {path}")
             out.load()
             return out
     except DataError:

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from ..errors import DataError
 
@@ -72,7 +73,8 @@ def as_uint8_images(x: Any, *, name: str = "input") -> torch.Tensor:
         return x.images
     t = _as_tensor(x, name, "images")
     if t.ndim not in (3, 4):
-        raise DataError(f"{name}: expected images shaped N×H×W or N×C×H×W, got shape {tuple(t.shape)}")
+        hint = ": one image needs a batch axis (x[None]) or a list ([x])" if t.ndim == 2 else ""
+        raise DataError(f"{name}: expected images shaped N×H×W or N×C×H×W, got shape {tuple(t.shape)}{hint}")
     if t.shape[0] == 0:
         raise DataError(f"{name}: no images (empty batch)")
     if t.ndim == 3:
@@ -81,12 +83,66 @@ def as_uint8_images(x: Any, *, name: str = "input") -> torch.Tensor:
         t = t.permute(0, 3, 1, 2)  # N×H×W×C, as PIL/NumPy images come
     if t.shape[1] not in (1, 3):
         raise DataError(f"{name}: images need 1 or 3 channels, got shape {tuple(t.shape)}")
+    if t.shape[2] == 0 or t.shape[3] == 0:
+        raise DataError(f"{name}: images with no pixels, shape {tuple(t.shape)}")
     return _to_uint8(t, name)
+
+
+def is_image_list(x: Any) -> bool:
+    """Whether `x` is read image by image (`images_from_list`): a PIL image, or a list or tuple
+    holding PIL images or images of more than one shape. A list of equal arrays stays a batch."""
+    if isinstance(x, Image.Image):
+        return True
+    if not isinstance(x, (list, tuple)) or not x:
+        return False
+    if any(isinstance(item, Image.Image) for item in x):
+        return True
+    try:
+        return len({np.shape(item) for item in x}) > 1
+    except ValueError:  # an item is itself ragged: refused by the batch path with its own error
+        return False
+
+
+def images_from_list(items: Any, channels: int, size: int | tuple[int, int], *,
+                     name: str = "input") -> torch.Tensor:
+    """Images given one by one, as photos come: PIL images (any mode `convert_image` reads) and
+    arrays or tensors H×W, H×W×C or C×H×W, each of its own size → one uint8 N×C×H×W batch,
+    every image conformed to `channels` and `size`. Floats are read as [0, 1] only when every
+    float image of the list lies in it, as for one array batch (a dark [0, 255] image is not
+    stretched on its own)."""
+    if isinstance(items, Image.Image):
+        items = [items]
+    mode = "L" if channels == 1 else "RGB"
+    singles: list[torch.Tensor] = []
+    for i, item in enumerate(items):
+        what = f"{name}: image {i}"
+        if isinstance(item, Image.Image):
+            arr = np.array(convert_image(item, mode, what), dtype=np.uint8)
+            t = torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
+        else:
+            t = _as_tensor(item, what, "an image")
+            if t.ndim == 2:
+                t = t.unsqueeze(0)
+            elif t.ndim == 3 and t.shape[0] not in (1, 3) and t.shape[-1] in (1, 3):
+                t = t.permute(2, 0, 1)  # H×W×C
+            if t.ndim != 3 or t.shape[0] not in (1, 3):
+                raise DataError(f"{what}: expected one image shaped H×W, H×W×C or C×H×W with 1 or 3 "
+                                f"channels, got shape {tuple(np.shape(item))}")
+            if t.shape[1] == 0 or t.shape[2] == 0:
+                raise DataError(f"{what}: an image with no pixels, shape {tuple(np.shape(item))}")
+        singles.append(t)
+    floats = [(i, t) for i, t in enumerate(singles) if t.dtype != torch.uint8]
+    hi = max((_checked_range(t[None], f"{name}: image {i}")[1] for i, t in floats), default=0.0)
+    return torch.cat([conform(_to_uint8(t, f"{name}: image {i}", hi)[None], channels, size)
+                      for i, t in enumerate(singles)])
 
 
 def _as_tensor(x: Any, name: str, what: str) -> torch.Tensor:
     if isinstance(x, (list, tuple)):
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except ValueError as e:  # a ragged nested list
+            raise DataError(f"{name}: cannot be read as {what}: {e}") from e
     if isinstance(x, np.ndarray):
         if x.dtype == object:
             raise DataError(f"{name}: an object array cannot be read as {what}")
@@ -96,24 +152,44 @@ def _as_tensor(x: Any, name: str, what: str) -> torch.Tensor:
     raise DataError(f"{name}: expected a numpy array, a torch tensor or ImageData, got {type(x).__name__}")
 
 
-def _to_uint8(t: torch.Tensor, name: str) -> torch.Tensor:
-    """uint8 as is; floats read as [0, 1] when their range allows it, else as [0, 255]."""
-    if t.dtype == torch.uint8:
-        return t.contiguous()
+def _checked_range(t: torch.Tensor, name: str) -> tuple[float, float]:
+    """The (min, max) of pixel values that must be finite and lie in [0, 255]."""
     if t.dtype == torch.bool or t.is_complex():
         raise DataError(f"{name}: unsupported dtype {t.dtype}")
     # the range is checked in the input's own precision: a float64 of −1e-276 becomes −0.0 in
     # float32 and would pass as in range
     wide = t.to(torch.float64)
     if not torch.isfinite(wide).all():
-        bad = int((~torch.isfinite(wide)).flatten(1).any(1).sum())
+        bad = int((~torch.isfinite(wide)).flatten(1).any(1).sum()) if wide.ndim > 1 else 1
         raise DataError(f"{name}: {bad} sample(s) contain NaN or infinite values")
     lo, hi = float(wide.min()), float(wide.max())
-    t = wide.to(torch.float32)
     if lo < 0.0 or hi > 255.0:
         raise DataError(f"{name}: pixel values must lie in [0, 1] or [0, 255], found [{lo:g}, {hi:g}]")
-    scale = 255.0 if hi <= 1.0 else 1.0
-    return (t * scale).round_().clamp_(0, 255).to(torch.uint8).contiguous()
+    return lo, hi
+
+
+def _to_uint8(t: torch.Tensor, name: str, hi: float | None = None) -> torch.Tensor:
+    """uint8 as is; floats read as [0, 1] when their range (or `hi`, the maximum over the batch
+    they belong to) allows it, else as [0, 255]."""
+    if t.dtype == torch.uint8:
+        return t.contiguous()
+    own_hi = _checked_range(t, name)[1]
+    scale = 255.0 if (own_hi if hi is None else hi) <= 1.0 else 1.0
+    wide = t.to(torch.float64).to(torch.float32)
+    return (wide * scale).round_().clamp_(0, 255).to(torch.uint8).contiguous()
+
+
+def convert_image(im: Image.Image, mode: str, what: str) -> Image.Image:
+    """A PIL image in mode "L" or "RGB": every common mode is converted (1, L, P, RGB, RGBA without
+    its alpha, CMYK, LA), 16-bit grey (I;16) is scaled to 8 bits rather than clipped, 32-bit integer
+    and float images are refused; `what` names the image in the error."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        grey = Image.fromarray((np.asarray(im, dtype=np.float64) / 257.0).round().astype(np.uint8))
+        return grey if mode == "L" else grey.convert("RGB")
+    if im.mode in ("I", "F"):
+        raise DataError(f"{what} has 32-bit {'integer' if im.mode == 'I' else 'float'} pixels "
+                        "(PIL mode " + im.mode + "); save it as 8- or 16-bit")
+    return im.convert(mode)
 
 
 def conform(images: torch.Tensor, channels: int, size: int | tuple[int, int]) -> torch.Tensor:
