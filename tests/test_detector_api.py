@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import oneclass
 from oneclass.errors import DataError, ModelFileError, NotFittedError, OneClassError
@@ -75,8 +76,6 @@ def test_inputs_in_any_accepted_form_give_the_same_scores(fitted, small):
 def test_photos_come_as_a_list_of_pil_images_or_arrays_of_any_size(fitted, small):
     """What a user holds after opening files with PIL: a list of images, of several modes and sizes.
     Each is converted and resized as an array batch would be, so equal images score equally."""
-    from PIL import Image
-
     from oneclass.data.images import conform
     test = small[2][:4]                                        # uint8 4×1×28×28
     base = fitted.score_samples(test)
@@ -106,13 +105,11 @@ def test_photos_come_as_a_list_of_pil_images_or_arrays_of_any_size(fitted, small
     ([np.zeros((28, 28)), np.full((9, 9), 256.0)], r"image 1: pixel values must lie in"),
     ([[1, 2], [3]], r"image 0: expected one image shaped"),
     (np.zeros((28, 28), np.uint8), r"one image needs a batch axis"),
+    ([np.zeros((28, 28), np.uint8), Image.fromarray(np.zeros((9, 9), np.float32))], r"image 1 has 32-bit float pixels"),
 ])
 def test_a_bad_image_of_a_list_is_named_by_its_place(fitted, bad, message):
     with pytest.raises(DataError, match=message):
         fitted.score_samples(bad)
-    from PIL import Image
-    with pytest.raises(DataError, match=r"image 1 has 32-bit float pixels"):
-        fitted.score_samples([np.zeros((28, 28), np.uint8), Image.fromarray(np.zeros((9, 9), np.float32))])
 
 
 @pytest.mark.parametrize("bad, message", [

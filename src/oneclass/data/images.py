@@ -160,7 +160,7 @@ def _checked_range(t: torch.Tensor, name: str) -> tuple[float, float]:
     # float32 and would pass as in range
     wide = t.to(torch.float64)
     if not torch.isfinite(wide).all():
-        bad = int((~torch.isfinite(wide)).flatten(1).any(1).sum()) if wide.ndim > 1 else 1
+        bad = int((~torch.isfinite(wide)).flatten(1).any(1).sum())
         raise DataError(f"{name}: {bad} sample(s) contain NaN or infinite values")
     lo, hi = float(wide.min()), float(wide.max())
     if lo < 0.0 or hi > 255.0:
@@ -169,14 +169,14 @@ def _checked_range(t: torch.Tensor, name: str) -> tuple[float, float]:
 
 
 def _to_uint8(t: torch.Tensor, name: str, hi: float | None = None) -> torch.Tensor:
-    """uint8 as is; floats read as [0, 1] when their range (or `hi`, the maximum over the batch
-    they belong to) allows it, else as [0, 255]."""
+    """uint8 as is; floats read as [0, 1] when their range allows it, else as [0, 255]. A caller
+    that has already checked the values passes `hi`, the maximum over the batch they belong to."""
     if t.dtype == torch.uint8:
         return t.contiguous()
-    own_hi = _checked_range(t, name)[1]
-    scale = 255.0 if (own_hi if hi is None else hi) <= 1.0 else 1.0
-    wide = t.to(torch.float64).to(torch.float32)
-    return (wide * scale).round_().clamp_(0, 255).to(torch.uint8).contiguous()
+    if hi is None:
+        hi = _checked_range(t, name)[1]
+    scale = 255.0 if hi <= 1.0 else 1.0
+    return (t.to(torch.float32) * scale).round_().clamp_(0, 255).to(torch.uint8).contiguous()
 
 
 def convert_image(im: Image.Image, mode: str, what: str) -> Image.Image:
