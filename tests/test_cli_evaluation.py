@@ -313,6 +313,18 @@ def test_cli_methods_and_datasets():
       "--out", "m"], "optimizer='sgd'.*must be one of 'adam', 'rmsprop'"),
     (["fit", "--method", "lsa", "--dataset", "mnist-embedded", "--normal-class", "0", "--option", "estimator=pixelcnn",
       "--out", "m"], "estimator='pixelcnn'"),
+    # said before the data is read (there is none at /nonexistent): no wait for a large dataset first
+    (["fit", "--method", "nope", "--dataset", "mnist", "--data-root", "/nonexistent", "--normal-class", "0",
+      "--out", "m"], "unknown method 'nope'"),
+    (["fit", "--method", "dae", "--dataset", "mnist", "--data-root", "/nonexistent", "--normal-class", "0",
+      "--option", "foo=1", "--out", "m"], r"unknown option\(s\) \['foo'\]"),
+    (["fit", "--method", "lsa", "--dataset", "ped2", "--data-root", "/nonexistent", "--epochs", "0", "--out", "m"],
+     "epochs=0 of method 'lsa': must be greater than 0"),
+    (["evaluate", "--method", "nope", "--dataset", "cifar10", "--data-root", "/nonexistent"], "unknown method 'nope'"),
+    (["evaluate", "--method", "dae", "--dataset", "mnist", "--data-root", "/nonexistent", "--epochs", "0"],
+     "epochs=0 of method 'dae': must be greater than 0"),
+    (["evaluate", "--method", "dae", "--dataset", "mnist", "--data-root", "/nonexistent", "--choose", "foo=1,2"],
+     r"unknown option\(s\) \['foo'\]"),
 ])
 def test_cli_errors_are_one_line(args, message, tmp_path):
     result = run_cli(*args, ok=False)
@@ -321,6 +333,12 @@ def test_cli_errors_are_one_line(args, message, tmp_path):
     assert err.startswith("error:") and "Traceback" not in err
     import re
     assert re.search(message, err), err
+
+
+def test_fit_refuses_a_threshold_quantile_outside_0_1_before_training():
+    result = run_cli("fit", "--method", "dae", "--dataset", "mnist-embedded", "--normal-class", "0",
+                     "--quantile", "95", "--out", "m", ok=False)
+    assert result.exit_code == 2 and "'--quantile': 95.0 is not in the range 0.0<=x<=1.0" in result.output
 
 
 def test_cli_fit_on_a_folder_then_score(tmp_path, embedded_split):
@@ -344,6 +362,11 @@ def test_cli_fit_on_a_folder_then_score(tmp_path, embedded_split):
     # one file scores the same as in the folder
     one = run_cli("score", "--model", model, "--input", mixed / "t000.jpg").output.splitlines()
     assert one[1].split(",")[1] == rows[0]["score"]
+    # a method whose one component is named `score` gives that column once
+    svm = tmp_path / "svm.oneclass"
+    run_cli("fit", "--method", "ocsvm", "--train-dir", normal, "--quiet", "--out", svm)
+    header = run_cli("score", "--model", svm, "--input", mixed).output.splitlines()[0]
+    assert header == "path,score,label"
 
 
 def test_fit_on_a_folder_takes_the_preset_its_images_call_for(tmp_path):

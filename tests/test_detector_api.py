@@ -1,4 +1,5 @@
 """The public detector API: fit / score / threshold / predict / save / load, and bad input."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,21 @@ def test_inputs_in_any_accepted_form_give_the_same_scores(fitted, small):
     # a larger RGB image is converted to the detector's 1×28×28 convention
     rgb = torch.nn.functional.interpolate(test.float(), size=(56, 56), mode="nearest").repeat(1, 3, 1, 1)
     assert fitted.score_samples(rgb.to(torch.uint8)).shape == (16,)
+
+
+def test_a_read_only_array_is_scored_without_a_warning(fitted, small, tmp_path):
+    """np.load(..., mmap_mode="r") of a large set, or a broadcast view, is read-only: scored like
+    the array itself, with no torch warning about sharing memory it may not write."""
+    import warnings
+    test = small[2][:20].numpy()
+    np.save(tmp_path / "x.npy", test)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    assert not mapped.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(fitted.score_samples(mapped), fitted.score_samples(test))
+        one = np.broadcast_to(test[:1], (3, *test.shape[1:]))
+        np.testing.assert_array_equal(fitted.score_samples(one), fitted.score_samples(test[[0, 0, 0]]))
 
 
 def test_photos_come_as_a_list_of_pil_images_or_arrays_of_any_size(fitted, small):
@@ -214,6 +230,18 @@ def test_save_load_round_trip(fitted, small, tmp_path):
     np.testing.assert_array_equal(loaded.predict(test), fitted.predict(test))
 
 
+def test_save_to_a_folder_or_under_a_file_is_refused_naming_the_path(fitted, tmp_path):
+    """The Python API checks its output path as the CLI does: a one-line error naming it, and
+    no temporary file left beside (or above) it."""
+    (tmp_path / "plain").write_text("x")
+    for target, said in [(tmp_path, "is a folder; give a file name"),
+                         (tmp_path / "plain" / "m.oneclass", "is a regular file, not a folder")]:
+        with pytest.raises(OneClassError, match=f"model file {re.escape(str(target))}.*{said}"):
+            fitted.save(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.*"))
+
+
 def test_lsa_normalisation_is_saved(small, tmp_path):
     x, val, test, _ = small
     det = oneclass.create("lsa", "mnist", epochs=1, seed=0, device="cpu", batch_size=64)
@@ -338,6 +366,24 @@ def test_shallow_pca_keeps_a_fixed_number_of_components_when_asked(small):
             oneclass.create(name, "mnist", pca_components=2.5)
         det = oneclass.create(name, "mnist")
         assert "pca_components" not in numeric_config(det.config, det.added_later)
+
+
+def test_shallow_baselines_refuse_training_images_without_variance(small):
+    """PCA-whitening divides by each kept component's spread: images that are all the same (a
+    folder of black frames) or fewer directions than `pca_components` asks for would give NaN or
+    infinite features, scored without an error by scikit-learn (OC-SVM then ranked noise as
+    normal as the training image). Both are refused by name; one varying pixel is enough."""
+    flat = np.zeros((30, 28, 28), dtype=np.uint8)
+    one_pixel = flat.copy()
+    one_pixel[:, 5, 5] = np.arange(30) * 8
+    for name in ("ocsvm", "kde"):
+        with pytest.raises(DataError, match="training data: every image is the same"):
+            oneclass.create(name, "mnist").fit(flat)
+        det = oneclass.create(name, "mnist").fit(one_pixel)
+        assert det.fit_info["pca_components"] == 1
+        assert np.isfinite(det.score_samples(small[2])).all()
+        with pytest.raises(OneClassError, match=r"pca_components=3: the 27 training images span only 1 direction;"):
+            oneclass.create(name, "mnist", pca_components=3).fit(one_pixel)
 
 
 def test_kde_bandwidth_grid_is_the_quarter_decades_written_out():

@@ -43,6 +43,8 @@ def test_export_cli_and_what_cannot_be_exported(tiny_fitted, embedded_data, tmp_
     assert r.exit_code == 1 and r.output.count("\n") == 1
     assert "'ocsvm' is a scikit-learn model" in r.output and "cannot be exported" in r.output
     assert not (tmp_path / "svm.onnx").exists()
+    with pytest.raises(oneclass.OneClassError, match=f"ONNX file {tmp_path} is a folder"):
+        export_onnx(tiny_fitted["memae"], tmp_path)  # refused before the export's work
 
 
 def test_video_models_are_not_exported_and_say_why():

@@ -130,7 +130,7 @@ def download(name: str, data_root: str | None, base_url: str | None) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option("--option", "options", multiple=True, help="Method option key=value (repeatable).")
-@click.option("--quantile", type=float, default=0.95, show_default=True,
+@click.option("--quantile", type=click.FloatRange(0.0, 1.0), default=0.95, show_default=True,
               help="Threshold for `predict`: this quantile of the validation scores.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Model file to write.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its last epoch checkpoint.")
@@ -154,9 +154,6 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
     if dataset is not None:
         if normal_class is None:
             raise OneClassError("--dataset needs --normal-class")
-        train, test = load_dataset(dataset, data_root)
-        split = protocols.standard(train, test, train.class_index(normal_class), seed)
-        x_train, x_val = split.train.images, split.val.images
         preset = preset or preset_for(method, dataset)
     elif preset is None:
         # a folder's own images say which convention fits: RGB 32×32 or grey 28×28
@@ -164,8 +161,13 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
         preset = preset_for(method, "cifar10" if colour else "mnist")
         click.echo(f"preset {preset}: the images in {train_dir} are {'in colour' if colour else 'grey'} "
                    "(--preset to choose another)")
+    # before the data is read: a misspelt method or option is said at once
     det = create(method, preset, epochs=epochs, seed=seed, device=device, **_parse_options(options))
-    if train_dir is not None:
+    if dataset is not None:
+        train, test = load_dataset(dataset, data_root)
+        split = protocols.standard(train, test, train.class_index(normal_class), seed)
+        x_train, x_val = split.train.images, split.val.images
+    else:
         data, _ = load_folder(train_dir, det.channels, det.image_size)
         if len(data) < 10:
             raise OneClassError(f"{train_dir}: only {len(data)} image{'' if len(data) == 1 else 's'}; "
@@ -193,11 +195,9 @@ def _fit_video(method: str, dataset: str | None, data_root: str | None, train_di
     from .data.video import load_footage
     from .registry import create, preset_for
     if dataset is not None:
-        train, _ = load_dataset(dataset, data_root)
         preset = preset or preset_for(method, dataset)
-    else:
-        train = load_footage(train_dir)
     det = create(method, preset, epochs=epochs, seed=seed, device=device, **_parse_options(options))
+    train = load_dataset(dataset, data_root)[0] if dataset is not None else load_footage(train_dir)
     t0 = time.perf_counter()
     info = video.fit_video(det, train, quantile=quantile, **_train_files(det, Path(out), resume, not quiet))
     det.save(out)
@@ -254,9 +254,10 @@ def score(model: str, input_path: str, output: str, device: str, plots: str | No
     labels = (head > det.threshold).astype(int) if det.threshold is not None else None
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["path", "score", *comps, *(["label"] if labels is not None else [])])
+    parts = _component_columns(comps)
+    writer.writerow(["path", "score", *parts, *(["label"] if labels is not None else [])])
     for i, f in enumerate(files):
-        writer.writerow([str(f), f"{head[i]:.6g}", *(f"{comps[c][i]:.6g}" for c in comps),
+        writer.writerow([str(f), f"{head[i]:.6g}", *(f"{comps[c][i]:.6g}" for c in parts),
                          *([int(labels[i])] if labels is not None else [])])
     if output == "-":
         click.echo(buf.getvalue(), nl=False)
@@ -273,6 +274,12 @@ def score(model: str, input_path: str, output: str, device: str, plots: str | No
         click.echo(f"{n} anomaly maps ({det.map_headline}) in {maps_dir}", err=True)
 
 
+def _component_columns(comps: Any) -> list[str]:
+    """The component columns beside `score`: a method whose one component is itself named
+    `score` (OC-SVM, KDE) would otherwise give the CSV two columns of that name."""
+    return [c for c in comps if c != "score"]
+
+
 def _score_video(det: Any, input_path: str, output: str, plots: str | None) -> None:
     from . import video
     from .data.video import load_footage
@@ -281,7 +288,7 @@ def _score_video(det: Any, input_path: str, output: str, plots: str | None) -> N
     scored = video.score_footage(det, footage)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    comps = list(scored[0][1])
+    comps = _component_columns(scored[0][1])
     label = det.threshold is not None
     writer.writerow(["clip", "frame", "score", *comps, *(["label"] if label else [])])
     flagged = 0

@@ -24,7 +24,7 @@ import torch
 from . import __version__
 from .data.images import as_uint8_images, conform, images_from_list, is_image_list
 from .errors import DataError, ModelFileError, NotFittedError, OneClassError
-from .fileio import _json_default, archive_damage, atomic_open
+from .fileio import _json_default, archive_damage, atomic_open, check_output_file
 
 MODEL_FORMAT = "oneclass-model"
 MODEL_FORMAT_VERSION = 1
@@ -275,6 +275,7 @@ class Detector:
     def save(self, path: str | os.PathLike) -> Path:
         """One file, written atomically: config, weights, normalisation, threshold, versions."""
         self._check_fitted()
+        path = check_output_file(path, "model file")
         # everything but the tensors goes through JSON: plain types only, loadable weights-only
         meta = json.loads(json.dumps({
             "method": self.name, "preset": self.preset, "config": self.config, "seed": self.seed,
@@ -284,7 +285,6 @@ class Detector:
                    "state": self._get_state()}
         buf = io.BytesIO()
         torch.save(payload, buf)
-        path = Path(path)
         with atomic_open(path) as fh:
             fh.write(buf.getvalue())
         return path

@@ -201,10 +201,9 @@ def _protocol_variants(spec: EvalSpec) -> list[dict[str, Any]]:
     return [{}]
 
 
-def plan(spec: EvalSpec, data_root: str | Path | None, results: str | Path,
-         train: Any = None) -> list[RunTask]:
-    """Every run of `spec`, each with its result paths and the records already finished.
-    `train` (the dataset's training split) saves loading it again to resolve class names."""
+def check_spec(spec: EvalSpec) -> tuple[str, dict[str, Any]]:
+    """The preset and resolved config of `spec`'s runs; an unknown method, protocol, option or a
+    protocol that does not fit the dataset is refused here, before any data is read."""
     known = [*protocols.PROTOCOLS, "video"]
     if spec.protocol not in known:
         raise OneClassError(f"unknown protocol {spec.protocol!r}; known protocols: {', '.join(known)}")
@@ -219,7 +218,14 @@ def plan(spec: EvalSpec, data_root: str | Path | None, results: str | Path,
         raise OneClassError(f"--watch-test logs one test split's AUROC per epoch: {spec.method} on the "
                             f"{spec.protocol} protocol has no epochs or several test sets to watch")
     preset = spec.preset or preset_for(spec.method, spec.dataset)
-    config = create(spec.method, preset, epochs=spec.epochs, device="cpu", **spec.options).config
+    return preset, create(spec.method, preset, epochs=spec.epochs, device="cpu", **spec.options).config
+
+
+def plan(spec: EvalSpec, data_root: str | Path | None, results: str | Path,
+         train: Any = None) -> list[RunTask]:
+    """Every run of `spec`, each with its result paths and the records already finished.
+    `train` (the dataset's training split) saves loading it again to resolve class names."""
+    preset, config = check_spec(spec)
     spec = replace(spec, options=distinct_options(spec.method, preset, spec.options))
     if train is None:
         train, _ = load_dataset(spec.dataset, data_root)
@@ -442,10 +448,13 @@ def evaluate(spec: EvalSpec, data_root: str | Path | None, results: str | Path, 
              progress: bool = True, echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Run every missing run of `spec` in this process, return all its runs (finished before or now).
     With `spec.choose`, every candidate's runs, then the choice records made from them (`choice`)."""
+    from . import choice
+    candidates = choice.candidate_specs(spec) if spec.choose else []
+    for checked in [spec, *candidates]:  # a misspelt method or option is said before a dataset is read
+        check_spec(checked)
     data = load_dataset(spec.dataset, data_root)
     if spec.choose:
-        from . import choice
-        for candidate in choice.candidate_specs(spec):
+        for candidate in candidates:
             evaluate(candidate, data_root, results, progress=progress, echo=echo)
         return choice.finish(spec, data_root, results, train=data[0], echo=echo)
     out: list[dict[str, Any]] = []

@@ -25,7 +25,7 @@ from torch import nn
 
 from .detector import Detector
 from .errors import OneClassError
-from .fileio import atomic_open
+from .fileio import atomic_open, check_output_file
 from .neural import reference_convolutions
 
 FORMATS = ("onnx",)
@@ -96,6 +96,7 @@ def export_onnx(det: Detector, out: str | os.PathLike) -> dict[str, Any]:
     why = exportable(det)
     if why is not None:
         raise OneClassError(why)
+    out = check_output_file(out, "ONNX file")
     try:
         import onnx  # noqa: F401  (torch's exporter needs both)
         import onnxscript  # noqa: F401
@@ -106,7 +107,6 @@ def export_onnx(det: Detector, out: str | os.PathLike) -> dict[str, Any]:
     example = torch.zeros((2, det.channels, det.image_size, det.image_size), dtype=torch.uint8, device=det.device)
     outputs = ["score", *det.components]
     batch = torch.export.Dim("batch", min=1)
-    out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_file = Path(tmp) / "model.onnx"
         # the graph keeps every convolution a Conv node (`gemm_small_maps` is for PyTorch's CPU

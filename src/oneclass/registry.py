@@ -48,4 +48,6 @@ def preset_for(method: str, dataset: str) -> str:
         return dataset
     if key in cls.presets:
         return key
+    from .data import dataset_key
+    dataset_key(dataset)  # a misspelt dataset is named as such, not as a missing preset
     raise OneClassError(f"method {method!r} has no preset for dataset {dataset!r}; presets: {', '.join(cls.presets)}")

@@ -207,12 +207,18 @@ def describe() -> dict[str, str]:
     return {name: d.description for name, d in _DATASETS.items()}
 
 
-def load(name: str, data_root: str | os.PathLike | None = None) -> tuple[ImageData, ImageData]:
-    """(train, test) of dataset `name` from `data_root` (default: `default_data_root()`)."""
+def dataset_key(name: str) -> str:
+    """The registered name of dataset `name` (any case, _ for -), or an error listing the known ones."""
     key = name.lower().replace("_", "-")
     if key not in _DATASETS:
         raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(names())} "
                         "(or a folder of images via load_folder / --train-dir)")
+    return key
+
+
+def load(name: str, data_root: str | os.PathLike | None = None) -> tuple[ImageData, ImageData]:
+    """(train, test) of dataset `name` from `data_root` (default: `default_data_root()`)."""
+    key = dataset_key(name)
     root = Path(data_root).expanduser() if data_root else default_data_root()
     return _DATASETS[key].loader(root)
 

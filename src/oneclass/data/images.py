@@ -146,7 +146,9 @@ def _as_tensor(x: Any, name: str, what: str) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         if x.dtype == object:
             raise DataError(f"{name}: an object array cannot be read as {what}")
-        return torch.from_numpy(np.ascontiguousarray(x))
+        # a read-only array (np.load's memmap, a broadcast view) is copied: torch warns on sharing
+        # memory it may not write
+        return torch.from_numpy(np.ascontiguousarray(x) if x.flags.writeable else np.array(x))
     if isinstance(x, torch.Tensor):
         return x.detach().cpu()
     raise DataError(f"{name}: expected a numpy array, a torch tensor or ImageData, got {type(x).__name__}")

@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.svm import OneClassSVM
 
 from ..detector import Detector
-from ..errors import OneClassError
+from ..errors import DataError, OneClassError
 
 _SHALLOW_PRESETS = {"mnist": {"channels": 1, "size": 28}, "cifar10": {"channels": 3, "size": 32},
                     "fashion-mnist": {"channels": 1, "size": 28}}
@@ -42,9 +42,20 @@ class _PCADetector(Detector):
 
     def _fit(self, train: torch.Tensor, val: torch.Tensor, **_: Any) -> None:
         t0 = time.perf_counter()
+        features = self._features(train)
+        if not np.ptp(features, axis=0).any():
+            # PCA-whitening divides by each component's spread: with none, the features are NaN or
+            # infinite and the scores meaningless, with no error from scikit-learn
+            raise DataError("training data: every image is the same; PCA-whitening needs normal images that vary")
         self.train_images = train.clone()
         pca = PCA(n_components=self._n_components(train), whiten=True, svd_solver="full")
-        self.pipeline: Pipeline = make_pipeline(pca, self.make_estimator()).fit(self._features(train))
+        self.pipeline: Pipeline = make_pipeline(pca, self.make_estimator()).fit(features)
+        spread = pca.explained_variance_
+        if spread[-1] <= 1e-12 * spread[0]:
+            rank = int((spread > 1e-12 * spread[0]).sum())
+            raise OneClassError(f"pca_components={pca.n_components_}: the {len(train)} training images span only "
+                                f"{rank} direction{'s' if rank != 1 else ''}; whitening a component with no "
+                                f"variance divides by zero (give at most {rank})")
         seconds = time.perf_counter() - t0
         self.fit_info = {"train_seconds": seconds, "train_images_per_second": len(train) / max(seconds, 1e-9),
                          "device": "cpu", "n_train": len(train), "n_val": len(val),
