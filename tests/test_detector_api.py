@@ -160,6 +160,19 @@ def test_unfitted_and_unthresholded_use_is_refused(fitted, small):
         fresh.predict(small[2])
 
 
+def test_a_refit_drops_the_old_threshold(small):
+    """A threshold is in the units of the model it was set on: after fit() on other data,
+    predict asks for a new one instead of using it silently."""
+    x, val, test, _ = small
+    det = oneclass.create("ocsvm", "mnist").fit(x)
+    det.set_threshold(val, quantile=0.9)
+    assert det.predict(test).shape == (len(test),)
+    det.fit(test)
+    assert det.threshold is None and det.threshold_rule is None
+    with pytest.raises(NotFittedError, match="no threshold"):
+        det.predict(test)
+
+
 def test_threshold_units(fitted, small):
     _, val, test, _ = small
     val_scores = fitted.score_samples(val)

@@ -218,6 +218,9 @@ class Detector:
             val = self.prepare(x_val, "validation data")
         if len(train) < 2:
             raise DataError(f"only {len(train)} training sample(s): need at least 2")
+        # a refit starts afresh: a threshold set on the old model's scores does not carry over
+        # (predict would use it silently), and a refit cut short leaves no model that looks fitted
+        self.fitted, self.threshold, self.threshold_rule = False, None, None
         self._fit(train, val, **train_options)
         self.fitted = True
         return self
