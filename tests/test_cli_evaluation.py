@@ -325,6 +325,8 @@ def test_cli_methods_and_datasets():
      "epochs=0 of method 'dae': must be greater than 0"),
     (["evaluate", "--method", "dae", "--dataset", "mnist", "--data-root", "/nonexistent", "--choose", "foo=1,2"],
      r"unknown option\(s\) \['foo'\]"),
+    (["evaluate", "--method", "dae", "--dataset", "mnist", "--data-root", "/nonexistent", "--seeds", "0,-1"],
+     "seed -1: seeds are whole numbers ≥ 0"),
 ])
 def test_cli_errors_are_one_line(args, message, tmp_path):
     result = run_cli(*args, ok=False)

@@ -38,6 +38,12 @@ def test_methods_registry_lists_descriptions():
     (lambda: oneclass.create("dae", "mnist", colour="red"), "unknown option"),
     (lambda: oneclass.create("dae", "mnist", epochs=0), "epochs=0 .* must be greater than 0"),
     (lambda: oneclass.create("dae", "mnist", device="tpu"), "unknown device 'tpu'"),
+    # a device torch knows but oneclass is not built for: refused here, not deep inside a layer
+    (lambda: oneclass.create("dae", "mnist", device="mps"), "device 'mps': oneclass runs on cpu or cuda"),
+    # numpy's generators refuse negative seeds (at fit), and int() would cut 1.5 to 1 unsaid
+    (lambda: oneclass.create("dae", "mnist", seed=-1), r"seed=-1: give a whole number ≥ 0"),
+    (lambda: oneclass.create("dae", "mnist", seed=1.5), r"seed=1.5: give a whole number ≥ 0"),
+    (lambda: oneclass.create("dae", "mnist", seed="0"), r"seed='0': give a whole number ≥ 0"),
 ])
 def test_bad_construction_names_the_problem(call, message):
     with pytest.raises(OneClassError, match=message):
@@ -51,6 +57,11 @@ def test_a_misspelt_device_fails_at_creation_and_a_missing_gpu_at_use():
     if not torch.cuda.is_available():
         with pytest.raises(OneClassError, match="no CUDA device is available"):
             _ = det.device
+    beyond = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU
+    if torch.cuda.is_available():
+        with pytest.raises(OneClassError, match=f"'{beyond}' asked for, but this machine has"):
+            _ = oneclass.create("dae", "mnist", device=beyond).device
+    assert oneclass.create("dae", "mnist", seed=np.int64(3)).seed == 3  # a numpy integer is a seed
 
 
 def test_score_shapes_and_components(fitted, small):

@@ -33,9 +33,12 @@ MODEL_FORMAT_VERSION = 1
 def parse_device(device: str | torch.device) -> torch.device:
     """The device a name means, or a one-line error for a misspelt one ("cpuu")."""
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise OneClassError(f"unknown device {device!r}; use cpu, cuda or auto") from e
+    if dev.type not in ("cpu", "cuda"):  # the code is built and tested for these two only
+        raise OneClassError(f"device {device!r}: oneclass runs on cpu or cuda (cuda:N for the N-th GPU), or auto")
+    return dev
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -44,6 +47,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     dev = parse_device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise OneClassError("device 'cuda' asked for, but no CUDA device is available; use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise OneClassError(f"device {str(dev)!r} asked for, but this machine has {torch.cuda.device_count()} CUDA "
+                            f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return dev
 
 
@@ -169,6 +175,9 @@ class Detector:
         self.preset = preset
         self.config: dict[str, Any] = config
         self.check_config()
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            # numpy's generators take no negative seed, and int() would cut 1.5 to 1 unsaid
+            raise OneClassError(f"seed={seed!r}: give a whole number ≥ 0")
         self.seed = int(seed)
         self.device_name = "auto" if device is None else str(device)
         if self.device_name != "auto":  # a misspelt name fails here; whether CUDA is present, at use

@@ -217,6 +217,9 @@ def check_spec(spec: EvalSpec) -> tuple[str, dict[str, Any]]:
                             or "select" not in getattr(detector_class(spec.method), "defaults", {})):
         raise OneClassError(f"--watch-test logs one test split's AUROC per epoch: {spec.method} on the "
                             f"{spec.protocol} protocol has no epochs or several test sets to watch")
+    negative = [s for s in spec.seeds if s < 0]
+    if negative:
+        raise OneClassError(f"seed {negative[0]}: seeds are whole numbers ≥ 0")
     preset = spec.preset or preset_for(spec.method, spec.dataset)
     return preset, create(spec.method, preset, epochs=spec.epochs, device="cpu", **spec.options).config
 
