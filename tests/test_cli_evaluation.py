@@ -326,7 +326,7 @@ def test_cli_methods_and_datasets():
     (["evaluate", "--method", "dae", "--dataset", "mnist", "--data-root", "/nonexistent", "--choose", "foo=1,2"],
      r"unknown option\(s\) \['foo'\]"),
     (["evaluate", "--method", "dae", "--dataset", "mnist", "--data-root", "/nonexistent", "--seeds", "0,-1"],
-     "seed -1: seeds are whole numbers ≥ 0"),
+     "seed=-1: give a whole number ≥ 0"),
 ])
 def test_cli_errors_are_one_line(args, message, tmp_path):
     result = run_cli(*args, ok=False)

@@ -182,6 +182,11 @@ def test_a_refit_drops_the_old_threshold(small):
     assert det.threshold is None and det.threshold_rule is None
     with pytest.raises(NotFittedError, match="no threshold"):
         det.predict(test)
+    # a refit that fails part-way leaves no model that looks fitted
+    with pytest.raises(DataError, match="every image is the same"):
+        det.fit(np.zeros((30, 28, 28), dtype=np.uint8))
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        det.score_samples(test)
 
 
 def test_threshold_units(fitted, small):

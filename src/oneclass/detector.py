@@ -41,6 +41,14 @@ def parse_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def check_seed(seed: Any) -> int:
+    """`seed` as an int, or a one-line error: numpy's generators take no negative seed, and int()
+    would cut 1.5 to 1 unsaid."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise OneClassError(f"seed={seed!r}: give a whole number ≥ 0")
+    return int(seed)
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -175,10 +183,7 @@ class Detector:
         self.preset = preset
         self.config: dict[str, Any] = config
         self.check_config()
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            # numpy's generators take no negative seed, and int() would cut 1.5 to 1 unsaid
-            raise OneClassError(f"seed={seed!r}: give a whole number ≥ 0")
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.device_name = "auto" if device is None else str(device)
         if self.device_name != "auto":  # a misspelt name fails here; whether CUDA is present, at use
             parse_device(self.device_name)

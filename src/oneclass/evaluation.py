@@ -30,7 +30,7 @@ import torch
 
 from . import metrics, protocols
 from .data import is_video as is_video_dataset, load as load_dataset, source_of
-from .detector import Detector, cpu_name, resolve_device, versions
+from .detector import Detector, check_seed, cpu_name, resolve_device, versions
 from .errors import OneClassError
 from .fileio import atomic_open, write_json
 from .maps import examples_png
@@ -217,9 +217,8 @@ def check_spec(spec: EvalSpec) -> tuple[str, dict[str, Any]]:
                             or "select" not in getattr(detector_class(spec.method), "defaults", {})):
         raise OneClassError(f"--watch-test logs one test split's AUROC per epoch: {spec.method} on the "
                             f"{spec.protocol} protocol has no epochs or several test sets to watch")
-    negative = [s for s in spec.seeds if s < 0]
-    if negative:
-        raise OneClassError(f"seed {negative[0]}: seeds are whole numbers ≥ 0")
+    for seed in spec.seeds:
+        check_seed(seed)
     preset = spec.preset or preset_for(spec.method, spec.dataset)
     return preset, create(spec.method, preset, epochs=spec.epochs, device="cpu", **spec.options).config
 
