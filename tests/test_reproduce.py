@@ -3,6 +3,8 @@ without Ray), failures reported while the others go on, resumption, Ctrl-C."""
 import json
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 from click.testing import CliRunner
@@ -264,6 +266,34 @@ def test_local_processes_run_a_suite_jobs_at_a_time_and_outlive_a_dead_worker(tm
     assert {4, 5} <= {t.normal for t in out.summary.done}  # started after the crash, on the fresh pool
     import multiprocessing
     assert not multiprocessing.active_children()  # no worker left behind
+
+
+class _PoolBrokenBetweenResults(ProcessPoolExecutor):
+    """The race CI once met: a worker dies after another run's result came back, so the driver's
+    next submit is refused with BrokenProcessPool before any future says so. The first pool
+    refuses every submit from its third on."""
+    made = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        type(self).made += 1
+        self.first, self.submits = type(self).made == 1, 0
+
+    def submit(self, *args, **kwargs):
+        self.submits += 1
+        if self.first and self.submits >= 3:  # broken for good, as a real pool is
+            raise BrokenProcessPool("a worker died")
+        return super().submit(*args, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_pool_that_breaks_between_results_is_renewed_and_no_run_is_lost(tmp_path, monkeypatch):
+    monkeypatch.setattr(rep, "ray_available", lambda: False)
+    monkeypatch.setattr(runners, "ProcessPoolExecutor", _PoolBrokenBetweenResults)
+    svm = [Cell("tiny", "Table 1", "ocsvm", "mnist-embedded", classes=(1, 3, 4, 5))]
+    out = reproduce("tiny", None, tmp_path, seeds=[0], suite_cells=svm, jobs=2, progress=False, echo=lambda s: None)
+    assert not out.summary.failed and sorted(t.normal for t in out.summary.done) == [1, 3, 4, 5]
+    assert _PoolBrokenBetweenResults.made >= 2  # a fresh pool took the refused run
 
 
 def _waits_for_a_second_run(task, data_root, work_dir, *args):

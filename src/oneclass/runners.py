@@ -186,16 +186,33 @@ def _run_pool(tasks: list[evaluation.RunTask], data_root: str | Path | None, res
     root = str(Path(data_root).resolve()) if data_root else None
     # spawn, not fork: a forked child cannot use CUDA once the parent has, nor safely inherit OpenMP threads
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+
+    def fresh_pool(old: ProcessPoolExecutor | None = None) -> ProcessPoolExecutor:
+        if old is not None:
+            old.shutdown(wait=True, cancel_futures=True)
+        return ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+
+    pool = fresh_pool()
     in_flight: dict[Future, tuple[evaluation.RunTask, float]] = {}
     pending = list(tasks)
     previous_term = _stop_on_sigterm()
     try:
         while True:
+            refused = False
             while len(in_flight) < jobs and (task := sweep.next_task(pending)) is not None:
-                future = pool.submit(_execute_in_worker, task, root, work_dir, threads, True)
+                try:
+                    future = pool.submit(_execute_in_worker, task, root, work_dir, threads, True)
+                except BrokenProcessPool:
+                    # a worker died after the results just handled came back: the runs in flight
+                    # report it below; this one never started and goes to the fresh pool
+                    pending.insert(0, task)
+                    refused = True
+                    break
                 in_flight[future] = task, time.perf_counter()
             sweep.in_flight(len(in_flight))
+            if refused and not in_flight:
+                pool = fresh_pool(pool)
+                continue
             if not in_flight:
                 break
             ready, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
@@ -214,8 +231,7 @@ def _run_pool(tasks: list[evaluation.RunTask], data_root: str | Path | None, res
                 else:
                     sweep.done(task, outcome, time.perf_counter() - began)
             if broken:
-                pool.shutdown(wait=True, cancel_futures=True)
-                pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+                pool = fresh_pool(pool)
     except BaseException:
         _stop_workers(pool)  # Ctrl-C, SIGTERM or a driver error: stored runs stay, the rest resume later
         raise
