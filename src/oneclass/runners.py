@@ -203,8 +203,9 @@ def _run_pool(tasks: list[evaluation.RunTask], data_root: str | Path | None, res
                 try:
                     future = pool.submit(_execute_in_worker, task, root, work_dir, threads, True)
                 except BrokenProcessPool:
-                    # a worker died after the results just handled came back: the runs in flight
-                    # report it below; this one never started and goes to the fresh pool
+                    # a worker died (reported by its run's future, or not yet: it may die after
+                    # another result came back): this run never started; once the runs in flight
+                    # have reported, a fresh pool takes it and the rest
                     pending.insert(0, task)
                     refused = True
                     break
@@ -216,22 +217,18 @@ def _run_pool(tasks: list[evaluation.RunTask], data_root: str | Path | None, res
             if not in_flight:
                 break
             ready, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-            broken = False
             for future in ready:
                 task, began = in_flight.pop(future)
                 sweep.running = len(in_flight)
                 try:
                     outcome = future.result()
                 except BrokenProcessPool:
-                    broken = True
                     sweep.failed(task, "BrokenProcessPool: a worker process died (killed or crashed) "
                                        "while this run was in flight")
                 except Exception as e:  # noqa: BLE001 - the run's own error: report, go on
                     sweep.failed(task, _error_text(e))
                 else:
                     sweep.done(task, outcome, time.perf_counter() - began)
-            if broken:
-                pool = fresh_pool(pool)
     except BaseException:
         _stop_workers(pool)  # Ctrl-C, SIGTERM or a driver error: stored runs stay, the rest resume later
         raise
