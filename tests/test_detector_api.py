@@ -248,6 +248,36 @@ def test_an_interrupted_write_leaves_the_old_file_whole(fitted, tmp_path):
     assert model.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.oneclass", "run.json"]
 
 
+def test_sklearn_clone_gives_an_unfitted_detector_that_trains_the_same_model(fitted, small, tmp_path):
+    from sklearn.base import clone
+    x, val, test, _ = small
+    twin = clone(fitted)
+    assert not twin.fitted and twin.threshold is None
+    assert (twin.config, twin.seed, twin.device_name) == (fitted.config, fitted.seed, fitted.device_name)
+    # the same settings and seed on the same machine train the same weights
+    np.testing.assert_array_equal(twin.fit(x, val, progress=False).score_samples(test[:8]),
+                                  fitted.score_samples(test[:8]))
+    # a loaded model has no constructor call to remember: its arguments come back from its config
+    loaded = oneclass.load(fitted.save(tmp_path / "m.oneclass"), device="cpu")
+    assert loaded.get_params() == {"preset": "mnist", "epochs": 2, "seed": 0, "device": "cpu",
+                                   "batch_size": 64, "lr": 1e-3}
+    assert clone(loaded).config == fitted.config
+
+
+def test_set_params_is_checked_as_at_creation_and_never_discards_a_fitted_model(fitted):
+    from sklearn.base import clone
+    twin = clone(fitted).set_params(lr=0.01, epochs=3)
+    assert (twin.config["lr"], twin.config["epochs"], twin.config["batch_size"]) == (0.01, 3, 64)
+    with pytest.raises(OneClassError, match="unknown option"):
+        twin.set_params(colour="red")
+    with pytest.raises(OneClassError, match="seed=-1"):
+        twin.set_params(seed=-1)
+    assert (twin.config["lr"], twin.seed) == (0.01, 0)  # a refused change changes nothing
+    with pytest.raises(OneClassError, match="would discard its model"):
+        fitted.set_params(lr=0.1)
+    assert fitted.fitted and fitted.config["lr"] == 1e-3
+
+
 def test_save_load_round_trip(fitted, small, tmp_path):
     _, val, test, _ = small
     fitted.set_threshold(val, quantile=0.95)

@@ -191,10 +191,30 @@ class Detector:
         self.threshold_rule: dict[str, Any] | None = None
         self.fitted = False
         self.fit_info: dict[str, Any] = {}
+        # the arguments as given, for get_params (scikit-learn's clone checks them by identity)
+        self._params: dict[str, Any] = {"preset": preset, "epochs": epochs, "seed": seed, "device": device,
+                                        **overrides}
 
     def check_config(self) -> None:
         """Refuse, at creation, option combinations a method cannot train with (a method
         overrides this); an accepted configuration must fit and score."""
+
+    # ---- scikit-learn's estimator protocol ----------------------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments (preset, epochs, seed, device and the options given), so
+        that `sklearn.base.clone(det)` makes an unfitted detector with the same settings."""
+        return dict(self._params)
+
+    def set_params(self, **params: Any) -> "Detector":
+        """Change constructor arguments of an unfitted detector (checked as at creation)."""
+        if self.fitted:
+            # its weights were trained under the old settings: changing them would drop the model
+            raise OneClassError(f"set_params on a fitted {self.name} detector would discard its model; "
+                                "change a copy instead: sklearn.base.clone(det).set_params(...)")
+        fresh = type(self)(**{**self._params, **params})  # a bad value fails here, changing nothing
+        self.__dict__.clear()  # nothing of an earlier, failed fit stays behind
+        self.__dict__.update(fresh.__dict__)
+        return self
 
     # ---- input convention -------------------------------------------------------------
     @property
@@ -306,6 +326,14 @@ class Detector:
             fh.write(buf.getvalue())
         return path
 
+    def _params_from_config(self) -> dict[str, Any]:
+        """Constructor arguments that give this (loaded) detector's config: every option that
+        differs from its preset under this version's defaults."""
+        base = json.loads(json.dumps({**self.defaults, **self.presets.get(self.preset, {})}, default=_json_default))
+        options = {k: v for k, v in self.config.items() if k not in base or base[k] != v}
+        epochs = options.pop("epochs", None)
+        return {"preset": self.preset, "epochs": epochs, "seed": self.seed, "device": self.device_name, **options}
+
     def __repr__(self) -> str:
         state = "fitted" if self.fitted else "not fitted"
         return f"{type(self).__name__}(preset={self.preset!r}, seed={self.seed}, {state})"
@@ -337,6 +365,7 @@ def load(path: str | os.PathLike, device: str | None = "auto") -> Detector:
         det.device_name = "auto" if device is None else str(device)
         det.threshold, det.threshold_rule = payload["threshold"], payload["threshold_rule"]
         det.fit_info = payload.get("fit_info", {})
+        det._params = det._params_from_config()
         det._set_state(payload["state"])
         det.fitted = True
     except OneClassError:
