@@ -1,5 +1,6 @@
 """Cached evaluation (skip, redo damaged, determinism), the report, and the CLI end to end."""
 import csv
+import io
 import json
 import time
 from pathlib import Path
@@ -369,6 +370,44 @@ def test_cli_fit_on_a_folder_then_score(tmp_path, embedded_split):
     run_cli("fit", "--method", "ocsvm", "--train-dir", normal, "--quiet", "--out", svm)
     header = run_cli("score", "--model", svm, "--input", mixed).output.splitlines()[0]
     assert header == "path,score,label"
+
+
+def test_cli_threshold_resets_a_saved_models_threshold_without_refitting(tmp_path, embedded_split):
+    """An engineer moves the threshold of a saved model: a quantile of normal reference images,
+    a contamination of a mixed batch, or a value read off the scores; `score` labels by it."""
+    ref, mixed = tmp_path / "reference", tmp_path / "incoming"
+    ref.mkdir(), mixed.mkdir()
+    for i, img in enumerate(embedded_split.val.images[:40, 0].numpy()):
+        Image.fromarray(img).save(ref / f"r{i:02d}.png")
+    for i, img in enumerate(embedded_split.test.images[:20, 0].numpy()):
+        Image.fromarray(img).save(mixed / f"t{i:02d}.png")
+    model, moved = tmp_path / "m.oneclass", tmp_path / "moved.oneclass"
+    oneclass.create("ocsvm").fit(embedded_split.train.images[:100]).save(model)
+    before = model.read_bytes()
+    det = oneclass.load(model)
+    ref_scores = det.score_samples(embedded_split.val.images[:40])
+    out = run_cli("threshold", "--model", model, "--input", ref, "--quantile", "0.9", "--out", moved).output
+    assert f"threshold {np.quantile(ref_scores, 0.9):.6g} (quantile 0.9 of 40 images of {ref}; 4 of them above it)" in out
+    assert model.read_bytes() == before  # --out: the original is left as it was
+    saved = oneclass.load(moved)
+    assert saved.threshold == pytest.approx(np.quantile(ref_scores, 0.9))
+    assert saved.threshold_rule == {"quantile": 0.9, "of": f"40 images of {ref}"}
+    rows = list(csv.DictReader(io.StringIO(run_cli("score", "--model", moved, "--input", mixed).output)))
+    assert [int(r["label"]) for r in rows] == [int(float(r["score"]) > saved.threshold) for r in rows]
+    # contamination 0.25 of a mixed batch flags its top quarter; the model file itself is replaced
+    run_cli("threshold", "--model", moved, "--input", mixed, "--contamination", "0.25")
+    rows = list(csv.DictReader(io.StringIO(run_cli("score", "--model", moved, "--input", mixed).output)))
+    assert sum(int(r["label"]) for r in rows) == 5
+    run_cli("threshold", "--model", moved, "--value", "-1e9")
+    assert oneclass.load(moved).threshold_rule == {"value": -1e9}
+    for args, message in ((["--input", ref], "give one of --quantile, --contamination or --value"),
+                          (["--quantile", "0.9"], "need --input"),
+                          (["--input", ref, "--value", "3"], "give no --input"),
+                          (["--quantile", "0.9", "--value", "3"], "give one of --quantile"),
+                          (["--input", ref, "--quantile", "0.9", "--out", tmp_path], "is a directory")):
+        result = run_cli("threshold", "--model", model, *args, ok=False)
+        assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+    assert model.read_bytes() == before  # nothing written by a refused call
 
 
 def test_fit_on_a_folder_takes_the_preset_its_images_call_for(tmp_path):

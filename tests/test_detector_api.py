@@ -202,10 +202,23 @@ def test_threshold_units(fitted, small):
     np.testing.assert_array_equal(labels, (fitted.score_samples(test) > thr).astype(int))
     with pytest.raises(OneClassError, match="^give exactly one of quantile= or contamination=$"):
         fitted.set_threshold(val)
-    with pytest.raises(OneClassError, match=r"^quantile/contamination must lie in \[0, 1\], got 1.5$"):
+    with pytest.raises(OneClassError, match=r"^quantile=1.5: give a number in \[0, 1\]$"):
         fitted.set_threshold(val, quantile=1.5)
-    with pytest.raises(OneClassError, match=r"^quantile/contamination must lie in \[0, 1\], got -0.5$"):
+    with pytest.raises(OneClassError, match=r"^contamination=-0.5: give a number in \[0, 1\]$"):
         fitted.set_threshold(val, contamination=-0.5)
+    with pytest.raises(OneClassError, match=r"^quantile='0.9': give a number in \[0, 1\]$"):
+        fitted.set_threshold(val, quantile="0.9")
+    # a value in score units, read off a histogram: no data needed, and the rule says so
+    assert fitted.set_threshold(value=thr) == thr and fitted.threshold_rule == {"value": thr}
+    np.testing.assert_array_equal(fitted.predict(test), labels)
+    with pytest.raises(OneClassError, match="give no data, quantile= or contamination= with it"):
+        fitted.set_threshold(val, value=thr)
+    for bad in (float("nan"), "1", True):
+        with pytest.raises(OneClassError, match="give a finite number in score units"):
+            fitted.set_threshold(value=bad)
+    with pytest.raises(OneClassError, match=r"needs reference data x \(or value=\)"):
+        fitted.set_threshold(quantile=0.9)
+    assert fitted.threshold == thr  # a refused call leaves the threshold as it was
 
 
 def test_threshold_ends_and_rule_and_a_score_on_the_threshold(fitted, small, tmp_path):

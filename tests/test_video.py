@@ -325,6 +325,15 @@ def test_cli_fit_and_score_footage(ped2_original, tmp_path):
     footage = load_footage(test_dir)
     first = video.score_footage(det, footage)[0][1]["d_rx"]
     assert [f"{v:.6g}" for v in first[:5]] == [l.split(",")[2] for l in lines[1:6]]
+    # the frame threshold moved to a quantile of reference footage (all its frames pooled), no refit
+    train_dir = ped2_original / "UCSDped2" / "Train"
+    r = runner.invoke(main, ["threshold", "--model", str(model), "--input", str(train_dir), "--quantile", "0.5",
+                             "--device", "cpu"])
+    assert r.exit_code == 0 and "of them above it" in r.output, r.output
+    det = oneclass.load(model, device="cpu")
+    train_scores = video.footage_scores(det, load_footage(train_dir))
+    assert det.threshold == pytest.approx(np.quantile(train_scores, 0.5))
+    assert det.threshold_rule == {"quantile": 0.5, "of": f"{len(train_scores)} frames of {train_dir}"}
     # an image model refuses footage plots; a missing input is one line
     r = runner.invoke(main, ["score", "--model", str(model), "--input", str(tmp_path / "nope")])
     assert r.exit_code != 0 and "Traceback" not in r.output

@@ -228,7 +228,6 @@ def _train_files(det: Any, out: Path, resume: bool, progress: bool) -> dict[str,
               help="Image models: write the image beside its anomaly map (<name>_map.png) per image into this folder.")
 def score(model: str, input_path: str, output: str, device: str, plots: str | None, maps_dir: str | None) -> None:
     """Score images (one CSV row per image) or video footage (one row per frame) with a saved model."""
-    from .data.folder import IMAGE_SUFFIXES, read_images
     from .detector import load
     from .video import is_video
     if output != "-":
@@ -244,11 +243,7 @@ def score(model: str, input_path: str, output: str, device: str, plots: str | No
     if maps_dir is not None and getattr(det, "map_headline", None) is None:  # refused before any work
         raise OneClassError(f"method {det.name!r} gives no per-pixel anomaly map (--maps): it scores whole images")
     path = Path(input_path)
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise OneClassError(f"no image files in {path}")
-    images = read_images(files, det.channels, (det.image_size, det.image_size))
+    files, images = _read_input_images(det, path)
     comps = det.score_components(images)
     head = comps[det.headline]
     labels = (head > det.threshold).astype(int) if det.threshold is not None else None
@@ -272,6 +267,64 @@ def score(model: str, input_path: str, output: str, device: str, plots: str | No
         names = [Path(f.name) if path.is_file() else f.relative_to(path) for f in files]
         n = write_overlays(Path(maps_dir), names, np.asarray(images), amaps)
         click.echo(f"{n} anomaly maps ({det.map_headline}) in {maps_dir}", err=True)
+
+
+def _read_input_images(det: Any, path: Path) -> tuple[list[Path], Any]:
+    """An image file, or every image under a folder (sorted), in the model's convention."""
+    from .data.folder import IMAGE_SUFFIXES, read_images
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise OneClassError(f"no image files in {path}")
+    return files, read_images(files, det.channels, (det.image_size, det.image_size))
+
+
+@main.command()
+@click.option("--model", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--input", "input_path", type=click.Path(exists=True), default=None,
+              help="Reference images or footage: normal samples (--quantile), or samples with a known share of "
+                   "anomalies (--contamination).")
+@click.option("--quantile", type=click.FloatRange(0, 1), default=None,
+              help="Flag what scores above this quantile of the reference scores, e.g. 0.99.")
+@click.option("--contamination", type=click.FloatRange(0, 1), default=None,
+              help="Flag this top fraction of the reference scores.")
+@click.option("--value", type=float, default=None, help="The threshold itself, in score units (no --input).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Model file to write (default: --model, replaced atomically).")
+@click.option("--device", default="auto", show_default=True)
+def threshold(model: str, input_path: str | None, quantile: float | None, contamination: float | None,
+              value: float | None, out: str | None, device: str) -> None:
+    """Set a saved model's threshold for `predict` and the labels of `score`, without refitting."""
+    from .detector import load, threshold_rule
+    from .fileio import check_output_file
+    from .video import is_video
+    out = out or model
+    check_output_file(out, "--out")
+    if sum(v is not None for v in (quantile, contamination, value)) != 1:
+        raise OneClassError("give one of --quantile, --contamination or --value")
+    if value is not None:
+        if input_path is not None:
+            raise OneClassError("--value is the threshold itself: give no --input")
+        det = load(model, device=device)
+        det.set_threshold(value=value)
+        what = "set by value"
+    else:
+        rule = threshold_rule(quantile, contamination)
+        if input_path is None:
+            raise OneClassError("--quantile and --contamination need --input: the reference images or footage")
+        det = load(model, device=device)
+        if is_video(det):
+            from .data.video import load_footage
+            from .video import footage_scores
+            scores, unit = footage_scores(det, load_footage(input_path)), "frames"
+        else:
+            scores, unit = det.score_samples(_read_input_images(det, Path(input_path))[1]), "images"
+        of = f"{len(scores)} {unit} of {input_path}"
+        det.threshold_from_scores(scores, {**rule, "of": of})
+        name, v = next(iter(rule.items()))
+        what = f"{name} {v:g} of {of}; {int((scores > det.threshold).sum())} of them above it"
+    det.save(out)
+    click.echo(f"threshold {det.threshold:.6g} ({what}); saved {out}")
 
 
 def _component_columns(comps: Any) -> list[str]:

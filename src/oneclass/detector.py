@@ -49,6 +49,17 @@ def check_seed(seed: Any) -> int:
     return int(seed)
 
 
+def threshold_rule(quantile: float | None = None, contamination: float | None = None) -> dict[str, float]:
+    """`{"quantile": q}` or `{"contamination": c}`: exactly one, in [0, 1]; contamination c flags
+    the top fraction c, the same threshold as quantile 1 − c."""
+    if (quantile is None) == (contamination is None):
+        raise OneClassError("give exactly one of quantile= or contamination=")
+    name, v = ("quantile", quantile) if quantile is not None else ("contamination", contamination)
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 <= v <= 1.0:
+        raise OneClassError(f"{name}={v!r}: give a number in [0, 1]")
+    return {name: float(v)}
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -271,18 +282,33 @@ class Detector:
         """Per-pixel anomaly maps {name: N×H×W}, headline map first (neural methods)."""
         raise OneClassError(f"method {self.name!r} gives no per-pixel anomaly map: it scores whole images")
 
-    def set_threshold(self, x: Any, quantile: float | None = None, contamination: float | None = None) -> float:
+    def set_threshold(self, x: Any = None, quantile: float | None = None, contamination: float | None = None,
+                      *, value: float | None = None) -> float:
         """Threshold on `score_samples` from reference data: its `quantile` (e.g. 0.95: 5% of
         normal reference samples flagged), or, for data with a known fraction of anomalies,
-        `contamination` (the top fraction is flagged)."""
-        if (quantile is None) == (contamination is None):
-            raise OneClassError("give exactly one of quantile= or contamination=")
-        q = quantile if quantile is not None else 1.0 - float(contamination)
-        if not 0.0 <= q <= 1.0:
-            raise OneClassError(f"quantile/contamination must lie in [0, 1], got {quantile or contamination}")
-        scores = self.score_samples(x)
-        self.threshold = float(np.quantile(scores, q))
-        self.threshold_rule = {"quantile": quantile} if quantile is not None else {"contamination": contamination}
+        `contamination` (the top fraction is flagged); or a `value` in score units (read off a
+        histogram of scores), with no data."""
+        if value is not None:
+            if x is not None or quantile is not None or contamination is not None:
+                raise OneClassError("value= sets the threshold itself: give no data, quantile= or contamination= with it")
+            self._check_fitted()  # a value is in the units of a fitted model's scores
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+                raise OneClassError(f"threshold value={value!r}: give a finite number in score units")
+            self.threshold, self.threshold_rule = float(value), {"value": float(value)}
+            return self.threshold
+        rule = threshold_rule(quantile, contamination)  # checked before any scoring
+        if x is None:
+            raise OneClassError("set_threshold needs reference data x (or value=)")
+        return self.threshold_from_scores(self.score_samples(x), rule)
+
+    def threshold_from_scores(self, scores: np.ndarray, rule: dict[str, Any]) -> float:
+        """Set the threshold from reference scores (already scored, e.g. the frames of a video
+        model) by a rule of `threshold_rule`; extra keys of `rule` say what the scores were of."""
+        scores = np.asarray(scores, dtype=np.float64).ravel()
+        if not len(scores):
+            raise DataError("no reference scores to set a threshold from")
+        q = rule["quantile"] if "quantile" in rule else 1.0 - rule["contamination"]
+        self.threshold, self.threshold_rule = float(np.quantile(scores, q)), dict(rule)
         return self.threshold
 
     def predict(self, x: Any) -> np.ndarray:

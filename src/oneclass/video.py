@@ -450,6 +450,12 @@ def clip_plot_png(name: str, scores: np.ndarray, labels: np.ndarray | None, titl
     return buf.getvalue()
 
 
+def footage_scores(det: Any, footage: VideoData) -> np.ndarray:
+    """The headline score of every frame of `footage`, all clips pooled: what a frame threshold
+    is set from (`det.threshold_from_scores(footage_scores(det, f), threshold_rule(quantile=0.99))`)."""
+    return np.concatenate([scores[det.headline] for _, scores in score_footage(det, footage)])
+
+
 def score_footage(det: Any, footage: VideoData) -> list[tuple[Clip, dict[str, np.ndarray]]]:
     """Per clip of a user's footage, every component's score per frame (validation-normalised)."""
     if not is_video(det):
