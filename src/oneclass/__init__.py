@@ -10,7 +10,7 @@ from . import data as datasets  # noqa: E402
 from . import metrics, protocols, video  # noqa: E402
 from .detector import Detector, load  # noqa: E402
 from .errors import DataError, ModelFileError, NotFittedError, OneClassError  # noqa: E402
-from .registry import create, methods  # noqa: E402
+from .registry import create, methods, register  # noqa: E402
 
-__all__ = ["create", "load", "methods", "datasets", "metrics", "protocols", "video", "Detector",
+__all__ = ["create", "load", "methods", "register", "datasets", "metrics", "protocols", "video", "Detector",
            "OneClassError", "DataError", "ModelFileError", "NotFittedError", "__version__"]
