@@ -291,6 +291,27 @@ def test_set_params_is_checked_as_at_creation_and_never_discards_a_fitted_model(
     assert fitted.fitted and fitted.config["lr"] == 1e-3
 
 
+def test_scoring_shows_a_bar_as_fit_chose_and_none_where_no_one_watches(small, tmp_path, monkeypatch, capsys):
+    """A long scoring (AnoGAN searches each image for seconds) shows a bar when fit showed one;
+    a quiet fit scores quietly, and a loaded model shows one only on a terminal."""
+    from oneclass import neural
+    monkeypatch.setattr(neural, "SCORE_BAR_DELAY_S", 0.0)  # every scoring "lasts"
+    x, val, test, _ = small
+    det = oneclass.create("dae", "mnist", epochs=1, seed=0, device="cpu", batch_size=64)
+    det.fit(x[:64], val, progress=True)
+    capsys.readouterr()
+    det.score_samples(test[:8])
+    assert "dae scoring" in capsys.readouterr().err
+    det.score_maps(test[:8])
+    assert "dae scoring" in capsys.readouterr().err
+    det.fit(x[:64], val, progress=False)
+    det.score_samples(test[:8])
+    assert capsys.readouterr().err == ""
+    loaded = oneclass.load(det.save(tmp_path / "m.oneclass"), device="cpu")
+    loaded.score_samples(test[:8])  # captured stderr is no terminal
+    assert capsys.readouterr().err == ""
+
+
 def test_save_load_round_trip(fitted, small, tmp_path):
     _, val, test, _ = small
     fitted.set_threshold(val, quantile=0.95)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from .cpu_memory import keep_freed_memory
 from .data.images import to_float
@@ -48,6 +49,9 @@ NEURAL_DEFAULTS: dict[str, Any] = {
     # is on; False: oneDNN for every layer. Like the layout, not part of a run's identity.
     "gemm_small_maps": None,
 }
+
+
+SCORE_BAR_DELAY_S = 5.0  # a scoring bar appears only once scoring has lasted this long
 
 
 class NeuralDetector(Detector):
@@ -193,6 +197,7 @@ class NeuralDetector(Detector):
              log_path=None, progress: bool = True, selection: tuple[Any, Any] | None = None,
              watch: tuple[Any, Any] | None = None) -> None:
         self._build()
+        self.progress = progress  # scoring shows a bar (when it lasts) as training did
         self._selection = None
         self._watch = None if watch is None else self._labelled(watch, "watched")
         if self.config["select"] == "val_auroc":
@@ -245,18 +250,25 @@ class NeuralDetector(Detector):
         return {"val_auroc": -aurocs[self.headline],
                 **{f"selection_auroc_{k}": v for k, v in aurocs.items() if k != self.headline}}
 
-    def _raw(self, images: torch.Tensor) -> dict[str, np.ndarray]:
-        return self._batched(self.raw_scores, images)
+    def _raw(self, images: torch.Tensor, progress: bool = False) -> dict[str, np.ndarray]:
+        return self._batched(self.raw_scores, images, progress)
 
     @torch.inference_mode()
-    def _batched(self, fn: Any, images: torch.Tensor) -> dict[str, np.ndarray]:
-        """`fn` (raw_scores or raw_maps) over `images` in scoring batches, in eval mode, as float64."""
+    def _batched(self, fn: Any, images: torch.Tensor, progress: bool = False) -> dict[str, np.ndarray]:
+        """`fn` (raw_scores or raw_maps) over `images` in scoring batches, in eval mode, as float64.
+        `progress`: a bar for a user's scoring that lasts (AnoGAN searches each image for seconds)."""
         self.train_mode(False)
         bs = self.score_batch_size
         parts: dict[str, list[np.ndarray]] = {}
-        for start in range(0, len(images), bs):
-            for k, v in fn(self.inputs(images[start:start + bs])).items():
-                parts.setdefault(k, []).append(v.float().cpu().numpy())
+        # as fit(progress=...) chose; a loaded model (None: tqdm's own rule): on a terminal only
+        chosen = getattr(self, "progress", None)
+        disable = True if not progress else None if chosen is None else not chosen
+        with tqdm(total=len(images), desc=f"{self.name} scoring", unit="img", leave=False, dynamic_ncols=True,
+                  delay=SCORE_BAR_DELAY_S, disable=disable) as bar:  # pragma: no mutate
+            for start in range(0, len(images), bs):
+                for k, v in fn(self.inputs(images[start:start + bs])).items():
+                    parts.setdefault(k, []).append(v.float().cpu().numpy())
+                bar.update(min(bs, len(images) - start))
         return {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
 
     def finalise(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -275,7 +287,7 @@ class NeuralDetector(Detector):
                    if video else "it scores whole images")
             raise OneClassError(f"method {self.name!r} gives no per-pixel anomaly map: {why}")
         images = self.prepare(x)
-        raw = self._batched(self.raw_maps, images)
+        raw = self._batched(self.raw_maps, images, progress=True)
         n_pixels = int(np.prod(next(iter(raw.values())).shape[1:]))
         maps = {k: self.normalisers[k].scale_part(v, n_pixels if self.map_reduction == "sum" else 1)
                 if k in self.normalisers else v for k, v in raw.items()}
@@ -284,7 +296,7 @@ class NeuralDetector(Detector):
         return {self.map_headline: maps[self.map_headline], **maps}
 
     def _score(self, images: torch.Tensor) -> dict[str, np.ndarray]:
-        out = self.finalise(self._raw(images))
+        out = self.finalise(self._raw(images, progress=True))
         return {k: out[k] for k in self.components}
 
     def _get_state(self) -> dict[str, Any]:
