@@ -1,5 +1,7 @@
 """ONNX export: the exported graph (uint8 images → scores: input conversion, networks, saved
 normalisation, combination) scores like PyTorch, for every exportable method."""
+import json
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -37,6 +39,18 @@ def test_export_cli_and_what_cannot_be_exported(tiny_fitted, embedded_data, tmp_
     r = CliRunner().invoke(main, ["export", "--model", str(model), "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
     assert r.exit_code == 0, r.output
     assert "exported memae" in r.output and "uint8 N×1×28×28" in r.output and (tmp_path / "m.onnx").stat().st_size > 1000
+    assert "no threshold set" in r.output
+    # with a threshold: in the file's metadata, exactly, so a deployment needs no second file
+    det = oneclass.load(model, device="cpu")
+    det.set_threshold(embedded_data[1].images[:50], quantile=0.9)
+    r = CliRunner().invoke(main, ["export", "--model", str(det.save(model)), "--out", str(tmp_path / "t.onnx")])
+    assert r.exit_code == 0 and "in its metadata (oneclass.threshold)" in r.output, r.output
+    meta = ort.InferenceSession(str(tmp_path / "t.onnx"), providers=["CPUExecutionProvider"]).get_modelmeta()
+    props = meta.custom_metadata_map
+    assert float(props["oneclass.threshold"]) == det.threshold
+    assert json.loads(props["oneclass.threshold_rule"]) == {"quantile": 0.9}
+    assert props["oneclass.method"] == "memae" and props["oneclass.headline"] == "rec"
+    assert props["oneclass.input"] == "images: uint8 N×1×28×28" and json.loads(props["oneclass.config"]) == det.config
     svm = oneclass.create("ocsvm", "mnist").fit(embedded_data[0].images[:200])
     svm_file = svm.save(tmp_path / "svm.oneclass")
     r = CliRunner().invoke(main, ["export", "--model", str(svm_file), "--out", str(tmp_path / "svm.onnx")])

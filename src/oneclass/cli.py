@@ -381,7 +381,9 @@ def export(model: str, fmt: str, out: str) -> None:
     info = export_onnx(det, out)
     shape = "×".join(map(str, info["inputs"]["images"][:4]))
     click.echo(f"exported {det.name} to {out} ({info['bytes'] / 1e6:.1f} MB, ONNX opset {info['opset']}): input "
-               f"'images' uint8 {shape}; outputs {', '.join(info['outputs'])} ('score' = {info['headline']})")
+               f"'images' uint8 {shape}; outputs {', '.join(info['outputs'])} ('score' = {info['headline']}); "
+               + (f"threshold {info['threshold']:.6g} in its metadata (oneclass.threshold)" if info["threshold"] is not None
+                  else "no threshold set"))
 
 
 @main.command()

@@ -8,11 +8,14 @@ gives the same scores as `Detector.score_components` without Python or oneclass:
 
 Inputs: `images`, uint8 N×C×H×W at the model's channels and size (any batch size N; resizing
 and channel conversion of other images are not in the graph: `Detector.prepare` does them).
-Outputs: `score` (the headline, N) and one output per score component (N each)."""
+Outputs: `score` (the headline, N) and one output per score component (N each). The file's
+metadata (`metadata_props`, keys `oneclass.*`) says what the model is and, where one was set, the
+threshold `predict` uses (novel: score > threshold), so a deployment needs no second file."""
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import os
 import tempfile
@@ -98,7 +101,7 @@ def export_onnx(det: Detector, out: str | os.PathLike) -> dict[str, Any]:
         raise OneClassError(why)
     out = check_output_file(out, "ONNX file")
     try:
-        import onnx  # noqa: F401  (torch's exporter needs both)
+        import onnx  # torch's exporter needs both
         import onnxscript  # noqa: F401
     except ImportError as e:
         raise OneClassError(f"ONNX export needs the packages of the extra: pip install 'oneclass[onnx]' ({e})") from e
@@ -119,9 +122,25 @@ def export_onnx(det: Detector, out: str | os.PathLike) -> dict[str, Any]:
                                         # shrinkage then divides 0 by 0); onnxruntime optimises at load
                                         optimize=False)
         program.save(str(tmp_file), external_data=False)
-        data = tmp_file.read_bytes()
+        model = onnx.load(str(tmp_file))
+        onnx.helper.set_model_props(model, onnx_metadata(det))
+        data = model.SerializeToString()
     with atomic_open(out) as fh:
         fh.write(data)
     return {"path": str(out), "bytes": len(data), "inputs": {"images": ["N", det.channels, det.image_size,
                                                                          det.image_size, "uint8"]},
-            "outputs": outputs, "headline": det.headline, "opset": OPSET}
+            "outputs": outputs, "headline": det.headline, "opset": OPSET, "threshold": det.threshold}
+
+
+def onnx_metadata(det: Detector) -> dict[str, str]:
+    """The exported file's `metadata_props`: the model's identity, input convention and
+    threshold (absent where none was set), as strings (ONNX's metadata holds only strings)."""
+    from . import __version__
+    props = {"oneclass.version": __version__, "oneclass.method": det.name, "oneclass.preset": det.preset,
+             "oneclass.headline": det.headline,
+             "oneclass.input": f"images: uint8 N×{det.channels}×{det.image_size}×{det.image_size}",
+             "oneclass.config": json.dumps(det.config, sort_keys=True)}
+    if det.threshold is not None:
+        props["oneclass.threshold"] = repr(float(det.threshold))  # repr: the float back exactly
+        props["oneclass.threshold_rule"] = json.dumps(det.threshold_rule, sort_keys=True)
+    return props
