@@ -410,6 +410,32 @@ def test_cli_threshold_resets_a_saved_models_threshold_without_refitting(tmp_pat
     assert model.read_bytes() == before  # nothing written by a refused call
 
 
+def test_cli_info_says_what_a_saved_model_is(tmp_path, embedded_split):
+    x = embedded_split.train.images[:120]
+    det = oneclass.create("dae", "mnist", epochs=1, seed=2, device="cpu", batch_size=32, lr=1e-3)
+    det.fit(x, progress=False)
+    det.set_threshold(embedded_split.val.images, contamination=0.1)
+    model = det.save(tmp_path / "m.oneclass")
+    out = run_cli("info", "--model", model).output
+    assert out.startswith(f"{model}: dae (preset mnist, seed 2)") and "Denoising autoencoder" in out
+    assert "input: grey 28×28 images" in out and "scores: rec (headline)" in out
+    assert "options beside the preset's: epochs=1, batch_size=32, lr=0.001" in out
+    assert f"threshold: {det.threshold:.6g} (contamination 0.1)" in out
+    assert "trained: 1 of 1 epochs, kept epoch 1" in out and "108 training + 12 validation samples" in out
+    n_weights = sum(p.numel() for net in det.networks.values() for p in net.state_dict().values())
+    assert f"parameters: {n_weights:,}" in out and "saved by: oneclass" in out
+    d = json.loads(run_cli("info", "--model", model, "--json").output)
+    assert (d["method"], d["seed"], d["threshold"], d["parameters"]) == ("dae", 2, det.threshold, n_weights)
+    assert d["options"] == {"epochs": 1, "batch_size": 32, "lr": 0.001} and d["training"]["n_train"] == 108
+    svm = oneclass.create("ocsvm").fit(x).save(tmp_path / "svm.oneclass")
+    out = run_cli("info", "--model", svm).output
+    assert "ocsvm (preset mnist" in out and "threshold: none set" in out and "parameters" not in out
+    bad = tmp_path / "bad.oneclass"
+    bad.write_bytes(b"not a model")
+    result = run_cli("info", "--model", bad, ok=False)
+    assert result.exit_code == 1 and "not a readable oneclass model" in result.output
+
+
 def test_fit_on_a_folder_takes_the_preset_its_images_call_for(tmp_path):
     """Without --preset, a folder of colour images gets the cifar10 preset (RGB 32×32), a grey one the
     mnist preset, also when its grey pictures were saved as RGB JPEGs or carry a few levels of colour

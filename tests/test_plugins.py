@@ -100,6 +100,12 @@ def test_a_registered_method_fits_evaluates_saves_and_loads_like_a_built_in(own_
         det = oneclass.create(method, device="cpu").fit(train.images[train.labels == 1][:120], progress=False)
         loaded = oneclass.load(det.save(tmp_path / f"{method}.oneclass"), device="cpu")
         np.testing.assert_array_equal(loaded.score_samples(test.images[:20]), det.score_samples(test.images[:20]))
+    # where the method is not registered, a saved model of it says so, and what it is
+    del registry._METHODS["tiny-ae"]  # (this test's own copy of the registry)
+    with pytest.raises(oneclass.ModelFileError, match="saved by method 'tiny-ae', which is not registered here"):
+        oneclass.load(tmp_path / "tiny-ae.oneclass")
+    info = CliRunner().invoke(main, ["info", "--model", str(tmp_path / "tiny-ae.oneclass")]).output
+    assert "tiny-ae (preset mnist, seed 0)" in info and "method not registered here" in info
     # the report reads a plugin's runs in a process that never registered it
     rep = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "res")])
     assert rep.exit_code == 0 and "## mean-distance — mnist-embedded" in rep.output and "## tiny-ae" in rep.output

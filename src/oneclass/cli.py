@@ -327,6 +327,45 @@ def threshold(model: str, input_path: str | None, quantile: float | None, contam
     click.echo(f"threshold {det.threshold:.6g} ({what}); saved {out}")
 
 
+@main.command()
+@click.option("--model", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+def info(model: str, as_json: bool) -> None:
+    """What a saved model is: method, input, components, options, threshold, training, versions."""
+    from .detector import describe_model
+    d = describe_model(model)
+    if as_json:
+        click.echo(json.dumps(d, indent=1, default=str))
+        return
+    size = d["input"]["size"]
+    side = "×".join(map(str, size)) if isinstance(size, list) else f"{size}×{size}"
+    grey = {1: "grey", 3: "RGB"}.get(d["input"]["channels"], f"{d['input']['channels']}-channel")
+    train = d["training"]
+    lines = [f"{d['file']}: {d['method']} (preset {d['preset']}, seed {d['seed']}), {d['bytes'] / 1e6:.1f} MB"
+             + (f" — {d['description']}" if d["description"] else " — method not registered here"),
+             f"input: {grey} video footage, cut into {side} patches" if d["video"] else
+             f"input: {grey} {side} images (others are converted)"]
+    if d["components"]:
+        lines.append(f"scores: {d['headline']} (headline)"
+                     + "".join(f", {c}" for c in d["components"] if c != d["headline"]))
+    if d["options"]:
+        lines.append("options beside the preset's: " + ", ".join(f"{k}={v}" for k, v in d["options"].items()))
+    rule = d["threshold_rule"] or {}
+    lines.append("threshold: none set" if d["threshold"] is None else
+                 f"threshold: {d['threshold']:.6g} ("
+                 + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in rule.items()) + ")")
+    if train.get("epochs_run") is not None:
+        lines.append(f"trained: {train['epochs_run']} of {train.get('epochs')} epochs, kept epoch {train.get('best_epoch')}"
+                     + (" (stopped early)" if train.get("stopped_early") else ""))
+    if train.get("train_seconds") is not None:
+        lines.append(f"fit: {train.get('n_train')} training + {train.get('n_val')} validation samples, "
+                     f"{train['train_seconds']:.1f} s on {train.get('device')}")
+    if d["parameters"] is not None:
+        lines.append(f"parameters: {d['parameters']:,}")
+    lines.append("saved by: " + ", ".join(f"{k} {v}" for k, v in (d["versions"] or {}).items()))
+    click.echo("\n".join(lines))
+
+
 def _component_columns(comps: Any) -> list[str]:
     """The component columns beside `score`: a method whose one component is itself named
     `score` (OC-SVM, KDE) would otherwise give the CSV two columns of that name."""

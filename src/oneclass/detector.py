@@ -365,9 +365,9 @@ class Detector:
         return f"{type(self).__name__}(preset={self.preset!r}, seed={self.seed}, {state})"
 
 
-def load(path: str | os.PathLike, device: str | None = "auto") -> Detector:
-    """Load a saved detector. No code in the file is executed (weights-only unpickling)."""
-    from .registry import detector_class
+def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A saved model's contents, checked (a oneclass model of the format this version reads),
+    without building the detector: what `load` and `oneclass info` start from."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"no model file at {path}")
@@ -384,6 +384,48 @@ def load(path: str | os.PathLike, device: str | None = "auto") -> Detector:
     if payload.get("format_version") != MODEL_FORMAT_VERSION:
         raise ModelFileError(f"{path} has model format {payload.get('format_version')}; this oneclass "
                              f"reads format {MODEL_FORMAT_VERSION}")
+    return payload
+
+
+def describe_model(path: str | os.PathLike) -> dict[str, Any]:
+    """What a saved model is, read without building it (also for a method not registered here):
+    method, preset, seed, input, components, the options that differ from the preset, threshold,
+    training (epochs, kept epoch, images, seconds, device), parameter count, versions."""
+    from .registry import detector_class, methods
+    path = Path(path)
+    payload = read_model_file(path)
+    config = payload.get("config") or {}
+    method = payload.get("method")
+    cls = detector_class(method) if isinstance(method, str) and method in methods() else None
+    options = None
+    if cls is not None:
+        twin = cls.__new__(cls)
+        twin.preset, twin.config, twin.seed, twin.device_name = payload["preset"], config, payload["seed"], "auto"
+        options = {k: v for k, v in twin._params_from_config().items()
+                   if k not in ("preset", "seed", "device") and v is not None}
+    networks = (payload.get("state") or {}).get("networks")
+    parameters = (sum(t.numel() for sd in networks.values() for t in sd.values() if torch.is_tensor(t))
+                  if isinstance(networks, dict) else None)
+    return {"file": str(path), "bytes": path.stat().st_size, "method": method,
+            "description": cls.description if cls is not None else None, "preset": payload.get("preset"),
+            "seed": payload.get("seed"), "input": {"channels": config.get("channels"), "size": config.get("size")},
+            "video": bool(config.get("video")),
+            "components": list(cls.components) if cls is not None else None,
+            "headline": cls.headline if cls is not None else None, "options": options,
+            "threshold": payload.get("threshold"), "threshold_rule": payload.get("threshold_rule"),
+            "training": {"epochs": config.get("epochs"),
+                         **{k: v for k, v in (payload.get("fit_info") or {}).items() if k != "history"}},
+            "parameters": parameters, "versions": payload.get("versions")}
+
+
+def load(path: str | os.PathLike, device: str | None = "auto") -> Detector:
+    """Load a saved detector. No code in the file is executed (weights-only unpickling)."""
+    from .registry import detector_class, methods
+    payload = read_model_file(path)
+    if not isinstance(payload.get("method"), str) or payload["method"] not in methods():
+        raise ModelFileError(f"{path} was saved by method {payload.get('method')!r}, which is not registered here: "
+                             "import or install the package that registers it (oneclass.register, or the "
+                             "entry-point group oneclass.methods)")
     try:
         cls = detector_class(payload["method"])
         det = cls.__new__(cls)  # state comes from the file, not from the presets
