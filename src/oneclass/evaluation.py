@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from . import metrics, protocols
-from .data import is_video as is_video_dataset, load as load_dataset, source_of
+from .data import MVTEC_SIZE, is_video as is_video_dataset, load as load_dataset, source_of
 from .detector import Detector, check_seed, cpu_name, resolve_device, versions
 from .errors import OneClassError
 from .fileio import atomic_open, write_json
@@ -220,7 +220,14 @@ def check_spec(spec: EvalSpec) -> tuple[str, dict[str, Any]]:
     for seed in spec.seeds:
         check_seed(seed)
     preset = spec.preset or preset_for(spec.method, spec.dataset)
-    return preset, create(spec.method, preset, epochs=spec.epochs, device="cpu", **spec.options).config
+    config = create(spec.method, preset, epochs=spec.epochs, device="cpu", **spec.options).config
+    if spec.dataset == "mvtec" and config.get("size") != MVTEC_SIZE:
+        # its masks are read at that size for the pixel AUROC: a model at another would be scored
+        # on images resized twice and maps of another shape
+        raise OneClassError(f"evaluate reads MVTec-layout folders at {MVTEC_SIZE}×{MVTEC_SIZE}, not at option "
+                            f"size={config.get('size')!r}; `fit --train-dir` and `score` take your folders at any size "
+                            "the method's networks take")
+    return preset, config
 
 
 def plan(spec: EvalSpec, data_root: str | Path | None, results: str | Path,

@@ -92,12 +92,25 @@ class NeuralDetector(Detector):
         raise NotImplementedError
 
     def check_config(self) -> None:
-        """A network layout (`arch`) must be the preset's: the input convention is the preset's."""
+        """A network layout (`arch`) must be the preset's: the input convention is the preset's;
+        and the networks must take the images `size` and `channels` ask for."""
         own = self.presets[self.preset].get("arch")
         if own is not None and self.config.get("arch") != own:
             raise OneClassError(f"option arch={self.config['arch']!r} of method {self.name!r} does not fit preset "
                                 f"{self.preset!r}, whose inputs need arch {own!r}; choose the preset "
                                 f"{self.config['arch']!r} instead")
+        why = None if self.config.get("video") else self.input_problem()
+        if why is not None:
+            raise OneClassError(f"options size={self.config['size']!r}, channels={self.config['channels']!r} of method "
+                                f"{self.name!r} (preset {self.preset!r}): {why}")
+
+    def input_problem(self) -> str | None:
+        """Why this method's image networks cannot take images of the configured `size` and
+        `channels`, or None; a method whose networks are built for some sizes only says which."""
+        size, channels = self.config["size"], self.config["channels"]
+        if not isinstance(size, int) or size < 1 or not isinstance(channels, int) or channels < 1:
+            return "give the image side and the channel count as whole numbers ≥ 1"
+        return None
 
     def training_epochs(self) -> int:
         """Epochs the shared trainer runs (a method with a pretraining phase adds it)."""

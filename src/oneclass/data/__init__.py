@@ -160,9 +160,12 @@ def _load_ped2(root: Path) -> tuple[Any, Any]:
     return load_ped2(root)
 
 
+MVTEC_SIZE = 32  # MVTec-layout folders are read as the cifar10 presets take images
+
+
 def _load_mvtec(root: Path) -> tuple[ImageData, ImageData]:
     from .mvtec import load_mvtec
-    return load_mvtec(root, channels=3, size=(32, 32))
+    return load_mvtec(root, channels=3, size=(MVTEC_SIZE, MVTEC_SIZE))
 
 
 def is_video(name: str) -> bool:

@@ -104,6 +104,11 @@ class AnoGANDetector(NeuralDetector):
     }
     components = ("a", "residual", "discrimination")
     headline = "a"
+
+    def input_problem(self) -> str | None:
+        if self.config["size"] != 32:  # DCGAN's networks: 32×32 ↔ 4×4 in three stride-2 steps
+            return "its DCGAN networks take 32×32 images"
+        return super().input_problem()
     map_headline, map_reduction = "residual", "sum"
     not_exportable = "it scores by a gradient search of the latent space for every image, which an ONNX graph cannot hold"
 

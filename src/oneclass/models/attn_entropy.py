@@ -159,6 +159,12 @@ class AttnEntropyDetector(NeuralDetector):
     normalised = ("con", "fea", "a_raw", "con_mse", "a_mse")
     map_headline = "con"  # the feature term lives in D's feature space, not on pixels
 
+    def input_problem(self) -> str | None:
+        size = self.config["size"]
+        if isinstance(size, int) and (size < 32 or size % 32):  # five 4×4 stride-2 layers down to 1×1
+            return "its networks take square images whose side is a multiple of 32"
+        return super().input_problem()
+
     def build_networks(self) -> dict[str, nn.Module]:
         c = self.channels
         nets = {"G": UNetGenerator(c, bool(self.config["attention"]), int(self.config["ratio"]),

@@ -135,6 +135,12 @@ class DeepSVDDDetector(NeuralDetector):
     components = ("svdd",)
     headline = "svdd"
 
+    def input_problem(self) -> str | None:
+        own = {"mnist": 28, "cifar10": 32}[self.config["arch"]]
+        if self.config["size"] != own:  # the pretraining decoder mirrors the paper's nets from 4×4
+            return f"its {self.config['arch']} networks take {own}×{own} images"
+        return super().input_problem()
+
     def check_config(self) -> None:
         super().check_config()  # widths: their count is checked with the option's type
         if int(self.config["rep_dim"]) % 16:

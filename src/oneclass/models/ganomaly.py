@@ -63,6 +63,11 @@ class GANomalyDetector(NeuralDetector):
     headline = "enc"
     map_headline = "con"  # the code distance has no pixels: the map is where x̂ misses x
 
+    def input_problem(self) -> str | None:
+        if self.config["size"] != 32:  # DCGAN's networks: 32×32 ↔ 4×4 in three stride-2 steps
+            return "its DCGAN networks take 32×32 images"
+        return super().input_problem()
+
     def build_networks(self) -> dict[str, nn.Module]:
         c, d, w = self.channels, int(self.config["code"]), int(self.config["width"])
         return dcgan_initialised({"G": GANomalyGenerator(c, d, w), "D": DCGANEncoder(c, 1, w)})

@@ -52,18 +52,34 @@ def _fc(c_in: int, c_out: int, slope: float = 0.01) -> list[nn.Module]:
     return [nn.Linear(c_in, c_out), nn.BatchNorm1d(c_out), nn.LeakyReLU(slope)]
 
 
+# each image architecture's input channels and how many times it halves the input: its
+# feature map is size / factor on a side (the paper's 28 → 7 and 32 → 4), so it takes any size
+# that is a multiple of the factor (a user's 64×64 inspection images, say)
+IMAGE_ARCHS = {"mnist": {"channels": 1, "factor": 4}, "cifar10": {"channels": 3, "factor": 8}}
+
+
+def image_input_problem(arch: str, size: Any, channels: Any) -> str | None:
+    """Why LSA's image networks (`arch`; also the VAE's) cannot take such images, or None."""
+    need, factor = IMAGE_ARCHS[arch]["channels"], IMAGE_ARCHS[arch]["factor"]
+    if channels != need:
+        return f"its {arch} networks take {need}-channel images"
+    if not isinstance(size, int) or size < 2 * factor or size % factor:
+        return f"its {arch} networks take square images whose side is a multiple of {factor}, at least {2 * factor}"
+    return None
+
+
 class Encoder(nn.Module):
-    def __init__(self, arch: str, code_length: int) -> None:
+    def __init__(self, arch: str, code_length: int, size: int | None = None) -> None:
         super().__init__()
+        if arch not in IMAGE_ARCHS:
+            raise ValueError(f"unknown LSA architecture {arch!r}")
+        s = (size or {"mnist": 28, "cifar10": 32}[arch]) // IMAGE_ARCHS[arch]["factor"]
         if arch == "mnist":      # 1×28×28 → 64×7×7
-            conv, (c, s) = [down_block(1, 32), down_block(32, 64)], (64, 7)
-            hidden = 64
-        elif arch == "cifar10":  # 3×32×32 → 30×30 → 256×4×4
+            conv, c, hidden = [down_block(1, 32), down_block(32, 64)], 64, 64
+        else:                    # 3×32×32 → 30×30 → 256×4×4 (5×5 stride-2 blocks round up)
             conv = [nn.Conv2d(3, 32, 3, 1, 0, bias=False), residual_block(32),
                     down_block(32, 64), down_block(64, 128), down_block(128, 256)]
-            (c, s), hidden = (256, 4), 256
-        else:
-            raise ValueError(f"unknown LSA architecture {arch!r}")
+            c, hidden = 256, 256
         self.conv = nn.Sequential(*conv)
         self.fc = nn.Sequential(*_fc(c * s * s, hidden), nn.Linear(hidden, code_length), nn.Sigmoid())
 
@@ -72,17 +88,18 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, arch: str, code_length: int) -> None:
+    def __init__(self, arch: str, code_length: int, size: int | None = None) -> None:
         super().__init__()
+        if arch not in IMAGE_ARCHS:
+            raise ValueError(f"unknown LSA architecture {arch!r}")
+        s = (size or {"mnist": 28, "cifar10": 32}[arch]) // IMAGE_ARCHS[arch]["factor"]
         if arch == "mnist":
-            self.shape, hidden = (64, 7, 7), 64
+            self.shape, hidden = (64, s, s), 64
             conv = [up_block(64, 32), up_block(32, 16), nn.Conv2d(16, 1, 1, bias=False)]
-        elif arch == "cifar10":
-            self.shape, hidden = (256, 4, 4), 256
+        else:
+            self.shape, hidden = (256, s, s), 256
             conv = [up_block(256, 128), up_block(128, 64), up_block(64, 32), residual_block(32),
                     nn.Conv2d(32, 3, 1, bias=False)]
-        else:
-            raise ValueError(f"unknown LSA architecture {arch!r}")
         self.fc = nn.Sequential(*_fc(code_length, hidden), *_fc(hidden, int(np.prod(self.shape))))
         self.conv = nn.Sequential(*conv)
 
@@ -218,6 +235,9 @@ class LSADetector(NeuralDetector):
     def uses_estimator(self) -> bool:
         return self.config["estimator"] != "none"
 
+    def input_problem(self) -> str | None:
+        return image_input_problem(self.config["arch"], self.config["size"], self.config["channels"])
+
     def check_config(self) -> None:
         super().check_config()
         if self.is_video and self.config["estimator"] == "lstm":
@@ -249,7 +269,8 @@ class LSADetector(NeuralDetector):
             if self.config["estimator"] == "mfc":  # MSC is the video counterpart of MFC
                 nets["estimator"] = MSCEstimator(d, VIDEO_ARCHS[arch]["msc"], self.config["bins"])
             return nets
-        nets: dict[str, nn.Module] = {"encoder": Encoder(arch, d), "decoder": Decoder(arch, d)}
+        size = self.image_size
+        nets: dict[str, nn.Module] = {"encoder": Encoder(arch, d, size), "decoder": Decoder(arch, d, size)}
         if self.config["estimator"] == "mfc":
             nets["estimator"] = MFCEstimator(d, bins=self.config["bins"])
         elif self.uses_estimator:

@@ -130,6 +130,12 @@ class OLEDDetector(NeuralDetector):
     }
     components = ("rec", "mask", "cont", "avg")
     headline = "avg"
+
+    def input_problem(self) -> str | None:
+        size = self.config["size"]
+        if isinstance(size, int) and (size < 8 or size % 4):  # the reconstructor's dense code is (size/4)²
+            return "its networks take square images whose side is a multiple of 4, at least 8"
+        return super().input_problem()
     normalised = ("rec", "mask", "cont")
     # maps of s_rec, s_mask and s_cont (the context error on the masked pixels), their mean for
     # s_avg, and (OLED) MG's activation: where the mask module hides the image
@@ -219,6 +225,12 @@ class CAEDetector(OLEDDetector):
     defaults = {**{k: v for k, v in OLEDDetector.defaults.items() if k not in ("keep", "eps", "mm_every_epochs")},
                 "square": 10}
     presets = {k: dict(v) for k, v in OLEDDetector.presets.items()}
+
+    def input_problem(self) -> str | None:
+        size, square = self.config["size"], self.config["square"]
+        if isinstance(size, int) and isinstance(square, int) and square > size:
+            return f"its masked square (square={square}) must fit in the image: give square ≤ size"
+        return super().input_problem()
 
     def build_networks(self) -> dict[str, nn.Module]:
         return {"R": OLEDReconstructor(self.channels, self.image_size, code=int(self.config["code"]))}

@@ -43,15 +43,15 @@ from torch import nn
 
 from ..neural import NEURAL_DEFAULTS, NeuralDetector, optimizer_step
 from ..training import StepContext
-from .lsa import Decoder, Encoder
+from .lsa import Decoder, Encoder, image_input_problem
 
 
 class GaussianEncoder(nn.Module):
     """LSA's encoder with a linear last layer of 2·d outputs: mean and log-variance of q(z|x)."""
 
-    def __init__(self, arch: str, code_length: int) -> None:
+    def __init__(self, arch: str, code_length: int, size: int | None = None) -> None:
         super().__init__()
-        self.net = Encoder(arch, 2 * code_length)
+        self.net = Encoder(arch, 2 * code_length, size)
         self.net.fc[-1] = nn.Identity()  # no sigmoid: the mean and log-variance are unbounded
         self.code_length = code_length
 
@@ -93,6 +93,9 @@ class VAEDetector(NeuralDetector):
     headline = "elbo"
     map_headline, map_reduction = "rec", "sum"  # the KL term is of the code: it has no pixels
 
+    def input_problem(self) -> str | None:
+        return image_input_problem(self.config["arch"], self.config["size"], self.config["channels"])
+
     @property
     def likelihood(self) -> str:
         # a model saved before the option existed has no such key, and was Bernoulli
@@ -104,7 +107,7 @@ class VAEDetector(NeuralDetector):
 
     def build_networks(self) -> dict[str, nn.Module]:
         arch, d = self.config["arch"], int(self.config["code_length"])
-        return {"encoder": GaussianEncoder(arch, d), "decoder": Decoder(arch, d)}
+        return {"encoder": GaussianEncoder(arch, d, self.image_size), "decoder": Decoder(arch, d, self.image_size)}
 
     def _scoring_noise(self, device: torch.device) -> torch.Tensor:
         """The fixed standard-normal draws used at scoring time (elbo_samples × d), drawn once."""
