@@ -61,7 +61,7 @@ def test_every_image_size_and_channel_count_fits_and_scores_or_is_refused_at_cre
     cls = detector_class(method)
     taken = 0
     for preset in ("mnist", "cifar10"):
-        for size in (8, 16, 27, 28, 32, 48, 64, 96):
+        for size in (8, 16, 27, 28, 32, 40):
             for channels in (1, 3):
                 try:
                     det = oneclass.create(method, preset, device="cpu", epochs=1, batch_size=8, size=size,
