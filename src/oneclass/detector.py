@@ -352,13 +352,14 @@ class Detector:
             fh.write(buf.getvalue())
         return path
 
-    def _params_from_config(self) -> dict[str, Any]:
-        """Constructor arguments that give this (loaded) detector's config: every option that
-        differs from its preset under this version's defaults."""
-        base = json.loads(json.dumps({**self.defaults, **self.presets.get(self.preset, {})}, default=_json_default))
-        options = {k: v for k, v in self.config.items() if k not in base or base[k] != v}
+    @classmethod
+    def params_from_config(cls, preset: str, config: dict[str, Any], seed: int, device: str) -> dict[str, Any]:
+        """Constructor arguments that give a saved model's `config`: every option that differs
+        from its preset under this version's defaults."""
+        base = json.loads(json.dumps({**cls.defaults, **cls.presets.get(preset, {})}, default=_json_default))
+        options = {k: v for k, v in config.items() if k not in base or base[k] != v}
         epochs = options.pop("epochs", None)
-        return {"preset": self.preset, "epochs": epochs, "seed": self.seed, "device": self.device_name, **options}
+        return {"preset": preset, "epochs": epochs, "seed": seed, "device": device, **options}
 
     def __repr__(self) -> str:
         state = "fitted" if self.fitted else "not fitted"
@@ -399,10 +400,8 @@ def describe_model(path: str | os.PathLike) -> dict[str, Any]:
     cls = detector_class(method) if isinstance(method, str) and method in methods() else None
     options = None
     if cls is not None:
-        twin = cls.__new__(cls)
-        twin.preset, twin.config, twin.seed, twin.device_name = payload["preset"], config, payload["seed"], "auto"
-        options = {k: v for k, v in twin._params_from_config().items()
-                   if k not in ("preset", "seed", "device") and v is not None}
+        params = cls.params_from_config(payload["preset"], config, payload["seed"], "auto")
+        options = {k: v for k, v in params.items() if k not in ("preset", "seed", "device") and v is not None}
     networks = (payload.get("state") or {}).get("networks")
     parameters = (sum(t.numel() for sd in networks.values() for t in sd.values() if torch.is_tensor(t))
                   if isinstance(networks, dict) else None)
@@ -433,7 +432,7 @@ def load(path: str | os.PathLike, device: str | None = "auto") -> Detector:
         det.device_name = "auto" if device is None else str(device)
         det.threshold, det.threshold_rule = payload["threshold"], payload["threshold_rule"]
         det.fit_info = payload.get("fit_info", {})
-        det._params = det._params_from_config()
+        det._params = cls.params_from_config(det.preset, det.config, det.seed, det.device_name)
         det._set_state(payload["state"])
         det.fitted = True
     except OneClassError:

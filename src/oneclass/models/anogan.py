@@ -76,6 +76,11 @@ class DCGANEncoder(nn.Module):
         return self.final(f).flatten(1), f
 
 
+def dcgan_input_problem(size: Any) -> str | None:
+    """Why the DCGAN networks here cannot take `size`, or None: 32×32 ↔ 4×4 in three stride-2 steps."""
+    return None if size == 32 else "its DCGAN networks take 32×32 images"
+
+
 class DCGANDecoder(nn.Module):
     """N×d code → 32×32 image in [−1, 1]: a 4×4 transposed conv to 256×4×4, then 4×4/2 transposed
     convs 128-64-C (BN and ReLU between), tanh (Akçay's DCGAN decoder / DCGAN's generator)."""
@@ -106,9 +111,7 @@ class AnoGANDetector(NeuralDetector):
     headline = "a"
 
     def input_problem(self) -> str | None:
-        if self.config["size"] != 32:  # DCGAN's networks: 32×32 ↔ 4×4 in three stride-2 steps
-            return "its DCGAN networks take 32×32 images"
-        return super().input_problem()
+        return dcgan_input_problem(self.config["size"]) or super().input_problem()
     map_headline, map_reduction = "residual", "sum"
     not_exportable = "it scores by a gradient search of the latent space for every image, which an ONNX graph cannot hold"
 

@@ -136,7 +136,7 @@ class DeepSVDDDetector(NeuralDetector):
     headline = "svdd"
 
     def input_problem(self) -> str | None:
-        own = {"mnist": 28, "cifar10": 32}[self.config["arch"]]
+        own = self.presets[self.preset]["size"]  # the preset's arch is the config's (check_config)
         if self.config["size"] != own:  # the pretraining decoder mirrors the paper's nets from 4×4
             return f"its {self.config['arch']} networks take {own}×{own} images"
         return super().input_problem()

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..neural import NEURAL_DEFAULTS, NeuralDetector, frozen, optimizer_step, real_fake_loss
 from ..training import StepContext
-from .anogan import DCGANDecoder, DCGANEncoder, dcgan_init, dcgan_initialised
+from .anogan import DCGANDecoder, DCGANEncoder, dcgan_init, dcgan_initialised, dcgan_input_problem
 
 
 class GANomalyGenerator(nn.Module):
@@ -64,9 +64,7 @@ class GANomalyDetector(NeuralDetector):
     map_headline = "con"  # the code distance has no pixels: the map is where x̂ misses x
 
     def input_problem(self) -> str | None:
-        if self.config["size"] != 32:  # DCGAN's networks: 32×32 ↔ 4×4 in three stride-2 steps
-            return "its DCGAN networks take 32×32 images"
-        return super().input_problem()
+        return dcgan_input_problem(self.config["size"]) or super().input_problem()
 
     def build_networks(self) -> dict[str, nn.Module]:
         c, d, w = self.channels, int(self.config["code"]), int(self.config["width"])

@@ -69,11 +69,11 @@ def image_input_problem(arch: str, size: Any, channels: Any) -> str | None:
 
 
 class Encoder(nn.Module):
-    def __init__(self, arch: str, code_length: int, size: int | None = None) -> None:
+    def __init__(self, arch: str, code_length: int, size: int) -> None:
         super().__init__()
         if arch not in IMAGE_ARCHS:
             raise ValueError(f"unknown LSA architecture {arch!r}")
-        s = (size or {"mnist": 28, "cifar10": 32}[arch]) // IMAGE_ARCHS[arch]["factor"]
+        s = size // IMAGE_ARCHS[arch]["factor"]
         if arch == "mnist":      # 1×28×28 → 64×7×7
             conv, c, hidden = [down_block(1, 32), down_block(32, 64)], 64, 64
         else:                    # 3×32×32 → 30×30 → 256×4×4 (5×5 stride-2 blocks round up)
@@ -88,11 +88,11 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, arch: str, code_length: int, size: int | None = None) -> None:
+    def __init__(self, arch: str, code_length: int, size: int) -> None:
         super().__init__()
         if arch not in IMAGE_ARCHS:
             raise ValueError(f"unknown LSA architecture {arch!r}")
-        s = (size or {"mnist": 28, "cifar10": 32}[arch]) // IMAGE_ARCHS[arch]["factor"]
+        s = size // IMAGE_ARCHS[arch]["factor"]
         if arch == "mnist":
             self.shape, hidden = (64, s, s), 64
             conv = [up_block(64, 32), up_block(32, 16), nn.Conv2d(16, 1, 1, bias=False)]

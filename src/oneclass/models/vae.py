@@ -49,7 +49,7 @@ from .lsa import Decoder, Encoder, image_input_problem
 class GaussianEncoder(nn.Module):
     """LSA's encoder with a linear last layer of 2·d outputs: mean and log-variance of q(z|x)."""
 
-    def __init__(self, arch: str, code_length: int, size: int | None = None) -> None:
+    def __init__(self, arch: str, code_length: int, size: int) -> None:
         super().__init__()
         self.net = Encoder(arch, 2 * code_length, size)
         self.net.fc[-1] = nn.Identity()  # no sigmoid: the mean and log-variance are unbounded
