@@ -140,7 +140,8 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
         out: str, resume: bool, quiet: bool) -> None:
     """Fit a detector on normal images and save it (one file)."""
     from . import protocols
-    from .data import folder_in_colour, load as load_dataset, load_folder
+    from .data import folder_in_colour, load as load_dataset, load_folder, model_shaped
+    from .evaluation import default_preset
     from .fileio import check_output_file
     from .registry import create, preset_for
     check_output_file(out, "--out")
@@ -154,7 +155,7 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
     if dataset is not None:
         if normal_class is None:
             raise OneClassError("--dataset needs --normal-class")
-        preset = preset or preset_for(method, dataset)
+        preset = preset or default_preset(method, dataset, data_root)
     elif preset is None:
         # a folder's own images say which convention fits: RGB 32×32 or grey 28×28
         colour = folder_in_colour(train_dir)
@@ -164,9 +165,10 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
     # before the data is read: a misspelt method or option is said at once
     det = create(method, preset, epochs=epochs, seed=seed, device=device, **_parse_options(options))
     if dataset is not None:
-        train, test = load_dataset(dataset, data_root)
-        split = protocols.standard(train, test, train.class_index(normal_class), seed)
-        x_train, x_val = split.train.images, split.val.images
+        train, _ = load_dataset(dataset, data_root, **({"channels": det.channels, "size": det.image_size}
+                                                       if model_shaped(dataset) else {}))
+        tr, va = protocols.normal_hold_out(train, train.class_index(normal_class), seed)
+        x_train, x_val = train.images[tr], train.images[va]
     else:
         data, _ = load_folder(train_dir, det.channels, det.image_size)
         if len(data) < 10:
@@ -483,6 +485,12 @@ def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | N
         click.echo(_markdown(header, rows))
         if notes:
             click.echo("paper: " + "; ".join(notes))
+        if dataset == "folder":  # a user's own data: which kinds of novelty are told apart
+            for r in sorted(group, key=lambda r: (r["normal_class"], r["seed"])):
+                by_class = r.get("headline_auroc_by_novel_class")
+                if by_class:
+                    click.echo(f"normal {r['normal_class_name']!r}, seed {r['seed']}: {r['headline']} AUROC against "
+                               + ", ".join(f"{k} {v:.3f}" for k, v in by_class.items()))
 
 
 @main.command()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from . import metrics, protocols
-from .data import MVTEC_SIZE, is_video as is_video_dataset, load as load_dataset, source_of
+from .data import folder_in_colour, is_video as is_video_dataset, load as load_dataset, model_shaped, source_of
 from .detector import Detector, check_seed, cpu_name, resolve_device, versions
 from .errors import OneClassError
 from .fileio import atomic_open, write_json
@@ -219,15 +219,37 @@ def check_spec(spec: EvalSpec) -> tuple[str, dict[str, Any]]:
                             f"{spec.protocol} protocol has no epochs or several test sets to watch")
     for seed in spec.seeds:
         check_seed(seed)
+    if spec.dataset == "folder" and spec.preset is None:
+        raise OneClassError("dataset 'folder' takes the preset its images call for: give one (cifar10 for RGB "
+                            "32×32, mnist for grey 28×28), or let `evaluate` choose it from the images")
     preset = spec.preset or preset_for(spec.method, spec.dataset)
     config = create(spec.method, preset, epochs=spec.epochs, device="cpu", **spec.options).config
-    if spec.dataset == "mvtec" and config.get("size") != MVTEC_SIZE:
-        # its masks are read at that size for the pixel AUROC: a model at another would be scored
-        # on images resized twice and maps of another shape
-        raise OneClassError(f"evaluate reads MVTec-layout folders at {MVTEC_SIZE}×{MVTEC_SIZE}, not at option "
-                            f"size={config.get('size')!r}; `fit --train-dir` and `score` take your folders at any size "
-                            "the method's networks take")
     return preset, config
+
+
+def default_preset(method: str, dataset: str, data_root: str | Path | None) -> str:
+    """The preset a dataset calls for (`preset_for`); for the user's labelled folder (dataset
+    'folder'), cifar10 (RGB 32×32) when its training images are in colour, else mnist (grey
+    28×28), as `fit --train-dir` chooses."""
+    if dataset != "folder":
+        return preset_for(method, dataset)
+    from .data import default_data_root
+    root = Path(data_root).expanduser() if data_root else default_data_root()
+    return preset_for(method, "cifar10" if (root / "train").is_dir() and folder_in_colour(root) else "mnist")
+
+
+def data_shape(spec: EvalSpec) -> dict[str, int]:
+    """The input at which `spec`'s dataset is decoded: its model's channels and size for the
+    folder datasets (`model_shaped`), else nothing (the dataset's own; each model conforms it)."""
+    if not model_shaped(spec.dataset):
+        return {}
+    config = check_spec(spec)[1]
+    return {"channels": int(config["channels"]), "size": int(config["size"])}
+
+
+def load_data(spec: EvalSpec, data_root: str | Path | None) -> tuple[Any, Any]:
+    """(train, test) of `spec`'s dataset, decoded as its runs read it (`data_shape`)."""
+    return load_dataset(spec.dataset, data_root, **data_shape(spec))
 
 
 def plan(spec: EvalSpec, data_root: str | Path | None, results: str | Path,
@@ -237,7 +259,7 @@ def plan(spec: EvalSpec, data_root: str | Path | None, results: str | Path,
     preset, config = check_spec(spec)
     spec = replace(spec, options=distinct_options(spec.method, preset, spec.options))
     if train is None:
-        train, _ = load_dataset(spec.dataset, data_root)
+        train, _ = load_data(spec, data_root)
     source = source_of(spec.dataset, data_root)
     variants = _protocol_variants(spec)
     identities = [run_identity(spec.method, preset, config, spec.dataset, source, spec.protocol, v)
@@ -267,7 +289,7 @@ def execute(task: RunTask, data_root: str | Path | None, work_dir: str | Path | 
     epoch log under `work_dir`, from which an interrupted run resumes). `data`: the dataset's
     (train, test), when already loaded."""
     spec, normal, seed, variants = task.spec, task.normal, task.seed, task.variants
-    train, test = data if data is not None else load_dataset(spec.dataset, data_root)
+    train, test = data if data is not None else load_data(spec, data_root)
     device = resolve_device(spec.device)
     det = create(spec.method, task.preset, epochs=spec.epochs, seed=seed, device=str(device), **spec.options)
     if spec.protocol == "video":
@@ -458,10 +480,14 @@ def evaluate(spec: EvalSpec, data_root: str | Path | None, results: str | Path, 
     """Run every missing run of `spec` in this process, return all its runs (finished before or now).
     With `spec.choose`, every candidate's runs, then the choice records made from them (`choice`)."""
     from . import choice
+    if spec.dataset == "folder" and spec.preset is None:
+        spec = replace(spec, preset=default_preset(spec.method, spec.dataset, data_root))
+        echo(f"preset {spec.preset}: the training images of {data_root} are "
+             f"{'in colour' if spec.preset == 'cifar10' else 'grey'} (--preset to choose another)")
     candidates = choice.candidate_specs(spec) if spec.choose else []
     for checked in [spec, *candidates]:  # a misspelt method or option is said before a dataset is read
         check_spec(checked)
-    data = load_dataset(spec.dataset, data_root)
+    data = load_data(spec, data_root)
     if spec.choose:
         for candidate in candidates:
             evaluate(candidate, data_root, results, progress=progress, echo=echo)
@@ -499,12 +525,34 @@ def _score_and_measure(det: Detector, split: protocols.Split, val_scores: dict[s
     out = {"metrics": results, "score_seconds": seconds,
            "score_images_per_second": len(split.test) / max(seconds, 1e-9),
            "curves": metrics.curves(split.test_labels, comps[det.headline])}
+    by_class = novel_class_auroc(split, comps[det.headline])
+    if by_class is not None:
+        out["headline_auroc_by_novel_class"] = by_class
     if split.test.masks is not None:
         out["pixel_level"] = pixel_level(det, split.test)
     order = np.argsort(-comps[det.headline], kind="stable")
     extremes = {"most novel": order[:EXAMPLES], "least novel": order[::-1][:EXAMPLES]}
     out["examples"] = {k: [{"index": int(i), "score": float(comps[det.headline][i]),
                             "novel": bool(split.test_labels[i])} for i in v] for k, v in extremes.items()}
+    return out
+
+
+def novel_class_auroc(split: protocols.Split, scores: np.ndarray) -> dict[str, float] | None:
+    """AUROC of the normal test images against each novel class's alone: which kinds of novelty
+    (a defect type, a CIFAR-10 class) a model tells apart and which it confuses with normal. None
+    where the test labels are not classes (MVTec's defect flags) or one class is all the novelty."""
+    if split.test.novel is not None:
+        return None
+    classes = split.test.labels.numpy()
+    novel = split.test_labels == 1
+    kinds = np.unique(classes[novel])
+    if len(kinds) < 2:
+        return None
+    names = split.test.classes
+    out = {}
+    for c in kinds:
+        keep = ~novel | (classes == c)
+        out[names[c] if c < len(names) else str(c)] = metrics.auroc(split.test_labels[keep], scores[keep])
     return out
 
 

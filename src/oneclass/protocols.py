@@ -82,15 +82,25 @@ def _take_selection(pool: ImageData, tr: np.ndarray, others: np.ndarray, n: int,
     return np.setdiff1d(tr, chosen_in), pool.subset(index), labels
 
 
+def normal_hold_out(train: ImageData, normal: int, seed: int = 0,
+                    val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the normal class's training and validation images (a seeded 10% held out),
+    as the standard protocol splits them; `fit --dataset` trains on the same."""
+    return _hold_out(_normal_index(train, normal, "training"), val_fraction, np.random.default_rng(seed))
+
+
 def standard(train: ImageData, test: ImageData, normal: int, seed: int = 0,
              val_fraction: float = 0.1, selection: int = 0) -> Split:
     """Train on the normal class of the training split (minus 10% validation), test on the
     whole test split (LSA, Tian et al., OCGAN/OLED CIFAR-10)."""
-    rng = np.random.default_rng(seed)
-    tr, va = _hold_out(_normal_index(train, normal, "training"), val_fraction, rng)
+    tr, va = normal_hold_out(train, normal, seed, val_fraction)
     others = np.flatnonzero(train.labels.numpy() != normal)
     tr, sel, sel_labels = _take_selection(train, tr, others, selection, seed)
     labels = (test.labels.numpy() != normal).astype(np.int64)
+    if labels.min() == labels.max():  # a user's folder may lack one side; AUROC needs both
+        name = train.classes[normal] if normal < len(train.classes) else str(normal)
+        raise DataError(f"the test split has {'no' if labels[0] else 'only'} images of the normal class {name!r}: "
+                        "a test set needs normal and novel images")
     split = Split(train.subset(tr), train.subset(va), test, labels, selection=sel, selection_labels=sel_labels)
     split.info = _record("standard", normal, seed, split, val_fraction=val_fraction,
                          **({"selection": selection} if selection else {}))

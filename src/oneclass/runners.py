@@ -152,16 +152,17 @@ def run_local(tasks: list[evaluation.RunTask], data_root: str | Path | None, res
         return _run_pool(tasks, data_root, results, jobs=jobs, threads=max(1, int(cpus_per_run)), budget=budget,
                          progress=progress, echo=echo)
     sweep = _Sweep(len(tasks), executor="local", results=results, budget=budget, progress=progress, echo=echo)
-    data_cache: dict[str, Any] = {}
+    data_cache: dict[tuple, Any] = {}
     pending = list(tasks)
     try:
         while (task := sweep.next_task(pending)) is not None:
             sweep.in_flight(1)
             began = time.perf_counter()
             try:
-                data = data_cache.get(task.spec.dataset)
+                key = (task.spec.dataset, tuple(sorted(evaluation.data_shape(task.spec).items())))
+                data = data_cache.get(key)
                 if data is None:
-                    data = data_cache[task.spec.dataset] = evaluation.load_dataset(task.spec.dataset, data_root)
+                    data = data_cache[key] = evaluation.load_data(task.spec, data_root)
                 outcome = evaluation.execute(task, data_root, results, progress=False, echo=lambda s: None, data=data)
             except Exception as e:  # noqa: BLE001 - one failing run must not stop the others
                 sweep.running = 0

@@ -19,12 +19,13 @@ import torch
 
 from ..errors import DataError
 from .cifar import load_cifar10_split, load_cifar100_split
-from .folder import flat_folder_files, load_class_folder, load_flat_folder, looks_colour
+from .folder import (describe_labelled_folder, flat_folder_files, load_class_folder, load_flat_folder,
+                     load_labelled_folder, looks_colour)
 from .idx import load_idx_split
 from .images import ImageData, as_uint8_images, conform, to_float
 
 __all__ = ["ImageData", "names", "load", "describe", "default_data_root", "cache_dir", "is_video",
-           "as_uint8_images", "conform", "to_float", "load_folder", "folder_in_colour", "embedded"]
+           "as_uint8_images", "conform", "to_float", "load_folder", "folder_in_colour", "embedded", "model_shaped"]
 
 EMBEDDED_FILE = Path(__file__).with_name("mnist_embedded.npz")
 
@@ -50,8 +51,11 @@ def cache_dir() -> Path:
 class DatasetInfo:
     name: str
     description: str
-    loader: Callable[[Path], tuple[Any, Any]]
+    loader: Callable[..., tuple[Any, Any]]
     kind: str = "images"  # or "video": (train, test) are VideoData
+    # folders of image files of any size are decoded at the model's input (channels, size), given
+    # to the loader, rather than decoded whole and resized afterwards
+    model_shaped: bool = False
 
 
 def _idx_folder(root: Path, sub: str) -> Path:
@@ -160,12 +164,17 @@ def _load_ped2(root: Path) -> tuple[Any, Any]:
     return load_ped2(root)
 
 
-MVTEC_SIZE = 32  # MVTec-layout folders are read as the cifar10 presets take images
-
-
-def _load_mvtec(root: Path) -> tuple[ImageData, ImageData]:
+def _load_mvtec(root: Path, channels: int | None, size: int | None) -> tuple[ImageData, ImageData]:
     from .mvtec import load_mvtec
-    return load_mvtec(root, channels=3, size=(MVTEC_SIZE, MVTEC_SIZE))
+    # without a model to read for: as the cifar10 presets take images
+    size = size or 32
+    return load_mvtec(root, channels=channels or 3, size=(size, size))
+
+
+def _load_labelled_folder(root: Path, channels: int | None, size: int | None) -> tuple[ImageData, ImageData]:
+    if channels is None:  # without a model to read for: as its images are
+        channels = 3 if (root / "train").is_dir() and folder_in_colour(root) else 1
+    return load_labelled_folder(root, channels, (size, size) if size else None, cache_dir())
 
 
 def is_video(name: str) -> bool:
@@ -195,7 +204,12 @@ _DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
                 _load_ped2, kind="video"),
     DatasetInfo("mvtec", "MVTec AD layout (industrial inspection): <root>/mvtec/<category>/{train/good,test/<defect>,"
                          "ground_truth/<defect>}/, or one category as <root>; each category a class, read as "
-                         "RGB 32×32; protocol 'mvtec' gives image and pixel AUROC", _load_mvtec),
+                         "read at the model's input (the cifar10 presets: RGB 32×32); protocol 'mvtec' gives "
+                         "image and pixel AUROC", _load_mvtec, model_shaped=True),
+    DatasetInfo("folder", "your own labelled images: <root>/train/<class>/ and <root>/test/<class>/ (e.g. "
+                          "train/good, test/good, test/defect; a test class absent from train is always novel), "
+                          "read at the model's input; the standard protocol", _load_labelled_folder,
+                model_shaped=True),
     DatasetInfo("mnist-embedded", "small MNIST subset shipped with the package (500 train + "
                                   "200 test per digit); needs no data root", lambda root: embedded()),
 ]}
@@ -219,11 +233,21 @@ def dataset_key(name: str) -> str:
     return key
 
 
-def load(name: str, data_root: str | os.PathLike | None = None) -> tuple[ImageData, ImageData]:
-    """(train, test) of dataset `name` from `data_root` (default: `default_data_root()`)."""
+def load(name: str, data_root: str | os.PathLike | None = None, *, channels: int | None = None,
+         size: int | None = None) -> tuple[ImageData, ImageData]:
+    """(train, test) of dataset `name` from `data_root` (default: `default_data_root()`).
+    `channels` and `size`: the model's input, at which the folder datasets (`model_shaped`:
+    mvtec, folder) are decoded; the others keep their own and are conformed per model."""
     key = dataset_key(name)
     root = Path(data_root).expanduser() if data_root else default_data_root()
+    if _DATASETS[key].model_shaped:
+        return _DATASETS[key].loader(root, channels, size)
     return _DATASETS[key].loader(root)
+
+
+def model_shaped(name: str) -> bool:
+    """Whether dataset `name` is decoded at the model's input (see `load`)."""
+    return _DATASETS[dataset_key(name)].model_shaped
 
 
 def source_of(name: str, data_root: str | os.PathLike | None) -> str:
@@ -238,6 +262,8 @@ def source_of(name: str, data_root: str | os.PathLike | None) -> str:
     if name == "mvtec":
         from .mvtec import describe_source
         return describe_source(root)
+    if name == "folder":
+        return describe_labelled_folder(root)
     return {"cifar10": "CIFAR-10 (python pickles)", "cifar10-jpeg": "CIFAR-10 (JPEG copy)"}.get(name, name)
 
 

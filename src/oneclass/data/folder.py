@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
 from ..fileio import atomic_open
 from .images import ImageData, convert_image
 
+# how files become pixels, in the key of a decoded folder's cache: a change re-decodes
+DECODING = "exif-upright"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
 
@@ -36,9 +38,10 @@ def max_image_pixels() -> int:
 
 
 def open_image(path: Path, mode: str) -> Image.Image:
-    """An image file decoded into PIL mode "L" or "RGB". Every common mode is converted (1, L, P,
-    RGB, RGBA without its alpha, CMYK, LA); 16-bit grey (I;16) is scaled to 8 bits rather than
-    clipped; 32-bit integer and float images are refused, as is a file declaring more pixels than
+    """An image file decoded into PIL mode "L" or "RGB", turned upright by its EXIF orientation
+    (a phone's photo as a viewer shows it). Every common mode is converted (1, L, P, RGB, RGBA
+    without its alpha, CMYK, LA); 16-bit grey (I;16) is scaled to 8 bits rather than clipped;
+    32-bit integer and float images are refused, as is a file declaring more pixels than
     `max_image_pixels()`. Errors name the file."""
     limit = max_image_pixels()
     try:
@@ -47,7 +50,8 @@ def open_image(path: Path, mode: str) -> Image.Image:
             if w * h > limit:
                 raise DataError(f"image {path} is {w}×{h} = {w * h:,} pixels, over the limit of {limit:,} "
                                 "(set ONECLASS_MAX_IMAGE_PIXELS to allow larger images)")
-            out = convert_image(im, mode, f"image {path}")
+            # upright as a viewer shows it: a camera's EXIF orientation tag turned into pixels
+            out = convert_image(ImageOps.exif_transpose(im), mode, f"image {path}")
             out.load()
             return out
     except DataError:
@@ -90,7 +94,7 @@ def looks_colour(files: list[Path], sample: int = 16) -> bool:
 
 
 def _signature(files: list[Path], channels: int, size) -> str:
-    h = hashlib.sha256(f"{channels}|{size}".encode())
+    h = hashlib.sha256(f"{DECODING}|{channels}|{size}".encode())
     for f in files:
         st = f.stat()
         h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -155,3 +159,35 @@ def load_flat_folder(folder: str | Path, channels: int, size: tuple[int, int] | 
     files = flat_folder_files(folder)
     images = read_images(files, channels, size)
     return ImageData(images, torch.zeros(len(files), dtype=torch.long), ["normal"], [str(f) for f in files])
+
+
+def load_labelled_folder(root: str | Path, channels: int, size: tuple[int, int] | None,
+                         cache_dir: Path | None = None) -> tuple[ImageData, ImageData]:
+    """A user's labelled folder for `evaluate`: `root/train/<class>/` and `root/test/<class>/`.
+    Each training class can be the normal one in turn (one, e.g. `good`, is enough); a test folder
+    with no training counterpart (`test/scratch/`) is a class of its own after the training ones,
+    novel whichever class is normal."""
+    root = Path(root)
+    if not (root / "train").is_dir() or not (root / "test").is_dir():
+        raise DataError(f"{root} is not a labelled image folder: expected {root}/train/<class>/ (normal images, "
+                        f"e.g. train/good/) and {root}/test/<class>/ (e.g. test/good/ and test/defect/); "
+                        "`fit --train-dir` takes a folder of normal images alone")
+    train = load_class_folder(root / "train", channels, size, cache_dir=cache_dir)
+    test_names = sorted(p.name for p in (root / "test").iterdir() if p.is_dir())
+    classes = train.classes + [n for n in test_names if n not in train.classes]
+    test = load_class_folder(root / "test", channels, size, classes, cache_dir)
+    return train, test
+
+
+def describe_labelled_folder(root: str | Path) -> str:
+    """Which files a labelled folder holds, for a run's identity: its classes and a digest of
+    every image's path (relative to the folder) and size, so other data in the same place is
+    another run and the same folder moved elsewhere is the same."""
+    root = Path(root)
+    h = hashlib.sha256()
+    files = sorted(p for split in ("train", "test") if (root / split).is_dir()
+                   for p in (root / split).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    for f in files:
+        h.update(f"{f.relative_to(root).as_posix()}|{f.stat().st_size}\n".encode())
+    classes = sorted({f.relative_to(root).parts[1] for f in files if len(f.relative_to(root).parts) > 2})
+    return f"image folder {root.name}: {', '.join(classes)} ({len(files)} files, {h.hexdigest()[:10]})"

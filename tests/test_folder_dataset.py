@@ -1,0 +1,166 @@
+"""A user's own labelled folder (`--dataset folder`): train/<class>/ and test/<class>/ of any
+image size, decoded at the model's input, evaluated with the standard protocol, with the AUROC
+against each kind of novelty; and the MVTec layout read at any size the model takes."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+import oneclass
+from oneclass.cli import main
+from oneclass.data.images import ImageData
+from oneclass.data.mvtec import write_example
+from oneclass.errors import DataError, OneClassError
+from oneclass.evaluation import EvalSpec, check_spec, evaluate, novel_class_auroc
+
+
+def part(rng, size, kind, colour):
+    """A disc on a dark plate; 'scratch' adds a bright bar, 'dent' a dark hole."""
+    yy, xx = np.mgrid[:size, :size]
+    img = rng.normal(40, 1, (size, size))
+    img[(yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 3) ** 2] = 150
+    if kind == "scratch":
+        img[size // 2 - 2: size // 2 + 2, size // 5: 4 * size // 5] = 255
+    if kind == "dent":
+        img[(yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 8) ** 2] = 0
+    img = img.clip(0, 255).astype(np.uint8)
+    return np.stack([img, img // 2, img // 3], -1) if colour else img
+
+
+def write_folder(root, colour=False, n_train=40, n_test=10, sizes=(30, 44)):
+    """`root/train/good`, `root/test/{good,scratch,dent}`: images of two sizes, PNG."""
+    rng = np.random.default_rng(0)
+    for split, kind, n in (("train", "good", n_train), ("test", "good", n_test), ("test", "scratch", n_test),
+                           ("test", "dent", n_test)):
+        folder = root / split / kind
+        folder.mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(part(rng, sizes[i % len(sizes)], kind, colour)).save(folder / f"{i:03d}.png")
+    return root
+
+
+def test_a_labelled_folder_is_read_at_the_models_input_with_test_only_classes_last(tmp_path):
+    root = write_folder(tmp_path / "parts")
+    train, test = oneclass.datasets.load("folder", root, channels=1, size=24)
+    assert train.classes == ["good"] and train.images.shape == (40, 1, 24, 24)
+    # a test class with no training images (a defect type) comes after the training classes
+    assert test.classes == ["good", "dent", "scratch"] and test.images.shape == (30, 1, 24, 24)
+    assert np.bincount(test.labels.numpy()).tolist() == [10, 10, 10]
+    split = oneclass.protocols.standard(train, test, 0, seed=0)
+    assert split.test_labels.sum() == 20 and (len(split.train), len(split.val)) == (36, 4)
+    train3, _ = oneclass.datasets.load("folder", root, channels=3, size=16)
+    assert train3.images.shape == (40, 3, 16, 16)
+    # without a model's size, images of two sizes cannot share a batch: said, not guessed
+    with pytest.raises(DataError, match="images differ in size"):
+        oneclass.datasets.load("folder", root)
+    assert oneclass.datasets.source_of("folder", root).startswith("image folder parts: dent, good, scratch (70 files, ")
+
+
+def test_evaluate_on_a_labelled_folder_picks_the_preset_and_keys_the_run_by_its_files(tmp_path, capsys):
+    root = write_folder(tmp_path / "parts")
+    results = tmp_path / "results"
+    lines = []
+    runs = evaluate(EvalSpec("ocsvm", "folder"), root, results, progress=False, echo=lines.append)
+    assert lines[0] == f"preset mnist: the training images of {root} are grey (--preset to choose another)"
+    (run,) = runs
+    assert (run["preset"], run["dataset"], run["normal_class_name"]) == ("mnist", "folder", "good")
+    assert run["config"]["size"] == 28 and run["protocol_info"]["counts"]["test_novel"] == 20
+    by_class = run["headline_auroc_by_novel_class"]
+    assert set(by_class) == {"dent", "scratch"} and by_class["scratch"] > 0.95  # a bright bar across the disc
+    # the AUROC over all novel images is the count-weighted mean of the per-class ones (10 each here)
+    assert run["metrics"]["score"]["auroc"] == pytest.approx((by_class["dent"] + by_class["scratch"]) / 2, abs=1e-12)
+    # the same folder elsewhere is the same run; a changed file makes it another
+    moved = tmp_path / "elsewhere" / "parts"
+    shutil.copytree(root, moved)
+    lines.clear()
+    evaluate(EvalSpec("ocsvm", "folder"), moved, results, progress=False, echo=lines.append)
+    assert any(line.startswith("skip ") for line in lines)
+    Image.fromarray(np.zeros((30, 30), np.uint8)).save(moved / "test" / "good" / "000.png")
+    lines.clear()
+    evaluate(EvalSpec("ocsvm", "folder"), moved, results, progress=False, echo=lines.append)
+    assert not any(line.startswith("skip ") for line in lines) and len(list(results.glob("*/class0_seed0.json"))) == 2
+    # colour images take the RGB preset
+    colour = write_folder(tmp_path / "colour", colour=True)
+    lines.clear()
+    (run,) = evaluate(EvalSpec("ocsvm", "folder"), colour, results, progress=False, echo=lines.append)
+    assert run["preset"] == "cifar10" and "are in colour" in lines[0]
+
+
+def test_the_cli_evaluates_and_fits_a_labelled_folder(tmp_path):
+    root = write_folder(tmp_path / "parts")
+    r = CliRunner().invoke(main, ["evaluate", "--method", "ocsvm", "--dataset", "folder", "--data-root", str(root),
+                                  "--results", str(tmp_path / "results"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "normal 'good', seed 0: score AUROC against dent " in r.output and ", scratch " in r.output
+    model = tmp_path / "m.oneclass"
+    r = CliRunner().invoke(main, ["fit", "--method", "ocsvm", "--dataset", "folder", "--data-root", str(root),
+                                  "--normal-class", "good", "--out", str(model)])
+    assert r.exit_code == 0, r.output
+    assert "on 36 images" in r.output and oneclass.load(model).config["size"] == 28
+
+
+def test_a_folder_that_cannot_be_evaluated_is_named(tmp_path):
+    root = write_folder(tmp_path / "parts", n_train=12, n_test=3)
+    shutil.rmtree(root / "test")
+    with pytest.raises(DataError, match=r"parts is not a labelled image folder: expected .*parts/train/<class>/ .*"
+                                        r"and .*parts/test/<class>/"):
+        oneclass.datasets.load("folder", root, channels=1, size=28)
+    (root / "test" / "dent").mkdir(parents=True)
+    shutil.copy(root / "train" / "good" / "000.png", root / "test" / "dent")
+    with pytest.raises(DataError, match="the test split has no images of the normal class 'good': a test set needs "
+                                        "normal and novel images"):
+        evaluate(EvalSpec("ocsvm", "folder"), root, tmp_path / "results", progress=False, echo=lambda s: None)
+    with pytest.raises(OneClassError, match="dataset 'folder' takes the preset its images call for"):
+        check_spec(EvalSpec("ocsvm", "folder"))
+    r = CliRunner().invoke(main, ["evaluate", "--method", "ocsvm", "--dataset", "folder", "--data-root", str(root),
+                                  "--classes", "dent", "--results", str(tmp_path / "results")])
+    assert r.exit_code == 1 and "unknown class 'dent'; classes are ['good']" in r.output
+
+
+def test_auroc_by_novel_class_is_normal_against_each_class_alone():
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 6 + [1] * 5 + [2] * 4 + [3] * 5)
+    test = ImageData(torch.zeros(len(labels), 1, 2, 2, dtype=torch.uint8), torch.from_numpy(labels),
+                     ["a", "b", "c", "d"])
+    train = test.subset(np.flatnonzero(labels == 1))
+    split = oneclass.protocols.Split(train, train, test, (labels != 1).astype(np.int64))
+    scores = rng.normal(size=len(labels)) + (labels != 1)
+    got = novel_class_auroc(split, scores)
+    normal = labels == 1
+    want = {n: roc_auc_score(np.r_[np.zeros(normal.sum()), np.ones((labels == c).sum())],
+                             np.r_[scores[normal], scores[labels == c]]) for c, n in ((0, "a"), (2, "c"), (3, "d"))}
+    assert got == pytest.approx(want, abs=1e-12) and list(got) == ["a", "c", "d"]
+    # one kind of novelty is the whole AUROC already; MVTec's defect flags are not classes
+    one = oneclass.protocols.Split(train, train, test.subset(np.flatnonzero(labels <= 1)),
+                                   (labels[labels <= 1] != 1).astype(np.int64))
+    assert novel_class_auroc(one, scores[labels <= 1]) is None
+
+
+def test_the_mvtec_layout_is_read_at_any_size_the_model_takes(tmp_path):
+    write_example(tmp_path, n_train=12, n_good=3, n_defect=3)
+    train, test = oneclass.datasets.load("mvtec", tmp_path, channels=1, size=40)
+    assert train.images.shape == (12, 1, 40, 40) and test.masks.shape == (6, 40, 40)
+    assert test.masks[test.novel].sum() > 0
+    assert oneclass.datasets.load("mvtec", tmp_path)[0].images.shape == (12, 3, 32, 32)  # no model: the RGB 32
+    lines = []
+    (run,) = evaluate(EvalSpec("dae", "mvtec", protocol="mvtec", epochs=1, options={"size": 40, "batch_size": 4}),
+                      tmp_path, tmp_path / "results", progress=False, echo=lines.append)
+    assert run["pixel_level"]["size"] == [40, 40] and run["pixel_level"]["pixels"] == 6 * 40 * 40
+    assert "headline_auroc_by_novel_class" not in run
+    assert json.loads(next((tmp_path / "results").rglob("class0_seed0.json")).read_text())["config"]["size"] == 40
+
+
+def test_a_photo_is_read_upright_by_its_exif_orientation(tmp_path):
+    from oneclass.data.folder import read_image
+    pixels = (np.arange(12, dtype=np.uint8) * 20).reshape(3, 4)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the camera was turned; a viewer shows it turned 90° clockwise
+    Image.fromarray(pixels).save(tmp_path / "photo.png", exif=exif)
+    Image.fromarray(pixels).save(tmp_path / "plain.png")
+    assert (read_image(tmp_path / "photo.png", 1, None)[0] == np.rot90(pixels, -1)).all()
+    assert (read_image(tmp_path / "plain.png", 1, None)[0] == pixels).all()
