@@ -98,6 +98,14 @@ def test_the_cli_evaluates_and_fits_a_labelled_folder(tmp_path):
     assert r.exit_code == 0, r.output
     assert "normal 'good', seed 0: score AUROC against dent " in r.output and ", scratch " in r.output
     model = tmp_path / "m.oneclass"
+    # OLED's epoch choice labels outliers of the other training classes: a folder of one has none
+    r = CliRunner().invoke(main, ["evaluate", "--method", "dae", "--dataset", "folder", "--data-root", str(root),
+                                  "--option", "select=val_auroc", "--results", str(tmp_path / "results")])
+    assert r.exit_code == 1 and "(36 normal, 0 of the other training classes: it labels outliers from them)" in r.output
+    # the MemAE protocol pools train and test: the test-only classes keep their names
+    r = CliRunner().invoke(main, ["evaluate", "--method", "ocsvm", "--dataset", "folder", "--data-root", str(root),
+                                  "--protocol", "memae", "--results", str(tmp_path / "results"), "--quiet"])
+    assert r.exit_code == 0 and "score AUROC against dent " in r.output, r.output
     r = CliRunner().invoke(main, ["fit", "--method", "ocsvm", "--dataset", "folder", "--data-root", str(root),
                                   "--normal-class", "good", "--out", str(model)])
     assert r.exit_code == 0, r.output

@@ -285,7 +285,7 @@ def test_selection_sets_come_out_of_training_and_errors_name_the_numbers(embedde
     assert _counts(m) == (400, 47, 303, 70) and m.info["selection"] == 20
     assert "selection" not in protocols.make("standard", train, test, 3).info
     with pytest.raises(DataError, match=r"^a selection set of 300 \+ 300 images needs more training data "
-                                        r"\(450 normal, 4500 other\)$"):
+                                        r"\(450 normal, 4500 of the other training classes\)$"):
         protocols.make("standard", train, test, 3, selection=300)
     with pytest.raises(DataError, match=r"^outlier fraction must lie in \(0, 1\), got 1.0$"):
         protocols.make("outlier-fraction", train, test, 2, outlier_fraction=1.0)
@@ -315,7 +315,7 @@ def test_selection_set_sizes_at_their_bounds_and_its_own_generator(embedded_data
     few = train.subset(np.r_[np.flatnonzero(labels == 3), np.flatnonzero(labels == 8)[:30]])
     every_other = protocols.make("standard", few, test, 3, selection=30)  # all 30 other-class images
     assert len(set(keys(every_other.selection))) == 60
-    with pytest.raises(DataError, match=r"\(450 normal, 30 other\)$"):
+    with pytest.raises(DataError, match=r"\(450 normal, 30 of the other training classes\)$"):
         protocols.make("standard", few, test, 3, selection=31)
     a, b = (protocols.make("standard", train, test, 3, seed=1, selection=20) for _ in range(2))
     assert (a.selection.images == b.selection.images).all()

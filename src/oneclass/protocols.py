@@ -73,7 +73,8 @@ def _take_selection(pool: ImageData, tr: np.ndarray, others: np.ndarray, n: int,
         return tr, None, None
     if n > len(tr) // 2 or n > len(others):
         raise DataError(f"a selection set of {n} + {n} images needs more training data "
-                        f"({len(tr)} normal, {len(others)} other)")
+                        f"({len(tr)} normal, {len(others)} of the other training classes"
+                        f"{': it labels outliers from them' if not len(others) else ''})")
     rng = np.random.default_rng([seed, 7919])
     chosen_in = rng.choice(tr, size=n, replace=False)
     chosen_out = rng.choice(others, size=n, replace=False)
@@ -108,8 +109,10 @@ def standard(train: ImageData, test: ImageData, normal: int, seed: int = 0,
 
 
 def _pooled(train: ImageData, test: ImageData) -> ImageData:
+    # a user's folder names its test-only classes after the training ones (`load_labelled_folder`)
+    classes = test.classes if test.classes[:len(train.classes)] == train.classes else train.classes
     return ImageData(torch.cat([train.images, test.images]), torch.cat([train.labels, test.labels]),
-                     list(train.classes))
+                     list(classes))
 
 
 def memae(train: ImageData, test: ImageData, normal: int, seed: int = 0,
