@@ -172,3 +172,26 @@ def test_a_photo_is_read_upright_by_its_exif_orientation(tmp_path):
     Image.fromarray(pixels).save(tmp_path / "plain.png")
     assert (read_image(tmp_path / "photo.png", 1, None)[0] == np.rot90(pixels, -1)).all()
     assert (read_image(tmp_path / "plain.png", 1, None)[0] == pixels).all()
+
+
+def test_hidden_files_and_folders_are_not_data(tmp_path):
+    root = write_folder(tmp_path / "parts", n_train=12, n_test=3)
+    before = oneclass.datasets.source_of("folder", root)
+    # what a Mac leaves on a copied drive and Jupyter beside a notebook: no image, no class
+    (root / "train" / "good" / "._000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / "test" / ".ipynb_checkpoints").mkdir()
+    shutil.copy(root / "test" / "dent" / "000.png", root / "test" / ".ipynb_checkpoints")
+    (root / "test" / "dent" / ".DS_Store").write_bytes(b"Bud1")
+    train, test = oneclass.datasets.load("folder", root, channels=1, size=28)
+    assert len(train) == 12 and test.classes == ["good", "dent", "scratch"] and len(test) == 9
+    assert oneclass.datasets.source_of("folder", root) == before
+    r = CliRunner().invoke(main, ["fit", "--method", "ocsvm", "--train-dir", str(root / "train"),
+                                  "--out", str(tmp_path / "m.oneclass")])
+    assert r.exit_code == 0 and "on 11 images" in r.output, r.output  # 12 less 1 held out
+    r = CliRunner().invoke(main, ["score", "--model", str(tmp_path / "m.oneclass"), "--input", str(root / "test")])
+    assert r.exit_code == 0 and len(r.output.strip().splitlines()) == 1 + 9, r.output
+    mv = write_example(tmp_path / "mv", n_train=12, n_good=3, n_defect=3)
+    digest = oneclass.datasets.source_of("mvtec", mv)
+    (mv / "test" / ".ipynb_checkpoints").mkdir()
+    (mv / "ground_truth" / ".DS_Store").write_bytes(b"Bud1")
+    assert oneclass.datasets.load("mvtec", mv)[1].images.shape[0] == 6 and oneclass.datasets.source_of("mvtec", mv) == digest

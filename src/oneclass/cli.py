@@ -273,9 +273,8 @@ def score(model: str, input_path: str, output: str, device: str, plots: str | No
 
 def _read_input_images(det: Any, path: Path) -> tuple[list[Path], Any]:
     """An image file, or every image under a folder (sorted), in the model's convention."""
-    from .data.folder import IMAGE_SUFFIXES, read_images
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    from .data.folder import read_images, tree_images
+    files = [path] if path.is_file() else tree_images(path)
     if not files:
         raise OneClassError(f"no image files in {path}")
     return files, read_images(files, det.channels, (det.image_size, det.image_size))

@@ -24,7 +24,24 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """The image files directly in `folder`, sorted. Hidden entries are not data: a Mac's `._x.png`
+    (resource forks on a copied drive) is no PNG, `.ipynb_checkpoints/` no class."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_name(p))
+
+
+def is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def tree_images(folder: Path) -> list[Path]:
+    """Every image file under `folder`, sorted; none inside a hidden folder (see `list_images`)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p)
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def sub_folders(folder: Path) -> list[str]:
+    """The names of the visible folders directly in `folder`, sorted: the classes of a split."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def max_image_pixels() -> int:
@@ -108,7 +125,7 @@ def load_class_folder(split_dir: str | Path, channels: int, size: tuple[int, int
     if not split_dir.is_dir():
         raise DataError(f"missing folder {split_dir}")
     if classes is None:
-        classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+        classes = sub_folders(split_dir)
     if not classes:
         raise DataError(f"{split_dir} has no class sub-folders (expected {split_dir}/<class>/*.png)")
     files: list[Path] = []
@@ -145,7 +162,7 @@ def flat_folder_files(folder: Path) -> list[Path]:
     tree taken whole); none is an error naming the folder."""
     files = list_images(folder)
     if not files:
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = tree_images(folder)
     if not files:
         raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
     return files
@@ -173,7 +190,7 @@ def load_labelled_folder(root: str | Path, channels: int, size: tuple[int, int] 
                         f"e.g. train/good/) and {root}/test/<class>/ (e.g. test/good/ and test/defect/); "
                         "`fit --train-dir` takes a folder of normal images alone")
     train = load_class_folder(root / "train", channels, size, cache_dir=cache_dir)
-    test_names = sorted(p.name for p in (root / "test").iterdir() if p.is_dir())
+    test_names = sub_folders(root / "test")
     classes = train.classes + [n for n in test_names if n not in train.classes]
     test = load_class_folder(root / "test", channels, size, classes, cache_dir)
     return train, test
@@ -185,8 +202,7 @@ def describe_labelled_folder(root: str | Path) -> str:
     another run and the same folder moved elsewhere is the same."""
     root = Path(root)
     h = hashlib.sha256()
-    files = sorted(p for split in ("train", "test") if (root / split).is_dir()
-                   for p in (root / split).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = [p for split in ("train", "test") if (root / split).is_dir() for p in tree_images(root / split)]
     for f in files:
         h.update(f"{f.relative_to(root).as_posix()}|{f.stat().st_size}\n".encode())
     classes = sorted({f.relative_to(root).parts[1] for f in files if len(f.relative_to(root).parts) > 2})

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from ..errors import DataError
-from .folder import list_images, open_image, read_images
+from .folder import list_images, open_image, read_images, sub_folders
 from .images import ImageData
 
 
@@ -32,7 +32,7 @@ def find_categories(root: str | Path) -> list[Path]:
         return [root]
     for base in (root / "mvtec", root / "mvtec_anomaly_detection", root):
         if base.is_dir():
-            found = sorted(p for p in base.iterdir() if p.is_dir() and is_category(p))
+            found = [base / name for name in sub_folders(base) if is_category(base / name)]
             if found:
                 return found
     raise DataError(f"no MVTec AD layout under {root}: expected <category>/train/good/ and <category>/test/<defect>/ "
@@ -48,7 +48,9 @@ def describe_source(root: str | Path) -> str:
     h = hashlib.sha256()
     n = 0
     for c in categories:
-        for f in sorted(p for p in c.rglob("*") if p.is_file()):
+        # hidden files (a Finder's .DS_Store) are not data: they change no run
+        for f in sorted(p for p in c.rglob("*") if p.is_file()
+                        and not any(part.startswith(".") for part in p.relative_to(c).parts)):
             h.update(f"{f.relative_to(c.parent)}|{f.stat().st_size}\n".encode())
             n += 1
     return f"MVTec AD layout: {', '.join(c.name for c in categories)} ({n} files, {h.hexdigest()[:10]})"
@@ -63,7 +65,7 @@ def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
 
 def load_category_test(folder: Path, size: tuple[int, int]) -> tuple[list[Path], list[bool], list[np.ndarray]]:
     files, novel, masks = [], [], []
-    for defect_dir in sorted(p for p in (folder / "test").iterdir() if p.is_dir()):
+    for defect_dir in (folder / "test" / name for name in sub_folders(folder / "test")):
         found = list_images(defect_dir)
         for f in found:
             files.append(f)

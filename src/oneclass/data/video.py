@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError
-from .folder import IMAGE_SUFFIXES, max_image_pixels, open_image
+from .folder import IMAGE_SUFFIXES, is_image_name, max_image_pixels, open_image
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv"}
 
@@ -87,8 +87,7 @@ def natural_key(path: Path) -> tuple:
 
 
 def list_frames(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not p.name.startswith(".")), key=natural_key)
+    return sorted((p for p in folder.iterdir() if p.is_file() and is_image_name(p)), key=natural_key)
 
 
 def _read_grey(path: Path) -> np.ndarray:
