@@ -16,7 +16,8 @@ from oneclass.cli import main
 from oneclass.data.images import ImageData
 from oneclass.data.mvtec import write_example
 from oneclass.errors import DataError, OneClassError
-from oneclass.evaluation import EvalSpec, check_spec, evaluate, novel_class_auroc
+from oneclass.evaluation import EvalSpec, check_spec, collect, evaluate, novel_class_auroc
+from oneclass.report import report
 
 
 def part(rng, size, kind, colour):
@@ -97,6 +98,15 @@ def test_the_cli_evaluates_and_fits_a_labelled_folder(tmp_path):
                                   "--results", str(tmp_path / "results"), "--quiet"])
     assert r.exit_code == 0, r.output
     assert "normal 'good', seed 0: score AUROC against dent " in r.output and ", scratch " in r.output
+    # the report: no paper's cell here, so one row per group of one's own, and each novel class's AUROC
+    (run,) = collect(tmp_path / "results")
+    md = report(tmp_path / "results")
+    by_class = run["headline_auroc_by_novel_class"]
+    assert "## Summary\n\nNo finished run here is a cell of a paper's table" in md
+    assert (f"| ocsvm | {run['data_source']}, standard | – | score | {run['metrics']['score']['auroc']:.3f} | 1 | 1 |"
+            in md.split("## Other runs (in no paper's table)")[1])
+    assert f"| normal class | dent | scratch | seeds |\n|---|---|---|---|\n| 0 (good) | {by_class['dent']:.3f} | " \
+           f"{by_class['scratch']:.3f} | 1 |" in md
     model = tmp_path / "m.oneclass"
     # OLED's epoch choice labels outliers of the other training classes: a folder of one has none
     r = CliRunner().invoke(main, ["evaluate", "--method", "dae", "--dataset", "folder", "--data-root", str(root),

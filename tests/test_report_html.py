@@ -37,7 +37,8 @@ def test_html_report_renders_tables_curves_and_images_in_a_browser(tmp_path):
     page = (results / "report.html").read_text()
     # self-contained: nothing fetched from anywhere
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page) and "<link" not in page
-    assert page.count("<table>") == 2 and page.count("data:image/png;base64,") == 5  # ROC, histograms, 2 strips, training
+    # tables: the other runs (these are in no paper's table), the group's, its AUROC against each novel class
+    assert page.count("<table>") == 3 and page.count("data:image/png;base64,") == 5  # ROC, histograms, 2 strips, training
     assert "ROC curves per class" in page and "class 1, seed 0: most and least novel" in page
 
     chromium = _chromium()
@@ -46,7 +47,7 @@ def test_html_report_renders_tables_curves_and_images_in_a_browser(tmp_path):
     body = re.search(r"<body[^>]*>", dom.stdout)
     assert body, dom.stderr[-2000:]
     assert 'data-images="5/5"' in body.group(0) and 'data-errors="0"' in body.group(0), body.group(0)
-    assert dom.stdout.count("<table>") == 2 and "<td>0 (0)</td>" in dom.stdout
+    assert dom.stdout.count("<table>") == 3 and "<td>0 (0)</td>" in dom.stdout
     shot = tmp_path / "page.png"
     run = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'p2'}", "--window-size=1200,2400",
                           f"--screenshot={shot}", (results / "report.html").as_uri()],
