@@ -108,6 +108,15 @@ def test_the_cli_evaluates_and_fits_a_labelled_folder(tmp_path):
     assert f"| normal class | dent | scratch | seeds |\n|---|---|---|---|\n| 0 (good) | {by_class['dent']:.3f} | " \
            f"{by_class['scratch']:.3f} | 1 |" in md
     model = tmp_path / "m.oneclass"
+    # methods side by side: each evaluated (the finished one reused), then one table, best first
+    r = CliRunner().invoke(main, ["evaluate", "--method", "ocsvm,kde", "--dataset", "folder", "--data-root", str(root),
+                                  "--epochs", "2", "--results", str(tmp_path / "results"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "ocsvm does not train in epochs: --epochs 2 applies to the others" in r.output
+    side = r.output.split("Side by side")[1]
+    rows = [line for line in side.splitlines() if line.startswith("| ocsvm ") or line.startswith("| kde ")]
+    aurocs = [float(line.split(" | ")[4]) for line in rows]
+    assert len(rows) == 2 and aurocs == sorted(aurocs, reverse=True)
     # OLED's epoch choice labels outliers of the other training classes: a folder of one has none
     r = CliRunner().invoke(main, ["evaluate", "--method", "dae", "--dataset", "folder", "--data-root", str(root),
                                   "--option", "select=val_auroc", "--results", str(tmp_path / "results")])

@@ -427,7 +427,8 @@ def export(model: str, fmt: str, out: str) -> None:
 
 
 @main.command()
-@click.option("--method", "method", required=True)
+@click.option("--method", "method", required=True,
+              help="Method name, or several comma-separated (dae,lsa,ocsvm): each evaluated, then side by side.")
 @click.option("--dataset", required=True)
 @data_root_option
 @click.option("--protocol", type=click.Choice(["standard", "memae", "outlier-fraction", "coil", "mvtec", "video"]),
@@ -452,21 +453,43 @@ def export(model: str, fmt: str, out: str) -> None:
 def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | None, classes: str, seeds: str,
              epochs: int | None, outlier_fractions: str, preset: str | None, options: tuple[str, ...],
              choose: tuple[str, ...], watch_test: bool, device: str, results: str, quiet: bool) -> None:
-    """Run (or reuse) every (class, seed) run of a method on a protocol; print the table.
+    """Run (or reuse) every (class, seed) run of a method on a protocol; print the table. Several
+    methods (--method dae,lsa,ocsvm) are evaluated one after the other, then set side by side.
 
     With --choose, every combination of the candidate values is a run whose epoch is picked on a
     labelled selection set drawn from the training split (150 normal, 150 other-class images); per
     class and seed the combination with the best selection AUROC is kept (ties: the first given)."""
     from .data import is_video
-    from .evaluation import EvalSpec, evaluate as run, iter_groups, parse_classes, parse_numbers
+    from .evaluation import EvalSpec, default_preset, evaluate as run, parse_classes, parse_numbers
+    from .registry import create
+    from .report import comparison
     protocol = protocol or ("video" if is_video(dataset) else "mvtec" if dataset == "mvtec" else "standard")
+    methods = [m.strip() for m in method.split(",") if m.strip()]
+    if not methods:
+        raise OneClassError("--method: no method given")
+    everything = []
+    for name in methods:
+        trains_in_epochs = "epochs" in create(name, preset or default_preset(name, dataset, data_root),
+                                              device="cpu").config
+        if epochs is not None and not trains_in_epochs and len(methods) > 1:
+            click.echo(f"{name} does not train in epochs: --epochs {epochs} applies to the others", err=True)
+        spec = EvalSpec(method=name, dataset=dataset, protocol=protocol, classes=parse_classes(classes),
+                        seeds=parse_numbers(seeds, int, "--seeds"),
+                        epochs=epochs if trains_in_epochs or len(methods) == 1 else None,
+                        outlier_fractions=parse_numbers(outlier_fractions, float, "--outlier-fractions"),
+                        device=device, options=_parse_options(options), preset=preset,
+                        choose=_parse_choices(choose), watch_test=watch_test)
+        runs = run(spec, data_root, results, progress=not quiet, echo=lambda s: click.echo(s, err=True))
+        _print_evaluation(runs, name, dataset, protocol)
+        everything += runs
+    if len(methods) > 1 and protocol not in ("video", "outlier-fraction"):
+        click.echo("\n" + comparison(everything))
+
+
+def _print_evaluation(runs: list[dict[str, Any]], method: str, dataset: str, protocol: str) -> None:
+    """The tables of one method's runs, as `evaluate` prints them."""
+    from .evaluation import iter_groups
     from .report import _markdown, _settings, fraction_table, group_table, video_budget, video_table
-    spec = EvalSpec(method=method, dataset=dataset, protocol=protocol, classes=parse_classes(classes),
-                    seeds=parse_numbers(seeds, int, "--seeds"), epochs=epochs,
-                    outlier_fractions=parse_numbers(outlier_fractions, float, "--outlier-fractions"),
-                    device=device, options=_parse_options(options), preset=preset, choose=_parse_choices(choose),
-                    watch_test=watch_test)
-    runs = run(spec, data_root, results, progress=not quiet, echo=lambda s: click.echo(s, err=True))
     if protocol == "outlier-fraction":
         click.echo(fraction_table(runs))
         return

@@ -479,32 +479,51 @@ def _summary_table(rows: list[list[str]]) -> str:
                          "seeds", "classes", "paper", "ours − target"], rows))
 
 
-def other_runs(runs: list[dict[str, Any]]) -> str | None:
-    """One row per group of image runs that no paper's table holds (ablations, checks, a user's
-    own folder): the headline AUROC as the summary gives it, so runs compare at a glance, e.g.
-    methods tried on one's own data. None when there are none."""
-    from .reproduce import cells as suite_cells
-    cells = suite_cells("all")
+def group_rows(groups: list[list[dict[str, Any]]]) -> list[list[str]]:
+    """One row per group of image runs: method and options, data and protocol, epochs, headline,
+    its AUROC as the summary gives it, seeds, classes, and training speed."""
     rows = []
-    for group in iter_groups(runs).values():
+    for group in groups:
         first = group[0]
-        if first["protocol"] in ("video", "outlier-fraction") or _cell_of(first, cells) is not None:
-            continue
         head = first["headline"]
         ours, n_seeds = _class_mean_over_seeds(group, lambda r: r["metrics"][head]["auroc"])
         options = first.get("options") or {}
         stale = " (other settings than today's defaults)" if stale_settings(first) else ""
+        speed = [r["train_images_per_second"] for r in group if r.get("train_images_per_second")]
         rows.append([first["method"] + (f" {json.dumps(options, sort_keys=True)}" if options else "") + stale,
                      f"{first.get('data_source', first['dataset'])}, {first['protocol']}",
                      "–" if first["epochs"] == "na" else str(first["epochs"]), head, ours, str(n_seeds),
-                     str(len({r["normal_class"] for r in group}))])
-    if not rows:
+                     str(len({r["normal_class"] for r in group})), f"{np.median(speed):.0f}" if speed else "–"])
+    return rows
+
+
+GROUP_HEADER = ["method", "data, protocol", "epochs", "score", "AUROC", "seeds", "classes", "train img/s"]
+GROUP_NOTE = ("headline AUROC as in the summary: mean ± standard deviation over seeds of the mean over classes "
+              "(seeds with every class finished)")
+
+
+def comparison(runs: list[dict[str, Any]]) -> str:
+    """Groups of image runs side by side, best headline AUROC first (e.g. methods tried on one's
+    own folder by `evaluate --method a,b,c`)."""
+    groups = [g for g in iter_groups(runs).values() if g[0]["protocol"] not in ("video", "outlier-fraction")]
+    auroc = lambda row: float(row[4].split()[0]) if row[4][:1].isdigit() else -1.0  # noqa: E731
+    rows = sorted(group_rows(groups), key=auroc, reverse=True)
+    return f"Side by side, {GROUP_NOTE}:\n\n" + _markdown(GROUP_HEADER, rows)
+
+
+def other_runs(runs: list[dict[str, Any]]) -> str | None:
+    """One row per group of image runs that no paper's table holds (ablations, checks, a user's
+    own folder), so runs compare at a glance, e.g. methods tried on one's own data. None when
+    there are none."""
+    from .reproduce import cells as suite_cells
+    cells = suite_cells("all")
+    groups = [g for g in iter_groups(runs).values()
+              if g[0]["protocol"] not in ("video", "outlier-fraction") and _cell_of(g[0], cells) is None]
+    if not groups:
         return None
-    rows.sort(key=lambda row: (row[1], row[0], row[2]))
-    return ("Every other group of image runs (ablations, checks, your own data), headline AUROC as in the summary: "
-            "mean ± standard deviation over seeds of the mean over classes (seeds with every class finished); "
-            "each group's own section below has its classes, settings and speed.\n\n"
-            + _markdown(["method", "data, protocol", "epochs", "score", "AUROC", "seeds", "classes"], rows))
+    rows = sorted(group_rows(groups), key=lambda row: (row[1], row[0], row[2]))
+    return (f"Every other group of image runs (ablations, checks, your own data), {GROUP_NOTE}; each group's own "
+            "section below has its classes and settings.\n\n" + _markdown(GROUP_HEADER, rows))
 
 
 def novel_class_table(runs: list[dict[str, Any]]) -> str | None:
