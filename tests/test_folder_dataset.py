@@ -137,6 +137,9 @@ def test_a_folder_that_cannot_be_evaluated_is_named(tmp_path):
     with pytest.raises(DataError, match=r"parts is not a labelled image folder: expected .*parts/train/<class>/ .*"
                                         r"and .*parts/test/<class>/"):
         oneclass.datasets.load("folder", root, channels=1, size=28)
+    r = CliRunner().invoke(main, ["evaluate", "--method", "ocsvm", "--dataset", "folder", "--data-root", str(root)])
+    # said before any preset is chosen for images that are not there
+    assert r.exit_code == 1 and r.output.startswith("error: ") and "is not a labelled image folder" in r.output
     (root / "test" / "dent").mkdir(parents=True)
     shutil.copy(root / "train" / "good" / "000.png", root / "test" / "dent")
     with pytest.raises(DataError, match="the test split has no images of the normal class 'good': a test set needs "

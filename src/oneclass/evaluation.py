@@ -234,8 +234,9 @@ def default_preset(method: str, dataset: str, data_root: str | Path | None) -> s
     if dataset != "folder":
         return preset_for(method, dataset)
     from .data import default_data_root
-    root = Path(data_root).expanduser() if data_root else default_data_root()
-    return preset_for(method, "cifar10" if (root / "train").is_dir() and folder_in_colour(root) else "mnist")
+    from .data.folder import check_labelled_folder
+    root = check_labelled_folder(Path(data_root).expanduser() if data_root else default_data_root())
+    return preset_for(method, "cifar10" if folder_in_colour(root) else "mnist")
 
 
 def data_shape(spec: EvalSpec) -> dict[str, int]:

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import DataError
 from .cifar import load_cifar10_split, load_cifar100_split
-from .folder import (describe_labelled_folder, flat_folder_files, load_class_folder, load_flat_folder,
+from .folder import (check_labelled_folder, describe_labelled_folder, flat_folder_files, load_class_folder, load_flat_folder,
                      load_labelled_folder, looks_colour)
 from .idx import load_idx_split
 from .images import ImageData, as_uint8_images, conform, to_float
@@ -173,7 +173,7 @@ def _load_mvtec(root: Path, channels: int | None, size: int | None) -> tuple[Ima
 
 def _load_labelled_folder(root: Path, channels: int | None, size: int | None) -> tuple[ImageData, ImageData]:
     if channels is None:  # without a model to read for: as its images are
-        channels = 3 if (root / "train").is_dir() and folder_in_colour(root) else 1
+        channels = 3 if folder_in_colour(check_labelled_folder(root)) else 1
     return load_labelled_folder(root, channels, (size, size) if size else None, cache_dir())
 
 

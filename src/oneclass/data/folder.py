@@ -184,16 +184,23 @@ def load_labelled_folder(root: str | Path, channels: int, size: tuple[int, int] 
     Each training class can be the normal one in turn (one, e.g. `good`, is enough); a test folder
     with no training counterpart (`test/scratch/`) is a class of its own after the training ones,
     novel whichever class is normal."""
-    root = Path(root)
-    if not (root / "train").is_dir() or not (root / "test").is_dir():
-        raise DataError(f"{root} is not a labelled image folder: expected {root}/train/<class>/ (normal images, "
-                        f"e.g. train/good/) and {root}/test/<class>/ (e.g. test/good/ and test/defect/); "
-                        "`fit --train-dir` takes a folder of normal images alone")
+    root = check_labelled_folder(root)
     train = load_class_folder(root / "train", channels, size, cache_dir=cache_dir)
     test_names = sub_folders(root / "test")
     classes = train.classes + [n for n in test_names if n not in train.classes]
     test = load_class_folder(root / "test", channels, size, classes, cache_dir)
     return train, test
+
+
+def check_labelled_folder(root: str | Path) -> Path:
+    """`root` if it has the labelled layout (`train/<class>/` and `test/`), else an error saying what
+    is expected."""
+    root = Path(root)
+    if not (root / "train").is_dir() or not (root / "test").is_dir() or not sub_folders(root / "train"):
+        raise DataError(f"{root} is not a labelled image folder: expected {root}/train/<class>/ (normal images, "
+                        f"e.g. train/good/) and {root}/test/<class>/ (e.g. test/good/ and test/defect/); "
+                        "`fit --train-dir` takes a folder of normal images alone")
+    return root
 
 
 def describe_labelled_folder(root: str | Path) -> str:
