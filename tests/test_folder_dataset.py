@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
+from PIL import Image, ImageOps
 from sklearn.metrics import roc_auc_score
 
 import oneclass
@@ -194,6 +194,30 @@ def test_a_photo_is_read_upright_by_its_exif_orientation(tmp_path):
     Image.fromarray(pixels).save(tmp_path / "plain.png")
     assert (read_image(tmp_path / "photo.png", 1, None)[0] == np.rot90(pixels, -1)).all()
     assert (read_image(tmp_path / "plain.png", 1, None)[0] == pixels).all()
+    # the same photo opened by the user and passed in: turned the same way, once
+    from oneclass.data.images import images_from_list
+    opened = Image.open(tmp_path / "photo.png")
+    assert (images_from_list([opened], 1, (4, 3))[0, 0].numpy() == np.rot90(pixels, -1)).all()
+    turned = ImageOps.exif_transpose(opened)
+    assert (images_from_list([turned], 1, (4, 3))[0, 0].numpy() == np.rot90(pixels, -1)).all()
+
+
+@pytest.mark.parametrize("channels,size", [(1, 28), (3, 28), (1, 64), (3, 20)])
+def test_a_file_a_pil_image_and_an_array_of_one_image_give_the_same_pixels(tmp_path, channels, size):
+    """`oneclass score` on files and `score_samples` on what a user opened or decoded must agree:
+    one resize (`conform`) for all three, up or down, grey or colour."""
+    from oneclass.data.folder import read_image
+    from oneclass.data.images import images_from_list
+    rng = np.random.default_rng(channels * size)
+    for colour, shape in ((True, (30, 44)), (False, (41, 37))):
+        arr = part(rng, 44, "scratch", colour)[: shape[0], : shape[1]]
+        Image.fromarray(arr).save(tmp_path / "x.png")
+        from_file = read_image(tmp_path / "x.png", channels, (size, size))
+        from_pil = images_from_list([Image.open(tmp_path / "x.png")], channels, size)[0].numpy()
+        from_array = images_from_list([np.asarray(Image.open(tmp_path / "x.png").convert(
+            "L" if channels == 1 else "RGB"))], channels, size)[0].numpy()
+        assert from_file.shape == (channels, size, size)
+        assert (from_file == from_pil).all() and (from_file == from_array).all()
 
 
 def test_hidden_files_and_folders_are_not_data(tmp_path):
@@ -217,3 +241,55 @@ def test_hidden_files_and_folders_are_not_data(tmp_path):
     (mv / "test" / ".ipynb_checkpoints").mkdir()
     (mv / "ground_truth" / ".DS_Store").write_bytes(b"Bud1")
     assert oneclass.datasets.load("mvtec", mv)[1].images.shape[0] == 6 and oneclass.datasets.source_of("mvtec", mv) == digest
+
+
+def test_a_threshold_flags_what_scores_above_it_as_predict_does():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.5, 0.7, 0.9, 0.5, 0.8, 2.0])
+    at = oneclass.metrics.at_threshold(labels, scores, 0.7)  # 0.7 itself is normal: `score > threshold`
+    assert {k: at[k] for k in ("flagged", "true_novel", "false_alarms", "missed", "true_normal")} == \
+        {"flagged": 3, "true_novel": 2, "false_alarms": 1, "missed": 1, "true_normal": 3}
+    assert (at["precision"], at["recall"], at["false_alarm_rate"], at["miss_rate"]) == \
+        pytest.approx((2 / 3, 2 / 3, 1 / 4, 1 / 3))
+    assert at["f1"] == pytest.approx(2 / 3)
+    nothing = oneclass.metrics.at_threshold(labels, scores, 5.0)
+    assert (nothing["flagged"], nothing["precision"], nothing["f1"], nothing["miss_rate"]) == (0, 0.0, 0.0, 1.0)
+
+
+def test_a_saved_model_is_measured_on_labelled_sub_folders(tmp_path):
+    import csv
+    root = write_folder(tmp_path / "parts")
+    model = tmp_path / "m.oneclass"
+    r = CliRunner().invoke(main, ["fit", "--method", "ocsvm", "--train-dir", str(root / "train"), "--out", str(model)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["test", "--model", str(model), "--input", str(root / "test"),
+                                  "--output", str(tmp_path / "t.csv"), "--json", str(tmp_path / "t.json")])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "t.json").read_text())
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    novel = np.array([int(row["novel"]) for row in rows])
+    scores = np.array([float(row["score"]) for row in rows])
+    assert m["normal"] == ["good"] and m["counts"] == {"images": 30, "normal": 10, "novel": 20}
+    assert [row["class"] for row in rows].count("dent") == 10 and novel.sum() == 20
+    assert m["metrics"]["score"]["auroc"] == pytest.approx(roc_auc_score(novel, scores), abs=1e-6)
+    # the threshold `fit` set, and what it does, as `predict` would label these images
+    det = oneclass.load(model)
+    assert m["at_threshold"]["threshold"] == det.threshold
+    assert m["threshold_rule"] == {"quantile": 0.95, "of": "4 held-out training images"}
+    labels = [int(row["label"]) for row in rows]
+    files = [row["path"] for row in rows]
+    assert labels == det.predict([Image.open(f) for f in files]).tolist()
+    assert m["at_threshold"]["flagged"] == sum(labels)
+    assert m["at_threshold"]["false_alarms"] == sum(l and not n for l, n in zip(labels, novel))
+    dent = novel.astype(bool) & np.array([row["class"] == "dent" for row in rows]) | ~novel.astype(bool)
+    assert m["auroc_by_novel_class"]["dent"] == pytest.approx(roc_auc_score(novel[dent], scores[dent]), abs=1e-6)
+    assert f"false alarms {m['at_threshold']['false_alarms']} of 10 normal" in r.output
+    assert "AUROC against each novel class: dent " in r.output
+    # what cannot be measured is said
+    r = CliRunner().invoke(main, ["test", "--model", str(model), "--input", str(root / "test"), "--normal", "ok"])
+    assert r.exit_code == 1 and "--normal ok: no such sub-folder" in r.output and "found: dent, good, scratch" in r.output
+    r = CliRunner().invoke(main, ["test", "--model", str(model), "--input", str(root / "train")])
+    assert r.exit_code == 1 and "all 40 images are normal: measuring a model needs normal and novel images" in r.output
+    shutil.move(root / "test" / "good", root / "test" / "ok")
+    r = CliRunner().invoke(main, ["test", "--model", str(model), "--input", str(root / "test")])
+    assert r.exit_code == 1 and "name the sub-folder(s) of normal images with --normal (found: dent, ok, scratch)" in r.output

@@ -180,6 +180,7 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
     t0 = time.perf_counter()
     det.fit(x_train, x_val, **_train_files(det, Path(out), resume, not quiet))
     det.set_threshold(x_val, quantile=quantile)
+    det.threshold_rule["of"] = f"{len(x_val)} held-out training images"
     det.save(out)
     ckpt = Path(str(out) + ".ckpt")
     if ckpt.exists():
@@ -269,6 +270,108 @@ def score(model: str, input_path: str, output: str, device: str, plots: str | No
         names = [Path(f.name) if path.is_file() else f.relative_to(path) for f in files]
         n = write_overlays(Path(maps_dir), names, np.asarray(images), amaps)
         click.echo(f"{n} anomaly maps ({det.map_headline}) in {maps_dir}", err=True)
+
+
+@main.command("test")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--input", "input_path", type=click.Path(exists=True, file_okay=False), required=True,
+              help="Labelled images: one sub-folder per class (e.g. good/, scratch/, dent/).")
+@click.option("--normal", "normal", multiple=True,
+              help="A sub-folder of normal images (repeatable; default: good, else normal); the others are novel.")
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Also write one CSV row per image (path, class, novel, score, components, label).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the measurements as JSON.")
+@click.option("--device", default="auto", show_default=True)
+def test_model(model: str, input_path: str, normal: tuple[str, ...], output: str | None, json_out: str | None,
+               device: str) -> None:
+    """Measure a saved model on labelled images: AUROC, AUPR, EER and best F1, what its threshold
+    does (flagged, false alarms, misses, precision, recall, F1), and the AUROC against each novel class."""
+    from .data.folder import sub_folders, tree_images
+    from .detector import load
+    from .evaluation import measure_model
+    from .fileio import check_output_file, write_json, write_text
+    from .video import is_video
+    for out, flag in ((output, "--output"), (json_out, "--json")):
+        if out is not None:
+            check_output_file(out, flag)
+    root = Path(input_path)
+    classes = sub_folders(root)
+    normal = list(normal) or [n for n in ("good", "normal") if n in classes][:1]
+    if not normal:
+        raise OneClassError(f"{root}: name the sub-folder(s) of normal images with --normal (found: "
+                            f"{', '.join(classes) or 'no sub-folders'})")
+    unknown = [n for n in normal if n not in classes]
+    if unknown:
+        raise OneClassError(f"--normal {', '.join(unknown)}: no such sub-folder of {root} (found: "
+                            f"{', '.join(classes) or 'none'})")
+    det = load(model, device=device)
+    if is_video(det):
+        raise OneClassError("`test` measures image models on labelled images; a video model is measured on "
+                            "labelled footage by `evaluate --dataset ped2`")
+    files, group = [], []
+    for i, name in enumerate(classes):
+        found = tree_images(root / name)
+        files += found
+        group += [i] * len(found)
+    if not files:
+        raise OneClassError(f"no image files in the sub-folders of {root}")
+    from .data.folder import read_images
+    images = read_images(files, det.channels, (det.image_size, det.image_size))
+    group_arr = np.asarray(group)
+    novel = ~np.isin(group_arr, [classes.index(n) for n in normal])
+    m = measure_model(det, images, novel.astype(np.int64), group_arr, classes)
+    m.update(model=str(model), input=str(root), normal=normal)
+    head = m["metrics"][det.headline]
+    counts = m["counts"]
+    novel_counts = ", ".join(f"{classes[g]} {int((group_arr == g).sum())}" for g in np.unique(group_arr[novel]))
+    click.echo(f"{model} ({det.name}, score {det.headline}) on {len(files)} images of {root}: "
+               f"{counts['normal']} normal ({', '.join(normal)}), {counts['novel']} novel ({novel_counts})")
+    click.echo(f"AUROC {head['auroc']:.4f}  AUPR {head['aupr']:.4f}  EER {head['eer']:.4f} (at {head['eer_threshold']:.6g})"
+               f"  best F1 {head['f1_best']:.4f} (at {head['f1_best_threshold']:.6g})")
+    at = m.get("at_threshold")
+    if at is None:
+        click.echo("no threshold in the model: set one with `oneclass threshold` to see what it flags")
+    else:
+        rule = m.get("threshold_rule") or {}
+        click.echo(f"at the model's threshold {at['threshold']:.6g} ({_rule_words(rule)}): {at['flagged']} flagged; "
+                   f"precision {at['precision']:.3f}, recall {at['recall']:.3f}, F1 {at['f1']:.3f}; "
+                   f"false alarms {at['false_alarms']} of {counts['normal']} normal ({100 * at['false_alarm_rate']:.1f} %), "
+                   f"missed {at['missed']} of {counts['novel']} novel ({100 * at['miss_rate']:.1f} %)")
+    if m.get("auroc_by_novel_class"):
+        click.echo("AUROC against each novel class: "
+                   + ", ".join(f"{k} {v:.4f}" for k, v in m["auroc_by_novel_class"].items()))
+    others = [c for c in m["metrics"] if c != det.headline]
+    if others:
+        click.echo("other scores' AUROC: " + ", ".join(f"{c} {m['metrics'][c]['auroc']:.4f}" for c in others))
+    if output is not None:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        comps = m.pop("_scores")
+        parts = _component_columns(comps)
+        labels = at is not None
+        writer.writerow(["path", "class", "novel", "score", *parts, *(["label"] if labels else [])])
+        for i, f in enumerate(files):
+            s = comps[det.headline][i]
+            writer.writerow([str(f), classes[group[i]], int(novel[i]), f"{s:.6g}", *(f"{comps[c][i]:.6g}" for c in parts),
+                             *([int(s > at["threshold"])] if labels else [])])
+        write_text(output, buf.getvalue())
+        click.echo(f"wrote {output}", err=True)
+    m.pop("_scores", None)
+    if json_out is not None:
+        write_json(json_out, m)
+        click.echo(f"wrote {json_out}", err=True)
+
+
+def _rule_words(rule: dict[str, Any]) -> str:
+    """How a threshold was set, from its rule (`Detector.threshold_rule`)."""
+    if "quantile" in rule:
+        return f"quantile {rule['quantile']:g} of {rule.get('of', 'reference scores')}"
+    if "contamination" in rule:
+        return f"contamination {rule['contamination']:g} of {rule.get('of', 'reference scores')}"
+    if "value" in rule:
+        return "set by value"
+    return "rule not recorded"
 
 
 def _read_input_images(det: Any, path: Path) -> tuple[list[Path], Any]:

@@ -31,7 +31,7 @@ import torch
 from . import metrics, protocols
 from .data import folder_in_colour, is_video as is_video_dataset, load as load_dataset, model_shaped, source_of
 from .detector import Detector, check_seed, cpu_name, resolve_device, versions
-from .errors import OneClassError
+from .errors import DataError, OneClassError
 from .fileio import atomic_open, write_json
 from .maps import examples_png
 from .registry import create, detector_class, preset_for
@@ -545,15 +545,32 @@ def novel_class_auroc(split: protocols.Split, scores: np.ndarray) -> dict[str, f
     if split.test.novel is not None:
         return None
     classes = split.test.labels.numpy()
-    novel = split.test_labels == 1
-    kinds = np.unique(classes[novel])
-    if len(kinds) < 2:
+    if len(np.unique(classes[split.test_labels == 1])) < 2:
         return None
-    names = split.test.classes
-    out = {}
-    for c in kinds:
-        keep = ~novel | (classes == c)
-        out[names[c] if c < len(names) else str(c)] = metrics.auroc(split.test_labels[keep], scores[keep])
+    return metrics.auroc_by_group(split.test_labels, scores, classes, split.test.classes)
+
+
+def measure_model(det: Detector, images: Any, novel: np.ndarray, groups: np.ndarray | None = None,
+                  group_names: list[str] | None = None) -> dict[str, Any]:
+    """A fitted model measured on labelled images (`novel`: 1 = novel): every component's metrics,
+    what its threshold does (`metrics.at_threshold`, when it has one), and the headline's AUROC
+    against each novel group alone when `groups` (e.g. the sub-folder of each image) has several.
+    The scores are returned too, under `_scores`."""
+    novel = np.asarray(novel, dtype=np.int64)
+    if novel.min() == novel.max():
+        raise DataError(f"all {len(novel)} images are {'novel' if novel[0] else 'normal'}: measuring a model "
+                        "needs normal and novel images")
+    comps = det.score_components(images)
+    out: dict[str, Any] = {"method": det.name, "headline": det.headline,
+                           "counts": {"images": len(novel), "normal": int((novel == 0).sum()),
+                                      "novel": int(novel.sum())},
+                           "metrics": {c: metrics.evaluate(novel, s) for c, s in comps.items()}}
+    if det.threshold is not None:
+        out["at_threshold"] = metrics.at_threshold(novel, comps[det.headline], det.threshold)
+        out["threshold_rule"] = getattr(det, "threshold_rule", None)
+    if groups is not None and len(np.unique(np.asarray(groups)[novel == 1])) > 1:
+        out["auroc_by_novel_class"] = metrics.auroc_by_group(novel, comps[det.headline], groups, group_names)
+    out["_scores"] = comps
     return out
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from dataclasses import dataclass
 import numpy as np
-from sklearn.metrics import average_precision_score, f1_score, precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.metrics import (average_precision_score, confusion_matrix, f1_score, precision_recall_curve,
+                             precision_score, recall_score, roc_auc_score, roc_curve)
 
 from .errors import DataError
 
@@ -95,6 +96,36 @@ def f1_best(labels, scores, positive: str = "novel") -> tuple[float, float]:
     # normal iff score <= −thr[i]: the novel threshold is the smallest score above it
     above = scores[scores > -thr[i]]
     return float(f1[i]), float(above.min()) if above.size else float(np.inf)
+
+
+def at_threshold(labels, scores, threshold: float) -> dict[str, Any]:
+    """What a deployed model does at its threshold, calling `score > threshold` novel as `predict`
+    does: counts, precision, recall and F1 of the novel class, and the share of normal samples
+    flagged (false alarms) and of novel ones let through (misses)."""
+    labels, scores = _check(labels, scores)
+    called = (scores > threshold).astype(np.int64)
+    tn, fp, fn, tp = (int(v) for v in confusion_matrix(labels, called, labels=[0, 1]).ravel())
+    return {"threshold": float(threshold), "flagged": tp + fp, "true_novel": tp, "false_alarms": fp,
+            "missed": fn, "true_normal": tn,
+            "precision": float(precision_score(labels, called, zero_division=0.0)),
+            "recall": float(recall_score(labels, called, zero_division=0.0)),
+            "f1": float(f1_score(labels, called, zero_division=0.0)),
+            "false_alarm_rate": fp / max(fp + tn, 1), "miss_rate": fn / max(fn + tp, 1)}
+
+
+def auroc_by_group(labels, scores, groups, names: list[str] | None = None) -> dict[str, float]:
+    """AUROC of the normal samples against each group of novel ones alone (`groups`: an integer
+    per sample, e.g. its class; `names` of the groups): which kinds of novelty are told apart."""
+    labels, scores = _check(labels, scores)
+    groups = np.asarray(groups)
+    if groups.shape != labels.shape:
+        raise DataError(f"{len(labels)} labels but groups of shape {groups.shape}")
+    novel = labels == 1
+    out = {}
+    for g in np.unique(groups[novel]):
+        keep = ~novel | (groups == g)
+        out[names[g] if names is not None and g < len(names) else str(g)] = auroc(labels[keep], scores[keep])
+    return out
 
 
 def evaluate(labels, scores) -> dict[str, float]:

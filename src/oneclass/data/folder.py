@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
 from ..fileio import atomic_open
-from .images import ImageData, convert_image
+from .images import ImageData, conform, convert_image
 
 # how files become pixels, in the key of a decoded folder's cache: a change re-decodes
-DECODING = "exif-upright"
+DECODING = "exif-upright, conform-resize"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
 
@@ -67,8 +67,7 @@ def open_image(path: Path, mode: str) -> Image.Image:
             if w * h > limit:
                 raise DataError(f"image {path} is {w}×{h} = {w * h:,} pixels, over the limit of {limit:,} "
                                 "(set ONECLASS_MAX_IMAGE_PIXELS to allow larger images)")
-            # upright as a viewer shows it: a camera's EXIF orientation tag turned into pixels
-            out = convert_image(ImageOps.exif_transpose(im), mode, f"image {path}")
+            out = convert_image(im, mode, f"image {path}")
             out.load()
             return out
     except DataError:
@@ -78,12 +77,13 @@ def open_image(path: Path, mode: str) -> Image.Image:
 
 
 def read_image(path: Path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
-    """One image file → uint8 C×H×W, converted to grey or RGB and resized (bilinear) if asked."""
-    im = open_image(path, "L" if channels == 1 else "RGB")
-    if size is not None and im.size != (size[1], size[0]):
-        im = im.resize((size[1], size[0]), Image.BILINEAR)
-    arr = np.asarray(im, dtype=np.uint8)
-    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+    """One image file → uint8 C×H×W, converted to grey or RGB and resized if asked, by `conform`:
+    the file gives the very pixels its image would as a PIL image or an array in the Python API."""
+    arr = np.array(open_image(path, "L" if channels == 1 else "RGB"), dtype=np.uint8)
+    arr = arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+    if size is not None and arr.shape[1:] != tuple(size):
+        return conform(torch.from_numpy(np.ascontiguousarray(arr))[None], channels, size)[0].numpy()
+    return arr
 
 
 def read_images(paths: list[Path], channels: int, size: tuple[int, int] | None) -> torch.Tensor:

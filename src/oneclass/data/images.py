@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..errors import DataError
 
@@ -182,9 +182,12 @@ def _to_uint8(t: torch.Tensor, name: str, hi: float | None = None) -> torch.Tens
 
 
 def convert_image(im: Image.Image, mode: str, what: str) -> Image.Image:
-    """A PIL image in mode "L" or "RGB": every common mode is converted (1, L, P, RGB, RGBA without
-    its alpha, CMYK, LA), 16-bit grey (I;16) is scaled to 8 bits rather than clipped, 32-bit integer
-    and float images are refused; `what` names the image in the error."""
+    """A PIL image in mode "L" or "RGB", upright as a viewer shows it (a camera's EXIF orientation
+    turned into pixels; an image already turned has no such tag left): every common mode is
+    converted (1, L, P, RGB, RGBA without its alpha, CMYK, LA), 16-bit grey (I;16) is scaled to 8
+    bits rather than clipped, 32-bit integer and float images are refused; `what` names the image
+    in the error."""
+    im = ImageOps.exif_transpose(im)
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         grey = Image.fromarray((np.asarray(im, dtype=np.float64) / 257.0).round().astype(np.uint8))
         return grey if mode == "L" else grey.convert("RGB")
