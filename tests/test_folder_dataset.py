@@ -16,7 +16,7 @@ from oneclass.cli import main
 from oneclass.data.images import ImageData
 from oneclass.data.mvtec import write_example
 from oneclass.errors import DataError, OneClassError
-from oneclass.evaluation import EvalSpec, check_spec, collect, evaluate, novel_class_auroc
+from oneclass.evaluation import EvalSpec, check_spec, collect, evaluate, measure_model, novel_class_auroc
 from oneclass.report import report
 
 
@@ -284,6 +284,12 @@ def test_a_saved_model_is_measured_on_labelled_sub_folders(tmp_path):
     dent = novel.astype(bool) & np.array([row["class"] == "dent" for row in rows]) | ~novel.astype(bool)
     assert m["auroc_by_novel_class"]["dent"] == pytest.approx(roc_auc_score(novel[dent], scores[dent]), abs=1e-6)
     assert f"false alarms {m['at_threshold']['false_alarms']} of 10 normal" in r.output
+    # the same from Python, on the images as a user opens them
+    got, parts = measure_model(det, [Image.open(f) for f in files], novel)
+    assert got["metrics"]["score"] == pytest.approx(m["metrics"]["score"]) and got["at_threshold"] == m["at_threshold"]
+    assert (parts["score"] == pytest.approx(scores, rel=1e-5)) and "auroc_by_novel_class" not in got  # no groups given
+    with pytest.raises(DataError, match="^30 images but 29 labels$"):
+        measure_model(det, [Image.open(f) for f in files], novel[:29])
     assert "AUROC against each novel class: dent " in r.output
     # what cannot be measured is said
     r = CliRunner().invoke(main, ["test", "--model", str(model), "--input", str(root / "test"), "--normal", "ok"])

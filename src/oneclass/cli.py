@@ -320,7 +320,7 @@ def test_model(model: str, input_path: str, normal: tuple[str, ...], output: str
     images = read_images(files, det.channels, (det.image_size, det.image_size))
     group_arr = np.asarray(group)
     novel = ~np.isin(group_arr, [classes.index(n) for n in normal])
-    m = measure_model(det, images, novel.astype(np.int64), group_arr, classes)
+    m, comps = measure_model(det, images, novel.astype(np.int64), group_arr, classes)
     m.update(model=str(model), input=str(root), normal=normal)
     head = m["metrics"][det.headline]
     counts = m["counts"]
@@ -347,7 +347,6 @@ def test_model(model: str, input_path: str, normal: tuple[str, ...], output: str
     if output is not None:
         buf = io.StringIO()
         writer = csv.writer(buf)
-        comps = m.pop("_scores")
         parts = _component_columns(comps)
         labels = at is not None
         writer.writerow(["path", "class", "novel", "score", *parts, *(["label"] if labels else [])])
@@ -357,7 +356,6 @@ def test_model(model: str, input_path: str, normal: tuple[str, ...], output: str
                              *([int(s > at["threshold"])] if labels else [])])
         write_text(output, buf.getvalue())
         click.echo(f"wrote {output}", err=True)
-    m.pop("_scores", None)
     if json_out is not None:
         write_json(json_out, m)
         click.echo(f"wrote {json_out}", err=True)

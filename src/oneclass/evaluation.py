@@ -550,17 +550,21 @@ def novel_class_auroc(split: protocols.Split, scores: np.ndarray) -> dict[str, f
     return metrics.auroc_by_group(split.test_labels, scores, classes, split.test.classes)
 
 
-def measure_model(det: Detector, images: Any, novel: np.ndarray, groups: np.ndarray | None = None,
-                  group_names: list[str] | None = None) -> dict[str, Any]:
-    """A fitted model measured on labelled images (`novel`: 1 = novel): every component's metrics,
-    what its threshold does (`metrics.at_threshold`, when it has one), and the headline's AUROC
-    against each novel group alone when `groups` (e.g. the sub-folder of each image) has several.
-    The scores are returned too, under `_scores`."""
-    novel = np.asarray(novel, dtype=np.int64)
+def measure_model(det: Detector, images: Any, novel: Any, groups: Any = None,
+                  group_names: list[str] | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A fitted model measured on labelled images (`novel`: 1 = novel), and the scores it gave
+    them (`score_components`): every component's metrics, what its threshold does
+    (`metrics.at_threshold`, when it has one), and the headline's AUROC against each novel group
+    alone when `groups` (e.g. the sub-folder of each image, indexing `group_names`) has several."""
+    novel = np.asarray(novel, dtype=np.int64).ravel()
+    if not len(novel):
+        raise DataError("no labels: measuring a model needs labelled images")
     if novel.min() == novel.max():
         raise DataError(f"all {len(novel)} images are {'novel' if novel[0] else 'normal'}: measuring a model "
                         "needs normal and novel images")
     comps = det.score_components(images)
+    if len(comps[det.headline]) != len(novel):
+        raise DataError(f"{len(comps[det.headline])} images but {len(novel)} labels")
     out: dict[str, Any] = {"method": det.name, "headline": det.headline,
                            "counts": {"images": len(novel), "normal": int((novel == 0).sum()),
                                       "novel": int(novel.sum())},
@@ -570,8 +574,7 @@ def measure_model(det: Detector, images: Any, novel: np.ndarray, groups: np.ndar
         out["threshold_rule"] = getattr(det, "threshold_rule", None)
     if groups is not None and len(np.unique(np.asarray(groups)[novel == 1])) > 1:
         out["auroc_by_novel_class"] = metrics.auroc_by_group(novel, comps[det.headline], groups, group_names)
-    out["_scores"] = comps
-    return out
+    return out, comps
 
 
 EXAMPLES = 6  # most and least novel test images kept with a run (indices, scores, a PNG)
