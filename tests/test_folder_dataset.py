@@ -102,7 +102,7 @@ def test_the_cli_evaluates_and_fits_a_labelled_folder(tmp_path):
     (run,) = collect(tmp_path / "results")
     md = report(tmp_path / "results")
     by_class = run["headline_auroc_by_novel_class"]
-    assert "## Summary\n\nNo finished run here is a cell of a paper's table" in md
+    assert "## Summary\n\nNo finished image run here is a cell of a paper's tables" in md
     assert (f"| ocsvm | {run['data_source']}, standard | – | score | {run['metrics']['score']['auroc']:.3f} | 1 | 1 |"
             in md.split("## Other runs (in no paper's table)")[1])
     assert f"| normal class | dent | scratch | seeds |\n|---|---|---|---|\n| 0 (good) | {by_class['dent']:.3f} | " \

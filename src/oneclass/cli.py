@@ -283,11 +283,11 @@ def score(model: str, input_path: str, output: str, device: str, plots: str | No
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the measurements as JSON.")
 @click.option("--device", default="auto", show_default=True)
-def test_model(model: str, input_path: str, normal: tuple[str, ...], output: str | None, json_out: str | None,
-               device: str) -> None:
+def measure(model: str, input_path: str, normal: tuple[str, ...], output: str | None, json_out: str | None,
+            device: str) -> None:
     """Measure a saved model on labelled images: AUROC, AUPR, EER and best F1, what its threshold
     does (flagged, false alarms, misses, precision, recall, F1), and the AUROC against each novel class."""
-    from .data.folder import sub_folders, tree_images
+    from .data.folder import read_images, sub_folders, tree_images
     from .detector import load
     from .evaluation import measure_model
     from .fileio import check_output_file, write_json, write_text
@@ -316,7 +316,6 @@ def test_model(model: str, input_path: str, normal: tuple[str, ...], output: str
         group += [i] * len(found)
     if not files:
         raise OneClassError(f"no image files in the sub-folders of {root}")
-    from .data.folder import read_images
     images = read_images(files, det.channels, (det.image_size, det.image_size))
     group_arr = np.asarray(group)
     novel = ~np.isin(group_arr, [classes.index(n) for n in normal])
@@ -351,9 +350,9 @@ def test_model(model: str, input_path: str, normal: tuple[str, ...], output: str
         labels = at is not None
         writer.writerow(["path", "class", "novel", "score", *parts, *(["label"] if labels else [])])
         for i, f in enumerate(files):
-            s = comps[det.headline][i]
-            writer.writerow([str(f), classes[group[i]], int(novel[i]), f"{s:.6g}", *(f"{comps[c][i]:.6g}" for c in parts),
-                             *([int(s > at["threshold"])] if labels else [])])
+            score = comps[det.headline][i]
+            writer.writerow([str(f), classes[group[i]], int(novel[i]), f"{score:.6g}",
+                             *(f"{comps[c][i]:.6g}" for c in parts), *([int(score > at["threshold"])] if labels else [])])
         write_text(output, buf.getvalue())
         click.echo(f"wrote {output}", err=True)
     if json_out is not None:

@@ -483,7 +483,8 @@ def evaluate(spec: EvalSpec, data_root: str | Path | None, results: str | Path, 
     from . import choice
     if spec.dataset == "folder" and spec.preset is None:
         spec = replace(spec, preset=default_preset(spec.method, spec.dataset, data_root))
-        echo(f"preset {spec.preset}: the training images of {data_root} are "
+        from .data import default_data_root
+        echo(f"preset {spec.preset}: the training images of {data_root or default_data_root()} are "
              f"{'in colour' if spec.preset == 'cifar10' else 'grey'} (--preset to choose another)")
     candidates = choice.candidate_specs(spec) if spec.choose else []
     for checked in [spec, *candidates]:  # a misspelt method or option is said before a dataset is read

@@ -433,7 +433,8 @@ def summary(runs: list[dict[str, Any]], anchors: list[dict[str, Any]] = ()) -> s
                          cell.selection, head, ours, str(n_seeds), str(n_classes),
                          _fmt(pv["mean"], 4) if pv else "–", target])
     if not rows and not f1_groups:
-        out = ["No finished run here is a cell of a paper's table (`oneclass reproduce all --dry-run` lists them)."]
+        out = ["No finished image run here is a cell of a paper's tables (`oneclass reproduce all --dry-run` lists "
+               "them)."]
     else:
         out = [_summary_table(rows)]
     for cell, group in f1_groups:
