@@ -140,7 +140,7 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
         out: str, resume: bool, quiet: bool) -> None:
     """Fit a detector on normal images and save it (one file)."""
     from . import protocols
-    from .data import folder_in_colour, load as load_dataset, load_folder, model_shaped
+    from .data import folder_in_colour, load as load_dataset, load_folder
     from .evaluation import default_preset
     from .fileio import check_output_file
     from .registry import create, preset_for
@@ -165,8 +165,8 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
     # before the data is read: a misspelt method or option is said at once
     det = create(method, preset, epochs=epochs, seed=seed, device=device, **_parse_options(options))
     if dataset is not None:
-        train, _ = load_dataset(dataset, data_root, **({"channels": det.channels, "size": det.image_size}
-                                                       if model_shaped(dataset) else {}))
+        # folder datasets are decoded at the model's input; the others keep their own
+        train, _ = load_dataset(dataset, data_root, channels=det.channels, size=det.image_size)
         tr, va = protocols.normal_hold_out(train, train.class_index(normal_class), seed)
         x_train, x_val = train.images[tr], train.images[va]
     else:
@@ -248,21 +248,14 @@ def score(model: str, input_path: str, output: str, device: str, plots: str | No
     path = Path(input_path)
     files, images = _read_input_images(det, path)
     comps = det.score_components(images)
-    head = comps[det.headline]
-    labels = (head > det.threshold).astype(int) if det.threshold is not None else None
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    parts = _component_columns(comps)
-    writer.writerow(["path", "score", *parts, *(["label"] if labels is not None else [])])
-    for i, f in enumerate(files):
-        writer.writerow([str(f), f"{head[i]:.6g}", *(f"{comps[c][i]:.6g}" for c in parts),
-                         *([int(labels[i])] if labels is not None else [])])
+    text = _scores_csv(files, comps, det.headline, det.threshold)
     if output == "-":
-        click.echo(buf.getvalue(), nl=False)
+        click.echo(text, nl=False)
     else:
         from .fileio import write_text
-        write_text(output, buf.getvalue())
-        flagged = f", {int(labels.sum())} flagged novel" if labels is not None else ""
+        write_text(output, text)
+        flagged = (f", {int((comps[det.headline] > det.threshold).sum())} flagged novel"
+                   if det.threshold is not None else "")
         click.echo(f"scored {len(files)} images{flagged}; wrote {output}", err=True)
     if maps_dir is not None:
         from .maps import write_overlays
@@ -287,7 +280,7 @@ def measure(model: str, input_path: str, normal: tuple[str, ...], output: str | 
             device: str) -> None:
     """Measure a saved model on labelled images: AUROC, AUPR, EER and best F1, what its threshold
     does (flagged, false alarms, misses, precision, recall, F1), and the AUROC against each novel class."""
-    from .data.folder import read_images, sub_folders, tree_images
+    from .data.folder import load_class_folder, sub_folders
     from .detector import load
     from .evaluation import measure_model
     from .fileio import check_output_file, write_json, write_text
@@ -309,17 +302,10 @@ def measure(model: str, input_path: str, normal: tuple[str, ...], output: str | 
     if is_video(det):
         raise OneClassError("`test` measures image models on labelled images; a video model is measured on "
                             "labelled footage by `evaluate --dataset ped2`")
-    files, group = [], []
-    for i, name in enumerate(classes):
-        found = tree_images(root / name)
-        files += found
-        group += [i] * len(found)
-    if not files:
-        raise OneClassError(f"no image files in the sub-folders of {root}")
-    images = read_images(files, det.channels, (det.image_size, det.image_size))
-    group_arr = np.asarray(group)
+    data = load_class_folder(root, det.channels, (det.image_size, det.image_size), classes)
+    files, group_arr = data.paths, data.labels.numpy()
     novel = ~np.isin(group_arr, [classes.index(n) for n in normal])
-    m, comps = measure_model(det, images, novel.astype(np.int64), group_arr, classes)
+    m, comps = measure_model(det, data.images, novel.astype(np.int64), group_arr, classes)
     m.update(model=str(model), input=str(root), normal=normal)
     head = m["metrics"][det.headline]
     counts = m["counts"]
@@ -344,16 +330,8 @@ def measure(model: str, input_path: str, normal: tuple[str, ...], output: str | 
     if others:
         click.echo("other scores' AUROC: " + ", ".join(f"{c} {m['metrics'][c]['auroc']:.4f}" for c in others))
     if output is not None:
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        parts = _component_columns(comps)
-        labels = at is not None
-        writer.writerow(["path", "class", "novel", "score", *parts, *(["label"] if labels else [])])
-        for i, f in enumerate(files):
-            score = comps[det.headline][i]
-            writer.writerow([str(f), classes[group[i]], int(novel[i]), f"{score:.6g}",
-                             *(f"{comps[c][i]:.6g}" for c in parts), *([int(score > at["threshold"])] if labels else [])])
-        write_text(output, buf.getvalue())
+        write_text(output, _scores_csv(files, comps, det.headline, det.threshold,
+                                       {"class": [classes[g] for g in group_arr], "novel": novel.astype(int)}))
         click.echo(f"wrote {output}", err=True)
     if json_out is not None:
         write_json(json_out, m)
@@ -465,6 +443,22 @@ def info(model: str, as_json: bool) -> None:
         lines.append(f"parameters: {d['parameters']:,}")
     lines.append("saved by: " + ", ".join(f"{k} {v}" for k, v in (d["versions"] or {}).items()))
     click.echo("\n".join(lines))
+
+
+def _scores_csv(files: list[Any], comps: dict[str, np.ndarray], headline: str, threshold: float | None,
+                extra: dict[str, Any] | None = None) -> str:
+    """One CSV row per image: path, any `extra` columns, the headline score, the other components,
+    and the label `predict` gives (score above the threshold) when the model has a threshold."""
+    extra = extra or {}
+    head, parts = comps[headline], _component_columns(comps)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["path", *extra, "score", *parts, *(["label"] if threshold is not None else [])])
+    for i, f in enumerate(files):
+        writer.writerow([str(f), *(column[i] for column in extra.values()), f"{head[i]:.6g}",
+                         *(f"{comps[c][i]:.6g}" for c in parts),
+                         *([int(head[i] > threshold)] if threshold is not None else [])])
+    return buf.getvalue()
 
 
 def _component_columns(comps: Any) -> list[str]:

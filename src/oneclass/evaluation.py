@@ -223,8 +223,7 @@ def check_spec(spec: EvalSpec) -> tuple[str, dict[str, Any]]:
         raise OneClassError("dataset 'folder' takes the preset its images call for: give one (cifar10 for RGB "
                             "32×32, mnist for grey 28×28), or let `evaluate` choose it from the images")
     preset = spec.preset or preset_for(spec.method, spec.dataset)
-    config = create(spec.method, preset, epochs=spec.epochs, device="cpu", **spec.options).config
-    return preset, config
+    return preset, create(spec.method, preset, epochs=spec.epochs, device="cpu", **spec.options).config
 
 
 def default_preset(method: str, dataset: str, data_root: str | Path | None) -> str:
@@ -233,9 +232,9 @@ def default_preset(method: str, dataset: str, data_root: str | Path | None) -> s
     28×28), as `fit --train-dir` chooses."""
     if dataset != "folder":
         return preset_for(method, dataset)
-    from .data import default_data_root
+    from .data import data_root_path
     from .data.folder import check_labelled_folder
-    root = check_labelled_folder(Path(data_root).expanduser() if data_root else default_data_root())
+    root = check_labelled_folder(data_root_path(data_root))
     return preset_for(method, "cifar10" if folder_in_colour(root) else "mnist")
 
 
@@ -483,8 +482,8 @@ def evaluate(spec: EvalSpec, data_root: str | Path | None, results: str | Path, 
     from . import choice
     if spec.dataset == "folder" and spec.preset is None:
         spec = replace(spec, preset=default_preset(spec.method, spec.dataset, data_root))
-        from .data import default_data_root
-        echo(f"preset {spec.preset}: the training images of {data_root or default_data_root()} are "
+        from .data import data_root_path
+        echo(f"preset {spec.preset}: the training images of {data_root_path(data_root)} are "
              f"{'in colour' if spec.preset == 'cifar10' else 'grey'} (--preset to choose another)")
     candidates = choice.candidate_specs(spec) if spec.choose else []
     for checked in [spec, *candidates]:  # a misspelt method or option is said before a dataset is read
@@ -572,7 +571,7 @@ def measure_model(det: Detector, images: Any, novel: Any, groups: Any = None,
                            "metrics": {c: metrics.evaluate(novel, s) for c, s in comps.items()}}
     if det.threshold is not None:
         out["at_threshold"] = metrics.at_threshold(novel, comps[det.headline], det.threshold)
-        out["threshold_rule"] = getattr(det, "threshold_rule", None)
+        out["threshold_rule"] = det.threshold_rule
     if groups is not None and len(np.unique(np.asarray(groups)[novel == 1])) > 1:
         out["auroc_by_novel_class"] = metrics.auroc_by_group(novel, comps[det.headline], groups, group_names)
     return out, comps

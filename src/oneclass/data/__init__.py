@@ -19,8 +19,8 @@ import torch
 
 from ..errors import DataError
 from .cifar import load_cifar10_split, load_cifar100_split
-from .folder import (check_labelled_folder, describe_labelled_folder, flat_folder_files, load_class_folder, load_flat_folder,
-                     load_labelled_folder, looks_colour)
+from .folder import (check_labelled_folder, describe_labelled_folder, flat_folder_files, load_class_folder,
+                     load_flat_folder, load_labelled_folder, looks_colour)
 from .idx import load_idx_split
 from .images import ImageData, as_uint8_images, conform, to_float
 
@@ -39,6 +39,11 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 def default_data_root() -> Path:
     """`$ONECLASS_DATA`, else `~/.cache/oneclass`."""
     return Path(os.environ.get("ONECLASS_DATA") or Path.home() / ".cache" / "oneclass").expanduser()
+
+
+def data_root_path(data_root: str | os.PathLike | None) -> Path:
+    """The data root a call names, else `default_data_root()`."""
+    return Path(data_root).expanduser() if data_root else default_data_root()
 
 
 def cache_dir() -> Path:
@@ -239,7 +244,7 @@ def load(name: str, data_root: str | os.PathLike | None = None, *, channels: int
     `channels` and `size`: the model's input, at which the folder datasets (`model_shaped`:
     mvtec, folder) are decoded; the others keep their own and are conformed per model."""
     key = dataset_key(name)
-    root = Path(data_root).expanduser() if data_root else default_data_root()
+    root = data_root_path(data_root)
     if _DATASETS[key].model_shaped:
         return _DATASETS[key].loader(root, channels, size)
     return _DATASETS[key].loader(root)
@@ -252,7 +257,7 @@ def model_shaped(name: str) -> bool:
 
 def source_of(name: str, data_root: str | os.PathLike | None) -> str:
     """Which files a dataset name resolves to (recorded with results: pickles vs JPEG copy)."""
-    root = Path(data_root).expanduser() if data_root else default_data_root()
+    root = data_root_path(data_root)
     if name == "cifar10" and not (root / "cifar-10-batches-py").is_dir():
         return "CIFAR-10 (JPEG copy)"
     if name == "ped2":

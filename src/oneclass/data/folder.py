@@ -33,10 +33,14 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
+def hidden_under(path: Path, folder: Path) -> bool:
+    """Whether `path` or a folder between it and `folder` is hidden (its name starts with a dot)."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
 def tree_images(folder: Path) -> list[Path]:
     """Every image file under `folder`, sorted; none inside a hidden folder (see `list_images`)."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p)
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p) and not hidden_under(p, folder))
 
 
 def sub_folders(folder: Path) -> list[str]:

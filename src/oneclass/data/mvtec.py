@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from ..errors import DataError
-from .folder import list_images, open_image, read_images, sub_folders
+from .folder import hidden_under, list_images, open_image, read_images, sub_folders
 from .images import ImageData
 
 
@@ -49,8 +49,7 @@ def describe_source(root: str | Path) -> str:
     n = 0
     for c in categories:
         # hidden files (a Finder's .DS_Store) are not data: they change no run
-        for f in sorted(p for p in c.rglob("*") if p.is_file()
-                        and not any(part.startswith(".") for part in p.relative_to(c).parts)):
+        for f in sorted(p for p in c.rglob("*") if p.is_file() and not hidden_under(p, c)):
             h.update(f"{f.relative_to(c.parent)}|{f.stat().st_size}\n".encode())
             n += 1
     return f"MVTec AD layout: {', '.join(c.name for c in categories)} ({n} files, {h.hexdigest()[:10]})"
