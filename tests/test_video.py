@@ -13,8 +13,8 @@ from sklearn.metrics import roc_auc_score
 import oneclass
 from oneclass import video
 from oneclass.cli import main
-from oneclass.data.video import (Clip, VideoData, frame_labels, load_footage, load_ped2, parse_ucsd_ground_truth,
-                                 read_frame_folder)
+from oneclass.data.video import (Clip, VideoData, frame_labels, list_footage, load_footage, load_ped2,
+                                 parse_ucsd_ground_truth, read_frame_folder)
 from oneclass.errors import DataError, OneClassError
 from oneclass.evaluation import EvalSpec, evaluate, read_log
 
@@ -119,6 +119,15 @@ def test_video_files_are_decoded_and_broken_ones_named(tmp_path, monkeypatch):
     assert [c.name for c in footage.clips] == ["cam1", "cam2"] and [len(c) for c in footage.clips] == [12, 9]
     assert footage.fps == 10
     assert np.abs(footage.clips[0].frames.astype(int) - frames.astype(int)).mean() < 8  # lossy codec
+    # read a few frames at a time (how `score` goes through long footage): the same frames
+    sources = list_footage(tmp_path)
+    assert [(s.name, s.fps) for s in sources] == [("cam1", 10), ("cam2", 10)]
+    chunks = list(sources[0].chunks(5))
+    assert [len(c) for c in chunks] == [5, 5, 2]
+    np.testing.assert_array_equal(np.concatenate(chunks), footage.clips[0].frames)
+    (tmp_path / "._cam1.avi").write_bytes(b"\0" * 64)  # a Mac's resource fork is not footage
+    assert [s.name for s in list_footage(tmp_path)] == ["cam1", "cam2"]
+    (tmp_path / "._cam1.avi").unlink()
     monkeypatch.setenv("ONECLASS_MAX_IMAGE_PIXELS", str(48 * 64 - 1))
     with pytest.raises(DataError, match=r"cam1.avi has 64×48 frames, over the limit"):
         load_footage(tmp_path / "cam1.avi")
@@ -128,6 +137,13 @@ def test_video_files_are_decoded_and_broken_ones_named(tmp_path, monkeypatch):
     bad.write_bytes((tmp_path / "cam2.mp4").read_bytes()[:300])
     with pytest.raises(DataError, match="broken.mp4"):
         load_footage(bad)
+    # cut off after half its bytes, an AVI still opens and decodes its first frames without error:
+    # scoring that part as the whole video would be silently wrong
+    _write_video(bad.parent / "long.avi", np.random.default_rng(0).integers(0, 256, (48, 48, 64)).astype(np.uint8))
+    whole = (bad.parent / "long.avi").read_bytes()
+    (bad.parent / "cut.avi").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(DataError, match=r"cut.avi: only \d+ of the 48 frames its header promises"):
+        list(list_footage(bad.parent / "cut.avi")[0].chunks())
 
 
 # ---- samplers and scores -------------------------------------------------------------------------
@@ -165,7 +181,7 @@ def _patch_mean_scorer(det, monkeypatch):
     """`det` scores a patch by its mean grey value (every component), finalised as it is."""
     monkeypatch.setattr(det, "_check_fitted", lambda: None)
     monkeypatch.setattr(det, "prepare", lambda x: x)
-    monkeypatch.setattr(det, "_raw", lambda x: {k: x.float().mean((1, 2, 3)).numpy() for k in det.components})
+    monkeypatch.setattr(det, "_raw", lambda x: {k: x.float().flatten(1).mean(1).numpy() for k in det.components})
     monkeypatch.setattr(det, "finalise", lambda raw: dict(raw))
 
 
@@ -320,6 +336,16 @@ def test_cli_fit_and_score_footage(ped2_original, tmp_path):
     lines = out.read_text().splitlines()
     assert lines[0] == "clip,frame,score,d_x,d_rx,rec,label" and len(lines) == 1 + 48  # the _gt folders skipped
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["Test001.png", "Test002.png"]
+    # a video file: each row also gives its time in seconds (frame / the file's 10 frames/s)
+    pytest.importorskip("av")
+    _write_video(tmp_path / "cam.mp4", load_footage(test_dir).clips[0].frames, codec="libx264")
+    r = runner.invoke(main, ["score", "--model", str(model), "--input", str(tmp_path / "cam.mp4"), "--output",
+                             str(tmp_path / "cam.csv"), "--plots", str(tmp_path / "cam_plots"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    rows = (tmp_path / "cam.csv").read_text().splitlines()
+    assert rows[0] == "clip,frame,time_s,score,d_x,d_rx,rec,label" and len(rows) == 1 + 24
+    assert rows[4].split(",")[:3] == ["cam", "3", "0.300"]
+    assert (tmp_path / "cam_plots" / "cam.png").stat().st_size > 0
     # the saved model scores as the fitted one: same config, same frame scores
     det = oneclass.load(model, device="cpu")
     footage = load_footage(test_dir)
@@ -392,3 +418,63 @@ def test_a_reduced_video_budget_still_sits_beside_the_paper_but_an_ablation_does
     assert paper_value("oled", "ped2", "video", "avg", '{"keep": 0.5}') is None
     # on images a batch size is a setting of its own, not a budget
     assert paper_value("lsa", "mnist", "standard", "ns", '{"batch_size": 64}') is None
+
+
+class _RecordingSampler(video.Sampler):
+    """Records, for every batch it cuts, how many frames the scorer held and how many units it cut."""
+
+    def __init__(self, det):
+        super().__init__(det)
+        self.held, self.batches = [], []
+
+    def cut(self, frames, lay, units):
+        self.held.append(len(frames))
+        self.batches.append(len(units))
+        return super().cut(frames, lay, units)
+
+
+@pytest.mark.parametrize("method,options,n_frames", [("lsa", {"resize": [48, 64]}, 45),
+                                                     ("lsa", {"resize": [48, 64], "test_stride": 5}, 93),
+                                                     ("oled", {}, 21)])
+def test_footage_read_in_chunks_scores_as_the_whole_clip_with_bounded_memory(method, options, n_frames, monkeypatch):
+    """`score` reads long footage a chunk at a time: every chunking gives the whole clip's frame
+    scores and batches (a window of LSA's spans chunks; with a stride the last window sits flush
+    with the clip's end), and the scorer never holds more than a chunk, a window and a batch."""
+    det = oneclass.create(method, preset="ped2", device="cpu", **options)
+    _patch_mean_scorer(det, monkeypatch)
+    frames = np.random.default_rng(1).integers(0, 256, (n_frames, 60, 90)).astype(np.uint8)
+    whole = video.score_clip(det, Clip("c", frames))
+    # against the grid cut unit by unit: a window's score is the mean of its patches', a frame's
+    # the mean of the windows over it (a patch frame: its most novel patch)
+    s = video.Sampler(det)
+    lay = s.layout(Clip("c", frames), s.test_stride)
+    pool = np.max if method == "oled" else np.mean
+    per_unit = [pool(s.cut(s.frames_of(Clip("c", frames)), lay, [u]).float().flatten(1).mean(1).numpy())
+                for u in range(len(lay.units))]
+    np.testing.assert_allclose(whole.final["avg" if method == "oled" else "ns"],
+                               video._windows_to_frames(np.array(per_unit), lay), rtol=1e-5)
+    reference = _RecordingSampler(det)
+    video._score_units(det, reference, [frames], "c", "", keep_samples=False)
+    for chunk in (1, 7, 16, 100):
+        streamed = video.score_stream(det, (frames[a:a + chunk] for a in range(0, n_frames, chunk)), "c")
+        assert set(streamed) == set(whole.final)
+        for k in streamed:
+            np.testing.assert_array_equal(streamed[k], whole.final[k])
+        sampler = _RecordingSampler(det)
+        video._score_units(det, sampler, (frames[a:a + chunk] for a in range(0, n_frames, chunk)), "c", "", False)
+        assert sampler.batches == reference.batches
+        stride = sampler.test_stride
+        assert max(sampler.held) <= chunk + sampler.window + video.UNITS_PER_BATCH * stride
+    if method == "lsa" and "test_stride" in options:  # two full batches at 0, 5, …, 75, one flush at 77
+        units = video._score_units(det, video.Sampler(det), [frames], "c", "", False).layout.units
+        assert [s for s, _ in units] == [*range(0, 80, 5), 77]
+
+
+def test_footage_plot_draws_the_models_threshold():
+    scores = np.linspace(0, 1, 30)
+    assert video.clip_plot_png("c", scores, None, "t", threshold=0.5) != video.clip_plot_png("c", scores, None, "t")
+
+
+def test_a_patch_model_scores_every_frame_and_refuses_a_test_stride():
+    with pytest.raises(OneClassError, match="test_stride 2: a frame-patches model scores every frame"):
+        video.Sampler(oneclass.create("alocc", preset="ped2", device="cpu", test_stride=2))

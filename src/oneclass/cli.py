@@ -393,9 +393,8 @@ def threshold(model: str, input_path: str | None, quantile: float | None, contam
             raise OneClassError("--quantile and --contamination need --input: the reference images or footage")
         det = load(model, device=device)
         if is_video(det):
-            from .data.video import load_footage
             from .video import footage_scores
-            scores, unit = footage_scores(det, load_footage(input_path)), "frames"
+            scores, unit = footage_scores(det, input_path), "frames"
         else:
             scores, unit = det.score_samples(_read_input_images(det, Path(input_path))[1]), "images"
         of = f"{len(scores)} {unit} of {input_path}"
@@ -468,33 +467,39 @@ def _component_columns(comps: Any) -> list[str]:
 
 
 def _score_video(det: Any, input_path: str, output: str, plots: str | None) -> None:
+    """One CSV row per frame (its time in seconds where the video file states a frame rate), read
+    and scored a chunk of frames at a time; a plot per clip with the model's threshold."""
     from . import video
-    from .data.video import load_footage
+    from .data.video import list_footage
     from .fileio import atomic_open, write_text
-    footage = load_footage(input_path)
-    scored = video.score_footage(det, footage)
+    sources = list_footage(input_path)
+    timed = any(s.fps for s in sources)
+    label = det.threshold is not None
     buf = io.StringIO()
     writer = csv.writer(buf)
-    comps = _component_columns(scored[0][1])
-    label = det.threshold is not None
-    writer.writerow(["clip", "frame", "score", *comps, *(["label"] if label else [])])
-    flagged = 0
-    for clip, scores in scored:
+    flagged = n = 0
+    for i, source in enumerate(sources):
+        scores = video.score_stream(det, source.chunks(), source.name, str(source.path))
+        comps = _component_columns(scores)
+        if i == 0:
+            writer.writerow(["clip", "frame", *(["time_s"] if timed else []), "score", *comps,
+                             *(["label"] if label else [])])
         head = scores[det.headline]
-        for t in range(len(clip)):
+        for t in range(len(head)):
             flag = int(head[t] > det.threshold) if label else None
             flagged += flag or 0
-            writer.writerow([clip.name, t, f"{head[t]:.6g}", *(f"{scores[c][t]:.6g}" for c in comps),
+            when = [f"{t / source.fps:.3f}" if source.fps else ""] if timed else []
+            writer.writerow([source.name, t, *when, f"{head[t]:.6g}", *(f"{scores[c][t]:.6g}" for c in comps),
                              *([flag] if label else [])])
+        n += len(head)
         if plots is not None:
-            with atomic_open(Path(plots) / f"{clip.name}.png") as fh:
-                fh.write(video.clip_plot_png(clip.name, head, clip.labels, f"{det.name} {det.headline}"))
+            with atomic_open(Path(plots) / f"{source.name}.png") as fh:
+                fh.write(video.clip_plot_png(source.name, head, None, f"{det.name} {det.headline}", det.threshold))
     if output == "-":
         click.echo(buf.getvalue(), nl=False)
     else:
         write_text(output, buf.getvalue())
-    n = sum(len(c) for c, _ in scored)
-    click.echo(f"scored {n} frames of {len(scored)} clip(s)" + (f", {flagged} flagged novel" if label else "")
+    click.echo(f"scored {n} frames of {len(sources)} clip(s)" + (f", {flagged} flagged novel" if label else "")
                + ("" if output == "-" else f"; wrote {output}") + (f"; plots in {plots}" if plots else ""), err=True)
 
 

@@ -22,16 +22,17 @@ over the test clips that have both normal and abnormal frames. `smooth` > 0 appl
 moving average of that many frames to each clip's scores (0: none, the default)."""
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import metrics
-from .data.video import Clip, VideoData
+from .data.video import Clip, VideoData, list_footage
 from .errors import DataError, OneClassError
 from .metrics import MinMax
 
@@ -91,28 +92,45 @@ class Sampler:
             self.input_size = int(c["size"])
             if self.input_size < self.patch:
                 raise OneClassError(f"patch {self.patch} is larger than the network's input {self.input_size}")
+            if self.test_stride != 1:  # each frame is its own unit: a stride would leave frames unscored
+                raise OneClassError(f"test_stride {self.test_stride}: a {c['video']} model scores every frame "
+                                    "(test_stride applies to windowed models such as LSA's)")
 
     # -- geometry
     def frames_of(self, clip: Clip) -> torch.Tensor:
         """The clip's frames as uint8 T×H×W, resized as the method's protocol asks."""
-        frames = torch.from_numpy(np.ascontiguousarray(clip.frames))
-        if self.resize is not None and tuple(frames.shape[1:]) != self.resize:
-            frames = F.interpolate(frames[:, None].float(), size=self.resize, mode="bilinear", align_corners=False,
-                                   antialias=True)[:, 0].round_().clamp_(0, 255).to(torch.uint8)
-        return frames
+        return self.prepare_frames(clip.frames)
+
+    def prepare_frames(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 n×H×W frames resized as the method's protocol asks (frame by frame, so a clip read
+        in chunks gives the same pixels as the whole clip)."""
+        out = torch.from_numpy(np.ascontiguousarray(frames))
+        if self.resize is not None and tuple(out.shape[1:]) != self.resize:
+            out = F.interpolate(out[:, None].float(), size=self.resize, mode="bilinear", align_corners=False,
+                                antialias=True)[:, 0].round_().clamp_(0, 255).to(torch.uint8)
+        return out
+
+    def grid(self, frame_shape: tuple[int, int], name: str) -> tuple[list[int], list[int]]:
+        """Patch origins (rows, cols) on a sampled frame of `frame_shape`."""
+        h, w = self.resize if self.resize is not None else frame_shape
+        grid = (_grid(h, self.patch, self.patch_stride), _grid(w, self.patch, self.patch_stride))
+        if not grid[0] or not grid[1]:
+            raise DataError(f"clip {name}: frames of {w}×{h} are smaller than the model's "
+                            f"{self.patch}×{self.patch} patches")
+        return grid
+
+    def check_length(self, n_frames: int, name: str, source: str) -> None:
+        if n_frames < self.window:
+            raise DataError(f"clip {name} ({source or 'no file'}) has {n_frames} frames, fewer than the "
+                            f"model's temporal window of {self.window}")
 
     def layout(self, clip: Clip, stride: int) -> ClipLayout:
         t = len(clip)
-        h, w = self.resize if self.resize is not None else clip.frames.shape[1:]
-        if t < self.window:
-            raise DataError(f"clip {clip.name} ({clip.source or 'no file'}) has {t} frames, fewer than the "
-                            f"model's temporal window of {self.window}")
-        grid = (_grid(h, self.patch, self.patch_stride), _grid(w, self.patch, self.patch_stride))
-        if not grid[0] or not grid[1]:
-            raise DataError(f"clip {clip.name}: frames of {w}×{h} are smaller than the model's "
-                            f"{self.patch}×{self.patch} patches")
-        starts = _grid(t, self.window, stride)
-        return ClipLayout([(s, self.window) for s in starts], t, grid, self.patch, (h, w))
+        self.check_length(t, clip.name, clip.source)
+        grid = self.grid(clip.frames.shape[1:], clip.name)
+        frame_shape = self.resize if self.resize is not None else clip.frames.shape[1:]
+        return ClipLayout([(s, self.window) for s in _grid(t, self.window, stride)], t, grid, self.patch,
+                          tuple(frame_shape))
 
     def samples_per_unit(self, lay: ClipLayout) -> int:
         return (self.window // self.depth) * len(lay.grid[0]) * len(lay.grid[1])
@@ -191,15 +209,6 @@ class Sampler:
                 "samples_per_unit": per_unit, "max_train_samples": max_samples}
         return train, val, info
 
-    def iter_clip(self, clip: Clip, units_per_batch: int = 8
-                  ) -> Iterator[tuple[ClipLayout, list[int], torch.Tensor]]:
-        """A test clip's samples, a few units at a time (bounded memory)."""
-        lay = self.layout(clip, self.test_stride)
-        frames = self.frames_of(clip)
-        for first in range(0, len(lay.units), units_per_batch):
-            units = list(range(first, min(first + units_per_batch, len(lay.units))))
-            yield lay, units, self.cut(frames, lay, units)
-
 
 # ---- scoring ---------------------------------------------------------------------------------
 @dataclass
@@ -218,39 +227,117 @@ class ClipScores:
     seconds: float
 
 
+UNITS_PER_BATCH = 8  # windows (or frames) scored together: bounded memory, the same batches however a clip is read
+
+
+@dataclass
+class _UnitScores:
+    """What scoring a clip's units gives: per unit (window or frame) each component's raw and final
+    score aggregated over its samples, and with `keep_samples` the headline's per-sample scores."""
+    layout: ClipLayout
+    raw: dict[str, np.ndarray]
+    final: dict[str, np.ndarray]
+    samples: np.ndarray | None
+    count: int
+
+
+def _score_units(det: Any, sampler: Sampler, chunks: Iterable[np.ndarray], name: str, source: str,
+                 keep_samples: bool) -> _UnitScores:
+    """Score a clip read as consecutive chunks of frames, holding no more than a chunk, a window
+    and a batch of frames: units are scored in order, `UNITS_PER_BATCH` at a time, the last one
+    flush with the clip's end, so any chunking gives the batches (and scores) of the whole clip."""
+    window, stride = sampler.window, sampler.test_stride
+    buffer = torch.zeros((0, 0, 0), dtype=torch.uint8)
+    buffer_start = 0           # clip index of buffer[0]
+    next_start = 0             # the next grid unit not yet queued
+    queued: list[int] = []     # unit starts waiting for a full batch
+    starts: list[int] = []
+    raw: dict[str, list[np.ndarray]] = {}
+    final: dict[str, list[np.ndarray]] = {}
+    samples: list[np.ndarray] = []
+    grid: tuple[list[int], list[int]] | None = None
+    frame_shape = (0, 0)
+    count = 0
+    pool = np.max if sampler.kind == "frame-patches" else np.mean  # a frame's patches: any flags it; a window: mean
+
+    def run(batch: list[int]) -> None:
+        nonlocal count
+        assert grid is not None
+        lay = ClipLayout([(s - buffer_start, window) for s in batch], len(buffer), grid, sampler.patch, frame_shape)
+        x = sampler.cut(buffer, lay, list(range(len(batch))))
+        r = det._raw(det.prepare(x))
+        f = det.finalise(r)
+        count += len(x)
+        for k, v in r.items():
+            raw.setdefault(k, []).append(pool(np.asarray(v).reshape(len(batch), -1), axis=1))
+        for k in det.components:
+            final.setdefault(k, []).append(pool(np.asarray(f[k], dtype=np.float64).reshape(len(batch), -1), axis=1))
+        if keep_samples:
+            samples.append(np.asarray(f[det.headline], dtype=np.float64))
+        starts.extend(batch)
+
+    def drain(all_: bool) -> None:
+        while len(queued) >= UNITS_PER_BATCH or (all_ and queued):
+            run(queued[:UNITS_PER_BATCH])
+            del queued[:UNITS_PER_BATCH]
+
+    for chunk in chunks:
+        frames = sampler.prepare_frames(chunk)
+        if grid is None:
+            grid = sampler.grid(chunk.shape[1:], name)
+            frame_shape = tuple(frames.shape[1:])
+        elif tuple(frames.shape[1:]) != frame_shape:
+            raise DataError(f"clip {name} ({source or 'no file'}): frames change size from "
+                            f"{frame_shape[1]}×{frame_shape[0]} to {frames.shape[2]}×{frames.shape[1]}")
+        buffer = torch.cat([buffer, frames]) if len(buffer) else frames
+        end = buffer_start + len(buffer)
+        while next_start + window <= end:
+            queued.append(next_start)
+            next_start += stride
+        drain(all_=False)
+        # keep what the queued units and a last window flush with the clip's end may still need
+        keep_from = min(queued[0] if queued else next_start, end - window)
+        if keep_from > buffer_start:
+            buffer = buffer[keep_from - buffer_start:]
+            buffer_start = keep_from
+    n_frames = buffer_start + len(buffer)
+    sampler.check_length(n_frames, name, source)
+    if (queued or starts)[-1] != n_frames - window:  # the last unit flush with the clip's end
+        queued.append(n_frames - window)
+    drain(all_=True)
+    assert grid is not None
+    lay = ClipLayout([(s, window) for s in starts], n_frames, grid, sampler.patch, frame_shape)
+    return _UnitScores(lay, {k: np.concatenate(v) for k, v in raw.items()},
+                       {k: np.concatenate(v) for k, v in final.items()},
+                       np.concatenate(samples) if keep_samples else None, count)
+
+
 def score_clip(det: Any, clip: Clip, *, maps: bool = True) -> ClipScores:
     """Score every sample of a clip and aggregate to frames (mean for clip-patches windows,
     max over patches for frame-patches)."""
     det._check_fitted()
     sampler = Sampler(det)
     t0 = time.perf_counter()
-    raw_parts: dict[str, list[np.ndarray]] = {}
-    final_parts: dict[str, list[np.ndarray]] = {}
-    lay = None
-    count = 0
-    for lay, units, x in sampler.iter_clip(clip):
-        raw = det._raw(det.prepare(x))
-        final = det.finalise(raw)
-        count += len(x)
-        for k, v in raw.items():
-            raw_parts.setdefault(k, []).append(v)
-        for k in det.components:
-            final_parts.setdefault(k, []).append(np.asarray(final[k], dtype=np.float64))
-    assert lay is not None
+    units = _score_units(det, sampler, [clip.frames], clip.name, clip.source, keep_samples=maps)
+    lay = units.layout
     rows, cols = len(lay.grid[0]), len(lay.grid[1])
-    chunks = sampler.window // sampler.depth
-    shape = (len(lay.units), chunks, rows, cols)  # per-sample scores in cut order
-    raw_s = {k: np.concatenate(v).reshape(shape) for k, v in raw_parts.items()}
-    fin_s = {k: np.concatenate(v).reshape(shape) for k, v in final_parts.items()}
-    if sampler.kind == "frame-patches":
-        to_frames = lambda s: s.reshape(len(lay.units), -1).max(1)  # noqa: E731  (unit = frame)
+    if maps:
+        assert units.samples is not None
+        per_sample = units.samples.reshape(len(lay.units), sampler.window // sampler.depth, rows, cols)
+        cell = _cell_maps(per_sample, lay, sampler)
     else:
-        to_frames = lambda s: _windows_to_frames(s.reshape(len(lay.units), -1).mean(1), lay)  # noqa: E731
-    raw_f = {k: to_frames(v) for k, v in raw_s.items()}
-    fin_f = {k: to_frames(v) for k, v in fin_s.items()}
-    cell = _cell_maps(fin_s[det.headline], lay, sampler) if maps else np.zeros((0, rows, cols))
-    return ClipScores(clip.name, raw_f, fin_f, cell, lay.grid, lay.patch, lay.frame_shape, count,
-                      time.perf_counter() - t0)
+        cell = np.zeros((0, rows, cols))
+    return ClipScores(clip.name, {k: _windows_to_frames(v, lay) for k, v in units.raw.items()},
+                      {k: _windows_to_frames(v, lay) for k, v in units.final.items()}, cell, lay.grid,
+                      lay.patch, lay.frame_shape, units.count, time.perf_counter() - t0)
+
+
+def score_stream(det: Any, chunks: Iterable[np.ndarray], name: str = "clip", source: str = "") -> dict[str, np.ndarray]:
+    """Every component's score per frame (validation-normalised) of a clip given as consecutive
+    uint8 n×H×W chunks of frames: `score_clip(det, clip).final` without holding the clip."""
+    det._check_fitted()
+    units = _score_units(det, Sampler(det), chunks, name, source, keep_samples=False)
+    return {k: _windows_to_frames(v, units.layout) for k, v in units.final.items()}
 
 
 def _windows_to_frames(window_scores: np.ndarray, lay: ClipLayout) -> np.ndarray:
@@ -423,8 +510,10 @@ def set_frame_threshold(det: Any, video: VideoData, units: list[tuple[str, int]]
     return det.threshold
 
 
-def clip_plot_png(name: str, scores: np.ndarray, labels: np.ndarray | None, title: str) -> bytes:
-    """A PNG of one clip's score over time, abnormal frames shaded (OLED's Fig. 4 is the idea)."""
+def clip_plot_png(name: str, scores: np.ndarray, labels: np.ndarray | None, title: str,
+                  threshold: float | None = None) -> bytes:
+    """A PNG of one clip's score over time, abnormal frames shaded (OLED's Fig. 4 is the idea) and
+    the model's frame threshold drawn where it has one."""
     import io
 
     import matplotlib
@@ -436,8 +525,13 @@ def clip_plot_png(name: str, scores: np.ndarray, labels: np.ndarray | None, titl
     if labels is not None and labels.any():
         ax.fill_between(t, 0, 1, where=labels.astype(bool), transform=ax.get_xaxis_transform(),
                         color="tab:red", alpha=0.18, linewidth=0, label="abnormal (ground truth)")
-        ax.legend(loc="upper left", fontsize=7, frameon=False)
     ax.plot(t, scores, color="tab:blue", linewidth=1.2)
+    if threshold is not None:
+        flagged = int((scores > threshold).sum())
+        ax.axhline(threshold, color="tab:orange", linestyle="--", linewidth=1.0,
+                   label=f"threshold ({flagged} of {len(scores)} frames above)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize=7, frameon=False)
     ax.set_xlim(0, max(len(scores) - 1, 1))
     ax.set_xlabel("frame", fontsize=8)
     ax.set_ylabel("novelty", fontsize=8)
@@ -450,14 +544,18 @@ def clip_plot_png(name: str, scores: np.ndarray, labels: np.ndarray | None, titl
     return buf.getvalue()
 
 
-def footage_scores(det: Any, footage: VideoData) -> np.ndarray:
+def footage_scores(det: Any, footage: VideoData | str | os.PathLike) -> np.ndarray:
     """The headline score of every frame of `footage`, all clips pooled: what a frame threshold
     is set from (`det.threshold_from_scores(footage_scores(det, f), threshold_rule(quantile=0.99))`)."""
     return np.concatenate([scores[det.headline] for _, scores in score_footage(det, footage)])
 
 
-def score_footage(det: Any, footage: VideoData) -> list[tuple[Clip, dict[str, np.ndarray]]]:
-    """Per clip of a user's footage, every component's score per frame (validation-normalised)."""
+def score_footage(det: Any, footage: VideoData | str | os.PathLike) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """Per clip of a user's footage, (its name, every component's score per frame, validation-
+    normalised). Footage given as a path (a video file, a folder of them, of frames or of frame
+    folders) is read a chunk of frames at a time, so its length is not bounded by memory."""
     if not is_video(det):
         raise OneClassError(f"this {det.name} model (preset {det.preset!r}) scores images, not video")
-    return [(clip, score_clip(det, clip, maps=False).final) for clip in footage.clips]
+    if isinstance(footage, VideoData):
+        return [(c.name, score_stream(det, [c.frames], c.name, c.source)) for c in footage.clips]
+    return [(s.name, score_stream(det, s.chunks(), s.name, str(s.path))) for s in list_footage(footage)]

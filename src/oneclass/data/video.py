@@ -16,7 +16,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -94,27 +94,36 @@ def _read_grey(path: Path) -> np.ndarray:
     return np.asarray(open_image(path, "L"), dtype=np.uint8)
 
 
-def read_frame_folder(folder: str | Path) -> np.ndarray:
-    """A folder of frame images (natural order) → uint8 T×H×W; every frame must share one size."""
+def iter_frame_folder(folder: str | Path, chunk: int = 256) -> Iterator[np.ndarray]:
+    """A folder of frame images (natural order) as uint8 n×H×W arrays of up to `chunk` frames;
+    every frame must share one size."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"missing frame folder {folder}")
     files = list_frames(folder)
     if not files:
         raise DataError(f"no frame images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    first = None
     with ThreadPoolExecutor(max_workers=8) as pool:
-        frames = list(pool.map(_read_grey, files))
-    first = frames[0].shape
-    for path, f in zip(files, frames):
-        if f.shape != first:
-            raise DataError(f"frame {path} is {f.shape[1]}×{f.shape[0]} but {files[0].name} is "
-                            f"{first[1]}×{first[0]}: a clip's frames must share one size")
-    return np.stack(frames)
+        for a in range(0, len(files), chunk):
+            names = files[a:a + chunk]
+            frames = list(pool.map(_read_grey, names))
+            first = first or (files[0], frames[0].shape)
+            for path, f in zip(names, frames):
+                if f.shape != first[1]:
+                    raise DataError(f"frame {path} is {f.shape[1]}×{f.shape[0]} but {first[0].name} is "
+                                    f"{first[1][1]}×{first[1][0]}: a clip's frames must share one size")
+            yield np.stack(frames)
 
 
-def read_video_file(path: str | Path) -> tuple[np.ndarray, float | None]:
-    """A video file decoded by PyAV → (uint8 T×H×W grey frames, frames per second)."""
-    path = Path(path)
+def read_frame_folder(folder: str | Path) -> np.ndarray:
+    """A folder of frame images (natural order) → uint8 T×H×W; every frame must share one size."""
+    return np.concatenate(list(iter_frame_folder(folder)))
+
+
+def _open_video(path: Path) -> tuple[Any, Any, float | None, int | None]:
+    """(container, its first video stream, frames per second, the frame count its header states or
+    implies), the frame size checked against the pixel limit; the caller closes the container."""
     if not path.is_file():
         raise DataError(f"no video file at {path}")
     try:
@@ -122,28 +131,85 @@ def read_video_file(path: str | Path) -> tuple[np.ndarray, float | None]:
     except ImportError as e:
         raise DataError(f"reading {path.name} needs PyAV: pip install 'oneclass[video]'") from e
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise DataError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            w, h = stream.codec_context.width, stream.codec_context.height
-            if w * h > max_image_pixels():
-                raise DataError(f"video {path} has {w}×{h} frames, over the limit of {max_image_pixels():,} "
-                                "pixels (set ONECLASS_MAX_IMAGE_PIXELS to allow larger frames)")
-            fps = float(stream.average_rate) if stream.average_rate else None
-            frames = [frame.to_ndarray(format="gray") for frame in container.decode(stream)]
-    except DataError:
-        raise
+        container = av.open(str(path))
     except Exception as e:  # PyAV raises its own error types for every kind of broken file
         raise DataError(f"cannot decode video {path}: {type(e).__name__}: {e}") from e
-    if not frames:
+    if not container.streams.video:
+        container.close()
+        raise DataError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    w, h = stream.codec_context.width, stream.codec_context.height
+    if w * h > max_image_pixels():
+        container.close()
+        raise DataError(f"video {path} has {w}×{h} frames, over the limit of {max_image_pixels():,} "
+                        "pixels (set ONECLASS_MAX_IMAGE_PIXELS to allow larger frames)")
+    fps = float(stream.average_rate) if stream.average_rate else None
+    expected = stream.frames or (round(container.duration / 1e6 * fps) if container.duration and fps else None)
+    return container, stream, fps, expected
+
+
+def video_fps(path: str | Path) -> float | None:
+    """A video file's frame rate from its header (None where it states none)."""
+    container, _, fps, _ = _open_video(Path(path))
+    container.close()
+    return fps
+
+
+def iter_video_file(path: str | Path, chunk: int = 256) -> Iterator[np.ndarray]:
+    """A video file decoded by PyAV as uint8 n×H×W grey arrays of up to `chunk` frames: an hour of
+    footage is read a chunk at a time, never held whole."""
+    path = Path(path)
+    container, stream, _, expected = _open_video(path)
+    done, frames = 0, []
+    try:
+        decoded = container.decode(stream)
+        while True:
+            try:
+                frame = next(decoded, None)
+            except Exception as e:  # PyAV raises its own error types for every kind of broken file
+                raise DataError(f"cannot decode video {path} (after {done + len(frames)} frames): "
+                                f"{type(e).__name__}: {e}") from e
+            if frame is None or len(frames) == chunk:
+                if frames:
+                    done += len(frames)
+                    yield np.ascontiguousarray(np.stack(frames), dtype=np.uint8)
+                    frames = []
+                if frame is None:
+                    break
+            frames.append(frame.to_ndarray(format="gray"))
+    finally:
+        container.close()
+    if not done:
         raise DataError(f"{path}: the video has no decodable frames")
-    return np.ascontiguousarray(np.stack(frames), dtype=np.uint8), fps
+    if expected and done < 0.98 * expected - 1:  # a cut-off AVI or MKV decodes its first part without error
+        raise DataError(f"{path}: only {done} of the {expected} frames its header promises could be decoded: "
+                        "the file is truncated or damaged")
 
 
-def load_footage(path: str | Path) -> VideoData:
-    """A user's footage: a video file, a folder of video files, a folder of frames (one clip) or
-    a folder of frame folders (one clip each)."""
+def read_video_file(path: str | Path) -> tuple[np.ndarray, float | None]:
+    """A video file decoded by PyAV → (uint8 T×H×W grey frames, frames per second)."""
+    return np.concatenate(list(iter_video_file(path))), video_fps(path)
+
+
+@dataclass
+class FootageSource:
+    """One clip of a user's footage, not yet read: a video file or a folder of frames. `chunks`
+    reads it a few hundred frames at a time, which is how `score` goes through long footage."""
+
+    name: str
+    path: Path
+    fps: float | None = None
+
+    def chunks(self, size: int = 256) -> Iterator[np.ndarray]:
+        return iter_frame_folder(self.path, size) if self.path.is_dir() else iter_video_file(self.path, size)
+
+    def read(self) -> Clip:
+        return Clip(self.name, np.concatenate(list(self.chunks())), source=str(self.path))
+
+
+def list_footage(path: str | Path) -> list[FootageSource]:
+    """The clips of a user's footage, not yet read: a video file, a folder of video files, a folder
+    of frames (one clip) or a folder of frame folders (one clip each)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"no such file or folder: {path}")
@@ -151,25 +217,26 @@ def load_footage(path: str | Path) -> VideoData:
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise DataError(f"{path} is not a video file ({', '.join(sorted(VIDEO_SUFFIXES))}) "
                             "nor a folder of frames")
-        frames, fps = read_video_file(path)
-        return VideoData([Clip(path.stem, frames, source=str(path))], str(path), fps)
-    videos = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES),
-                    key=natural_key)
+        return [FootageSource(path.stem, path, video_fps(path))]
+    videos = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+                     and not p.name.startswith(".")), key=natural_key)
     if videos:
-        clips, rates = [], []
-        for v in videos:
-            frames, fps = read_video_file(v)
-            clips.append(Clip(v.stem, frames, source=str(v)))
-            rates.append(fps)
-        return VideoData(clips, str(path), rates[0] if len(set(rates)) == 1 else None)
+        return [FootageSource(v.stem, v, video_fps(v)) for v in videos]
     if list_frames(path):
-        return VideoData([Clip(path.name, read_frame_folder(path), source=str(path))], str(path))
+        return [FootageSource(path.name, path)]
     # UCSD's `Test001_gt` folders hold ground-truth masks, not footage
     folders = sorted((p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")
                       and not p.name.endswith("_gt")), key=natural_key)
     if not folders:
         raise DataError(f"{path} holds no frames, frame folders or video files")
-    return VideoData([Clip(f.name, read_frame_folder(f), source=str(f)) for f in folders], str(path))
+    return [FootageSource(f.name, f) for f in folders]
+
+
+def load_footage(path: str | Path) -> VideoData:
+    """A user's footage read whole (training needs it; `score` reads `list_footage` a chunk at a time)."""
+    sources = list_footage(path)
+    rates = {s.fps for s in sources}
+    return VideoData([s.read() for s in sources], str(path), rates.pop() if len(rates) == 1 else None)
 
 
 # ---- ground truth ------------------------------------------------------------------------------
