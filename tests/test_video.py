@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
@@ -360,6 +361,12 @@ def test_cli_fit_and_score_footage(ped2_original, tmp_path):
     train_scores = video.footage_scores(det, load_footage(train_dir))
     assert det.threshold == pytest.approx(np.quantile(train_scores, 0.5))
     assert det.threshold_rule == {"quantile": 0.5, "of": f"{len(train_scores)} frames of {train_dir}"}
+    # fit on a folder of the user's own footage (read a chunk at a time, tested above)
+    r = runner.invoke(main, ["fit", "--method", "alocc", "--preset", "ped2", "--train-dir", str(train_dir), "--epochs",
+                             "1", "--device", "cpu", "--quiet", "--option", "max_train_samples=100",
+                             "--out", str(tmp_path / "own.oneclass"), *small])
+    assert r.exit_code == 0, r.output
+    assert "fitted alocc (ped2) on 100 samples of 2 clips (48 frames)" in r.output
     # an image model refuses footage plots; a missing input is one line
     r = runner.invoke(main, ["score", "--model", str(model), "--input", str(tmp_path / "nope")])
     assert r.exit_code != 0 and "Traceback" not in r.output
@@ -478,3 +485,32 @@ def test_footage_plot_draws_the_models_threshold():
 def test_a_patch_model_scores_every_frame_and_refuses_a_test_stride():
     with pytest.raises(OneClassError, match="test_stride 2: a frame-patches model scores every frame"):
         video.Sampler(oneclass.create("alocc", preset="ped2", device="cpu", test_stride=2))
+
+
+def test_fit_on_footage_reads_it_a_chunk_at_a_time_and_draws_the_same_samples(tmp_path, monkeypatch):
+    """`fit` on a user's footage cuts its training samples while reading a few frames at a time:
+    the samples (and held-out validation windows) are those of the footage read whole, bit for bit,
+    and no more than a chunk and a window of frames are held."""
+    import oneclass.data.video as dv
+    frames = np.random.default_rng(2).integers(0, 256, (40, 60, 90)).astype(np.uint8)
+    folder = tmp_path / "cam" / "01"
+    folder.mkdir(parents=True)
+    for t, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"{t:03d}.png")
+    (tmp_path / "cam" / "02").mkdir()
+    for t, f in enumerate(frames[::-1][:33]):
+        Image.fromarray(f).save(tmp_path / "cam" / "02" / f"{t:03d}.png")
+    monkeypatch.setattr(dv, "CHUNK_FRAMES", 7)
+    # a few samples: units far apart, the next one often in a later chunk than the last
+    for method, options in (("lsa", {"resize": [48, 64], "train_stride": 4}), ("alocc", {"max_train_samples": 500}),
+                            ("alocc", {"max_train_samples": 12})):
+        det = oneclass.create(method, preset="ped2", device="cpu", **options)
+        whole = video.Sampler(det).training_samples(load_footage(tmp_path / "cam"), seed=3,
+                                                    max_samples=det.config["max_train_samples"])
+        sampler = _RecordingSampler(det)
+        sources = list_footage(tmp_path / "cam")
+        streamed = sampler.training_samples(sources, seed=3, max_samples=det.config["max_train_samples"])
+        torch.testing.assert_close(streamed[0], whole[0], rtol=0, atol=0)
+        torch.testing.assert_close(streamed[1], whole[1], rtol=0, atol=0)
+        assert streamed[2] == whole[2] and [len(s) for s in sources] == [40, 33]
+        assert max(sampler.held) <= 7 + sampler.window

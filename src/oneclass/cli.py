@@ -195,20 +195,22 @@ def _fit_video(method: str, dataset: str | None, data_root: str | None, train_di
     """`fit` on video: the training clips of a video dataset, or a folder of the user's normal footage."""
     from . import video
     from .data import load as load_dataset
-    from .data.video import load_footage
+    from .data.video import list_footage
     from .registry import create, preset_for
     if dataset is not None:
         preset = preset or preset_for(method, dataset)
     det = create(method, preset, epochs=epochs, seed=seed, device=device, **_parse_options(options))
-    train = load_dataset(dataset, data_root)[0] if dataset is not None else load_footage(train_dir)
+    # the user's footage is read a chunk at a time as samples are cut: memory holds the samples, not the video
+    train = load_dataset(dataset, data_root)[0].clips if dataset is not None else list_footage(train_dir)
     t0 = time.perf_counter()
     info = video.fit_video(det, train, quantile=quantile, **_train_files(det, Path(out), resume, not quiet))
     det.save(out)
     ckpt = Path(str(out) + ".ckpt")
     if ckpt.exists():
         ckpt.unlink()
+    n_frames = sum(len(c) for c in train)
     click.echo(f"fitted {method} ({preset}) on {info['train_samples']} samples of {len(train)} clips "
-               f"({train.n_frames} frames) in {time.perf_counter() - t0:.1f}s; frame threshold {det.threshold:.4g} "
+               f"({n_frames} frames) in {time.perf_counter() - t0:.1f}s; frame threshold {det.threshold:.4g} "
                f"(q{quantile:g} of held-out training frames); saved {out}")
 
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from . import metrics
-from .data.video import Clip, VideoData, list_footage
+from .data.video import Clip, FootageSource, VideoData, list_footage
 from .errors import DataError, OneClassError
 from .metrics import MinMax
 
@@ -124,11 +124,11 @@ class Sampler:
             raise DataError(f"clip {name} ({source or 'no file'}) has {n_frames} frames, fewer than the "
                             f"model's temporal window of {self.window}")
 
-    def layout(self, clip: Clip, stride: int) -> ClipLayout:
+    def layout(self, clip: Clip | FootageSource, stride: int) -> ClipLayout:
         t = len(clip)
         self.check_length(t, clip.name, clip.source)
-        grid = self.grid(clip.frames.shape[1:], clip.name)
-        frame_shape = self.resize if self.resize is not None else clip.frames.shape[1:]
+        grid = self.grid(clip.frame_shape, clip.name)
+        frame_shape = self.resize if self.resize is not None else clip.frame_shape
         return ClipLayout([(s, self.window) for s in _grid(t, self.window, stride)], t, grid, self.patch,
                           tuple(frame_shape))
 
@@ -157,15 +157,50 @@ class Sampler:
                           mode="replicate").to(torch.uint8)
         return x.contiguous()
 
-    def training_samples(self, video: VideoData, seed: int, val_fraction: float = 0.1,
-                         max_samples: int | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    def cut_streamed(self, clip: Clip | FootageSource, lay: ClipLayout, units: list[int],
+                     keep: list[np.ndarray] | None = None) -> list[torch.Tensor]:
+        """Per unit (ascending), `cut` of it from a clip read a chunk at a time, holding no more than
+        a chunk and a window of its frames; `keep[i]`, where given, picks the samples of unit i kept."""
+        if units != sorted(units):
+            raise OneClassError("cut_streamed takes its units in ascending order")
+        parts: list[torch.Tensor] = []
+        buffer, buffer_start, i = None, 0, 0
+        for chunk in clip.chunks():
+            frames = self.prepare_frames(chunk)
+            buffer = frames if buffer is None else torch.cat([buffer, frames])
+            ready = i
+            while ready < len(units) and sum(lay.units[units[ready]]) <= buffer_start + len(buffer):
+                ready += 1
+            if ready > i:  # the units whose frames are all here, cut in one go
+                here = ClipLayout([(s - buffer_start, n) for s, n in (lay.units[u] for u in units[i:ready])],
+                                  len(buffer), lay.grid, lay.patch, lay.frame_shape)
+                block = self.cut(buffer, here, list(range(ready - i))).unflatten(0, (ready - i, -1))
+                parts += [x.clone() if keep is None else x[torch.as_tensor(keep[j])]
+                          for j, x in zip(range(i, ready), block)]
+                i = ready
+            if i == len(units):
+                break
+            first = min(lay.units[units[i]][0], buffer_start + len(buffer))  # the next unit may start in a later chunk
+            if first > buffer_start:
+                buffer, buffer_start = buffer[first - buffer_start:], first
+        if i < len(units):
+            read = buffer_start + (0 if buffer is None else len(buffer))
+            raise DataError(f"clip {clip.name} ({clip.source or 'no file'}) ended at frame {read} before the window "
+                            f"at frame {lay.units[units[i]][0]}: did the file change while it was read?")
+        return parts
+
+    def training_samples(self, video: VideoData | list[Clip] | list[FootageSource], seed: int,
+                         val_fraction: float = 0.1, max_samples: int | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         """(train, val) samples from normal clips. Whole windows (frames) are held out for
         validation, so no validation sample shares frames with a training one; `max_samples`
-        keeps a seeded subset of the training units' samples (a stated, reduced budget)."""
+        keeps a seeded subset of the training units' samples (a stated, reduced budget). Clips
+        are read a chunk at a time: memory holds the samples kept, not the footage."""
         rng = np.random.default_rng([seed, 1601])
+        clips = video.clips if isinstance(video, VideoData) else list(video)
         units = []  # (clip index, unit index)
         layouts = []
-        for ci, clip in enumerate(video.clips):
+        for ci, clip in enumerate(clips):
             lay = self.layout(clip, self.train_stride)
             layouts.append(lay)
             units += [(ci, u) for u in range(len(lay.units))]
@@ -176,34 +211,31 @@ class Sampler:
         per_unit = self.samples_per_unit(layouts[0])
         val_units = sorted(units[i] for i in order[:n_val])
         train_units = sorted(units[i] for i in order[n_val:])
-        cache: dict[int, torch.Tensor] = {}
 
-        def gather(chosen: list[tuple[int, int]], limit: int | None) -> torch.Tensor:
-            """The samples of the chosen units; with a limit, a seeded subset drawn from all of
-            them (patches from many frames, not every patch of a few)."""
+        def picked(chosen: list[tuple[int, int]], limit: int | None) -> dict[int, dict[int, np.ndarray]]:
+            """Per clip and unit, which of the unit's samples are kept: all of them, or with a
+            limit a seeded subset drawn from all (patches from many frames, not every patch of a few)."""
             picks = np.arange(len(chosen) * per_unit)
             if limit is not None and len(picks) > limit:
                 picks = np.sort(rng.choice(len(picks), limit, replace=False))
-            parts = []
-            for ci in sorted({c for c, _ in chosen}):
-                in_clip = [k for k, (c, _) in enumerate(chosen) if c == ci]
-                wanted = picks[np.isin(picks // per_unit, in_clip)]
-                if not len(wanted):
-                    continue
-                if ci not in cache:
-                    cache[ci] = self.frames_of(video.clips[ci])
-                units_needed = sorted(set((wanted // per_unit).tolist()))
-                block = self.cut(cache[ci], layouts[ci], [chosen[k][1] for k in units_needed])
-                position = {k: j for j, k in enumerate(units_needed)}
-                rows = [position[k] * per_unit + o for k, o in zip((wanted // per_unit).tolist(),
-                                                                   (wanted % per_unit).tolist())]
-                parts.append(block[torch.tensor(rows)])
-                del cache[ci]  # clips are visited once per split
-            return torch.cat(parts)
+            ks, firsts = np.unique(picks // per_unit, return_index=True)  # picks are sorted: unit, then sample
+            out: dict[int, dict[int, np.ndarray]] = {}
+            for k, offsets in zip(ks.tolist(), np.split(picks % per_unit, firsts[1:])):
+                ci, u = chosen[k]
+                out.setdefault(ci, {})[u] = offsets
+            return out
 
-        train = gather(train_units, max_samples)
-        val = gather(val_units, None if max_samples is None else max(1, max_samples // 9))
-        self.val_units = [(video.clips[c].name, u) for c, u in val_units]  # for the frame threshold
+        train_picks = picked(train_units, max_samples)
+        val_picks = picked(val_units, None if max_samples is None else max(1, max_samples // 9))
+        train_parts, val_parts = [], []
+        for ci in sorted(set(train_picks) | set(val_picks)):  # each clip read once for both splits
+            both = {**train_picks.get(ci, {}), **val_picks.get(ci, {})}
+            needed = sorted(both)
+            cut = dict(zip(needed, self.cut_streamed(clips[ci], layouts[ci], needed, [both[u] for u in needed])))
+            train_parts += [cut[u] for u in sorted(train_picks.get(ci, {}))]
+            val_parts += [cut[u] for u in sorted(val_picks.get(ci, {}))]
+        train, val = torch.cat(train_parts), torch.cat(val_parts)
+        self.val_units = [(clips[c].name, u) for c, u in val_units]  # for the frame threshold
         info = {"sampler": self.kind, "train_units": len(train_units), "val_units": len(val_units),
                 "units_available": len(units), "train_samples": len(train), "val_samples": len(val),
                 "samples_per_unit": per_unit, "max_train_samples": max_samples}
@@ -429,14 +461,17 @@ def pixel_auroc(masks: list[np.ndarray], maps: list[np.ndarray], step: int = 4) 
 
 
 # ---- fitting ------------------------------------------------------------------------------------
-def fit_video(det: Any, video: VideoData, seed: int | None = None, quantile: float | None = None,
-              **fit_options: Any) -> dict[str, Any]:
-    """Fit a video preset's detector on normal clips; returns how its samples were drawn. With
+def fit_video(det: Any, video: VideoData | list[Clip] | list[FootageSource], seed: int | None = None,
+              quantile: float | None = None, **fit_options: Any) -> dict[str, Any]:
+    """Fit a video preset's detector on normal clips (`VideoData`, or footage not yet read from
+    `list_footage`, which is then read a chunk at a time); returns how its samples were drawn. With
     `quantile`, also set the frame-score threshold that `predict` uses."""
     if not is_video(det):
         raise OneClassError(f"{det.name} preset {det.preset!r} is not a video preset; video presets: ped2")
-    if not isinstance(video, VideoData):
-        raise DataError(f"fit_video takes VideoData (see oneclass.data.video), got {type(video).__name__}")
+    if not (isinstance(video, VideoData) or (isinstance(video, list) and video
+                                             and all(isinstance(s, (Clip, FootageSource)) for s in video))):
+        raise DataError("fit_video takes VideoData or a list of Clip or FootageSource (see oneclass.data.video), "
+                        f"got {type(video).__name__}")
     sampler = Sampler(det)
     train, val, info = sampler.training_samples(video, det.seed if seed is None else seed,
                                                 max_samples=det.config.get("max_train_samples"))
@@ -487,20 +522,20 @@ def labelled_selection(det: Any, train: VideoData, test: VideoData, seed: int, n
     return images, labels, info
 
 
-def set_frame_threshold(det: Any, video: VideoData, units: list[tuple[str, int]], quantile: float,
-                        max_units: int = 200) -> float:
+def set_frame_threshold(det: Any, video: VideoData | list[Clip] | list[FootageSource], units: list[tuple[str, int]],
+                        quantile: float, max_units: int = 200) -> float:
     """`predict`'s threshold in frame-score units: the `quantile` of the scores of held-out
     training frames (frame-patches) or windows (clip-patches; a frame's score is a mean of them)."""
     sampler = Sampler(det)
     rng = np.random.default_rng(det.seed)
     if len(units) > max_units:
         units = [units[i] for i in np.sort(rng.choice(len(units), max_units, replace=False))]
-    by_clip = {c.name: c for c in video.clips}
+    by_clip = {c.name: c for c in (video.clips if isinstance(video, VideoData) else video)}
     scores = []
     for name in sorted({n for n, _ in units}):
         clip = by_clip[name]
         lay = sampler.layout(clip, sampler.train_stride)
-        x = sampler.cut(sampler.frames_of(clip), lay, [u for n, u in units if n == name])
+        x = torch.cat(sampler.cut_streamed(clip, lay, sorted(u for n, u in units if n == name)))
         raw = det._raw(det.prepare(x))
         final = det.finalise(raw)
         per_unit = np.asarray(final[det.headline]).reshape(-1, sampler.samples_per_unit(lay))

@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import DataError
 from .folder import IMAGE_SUFFIXES, is_image_name, max_image_pixels, open_image
 
+CHUNK_FRAMES = 256  # footage is read this many frames at a time (score, fit on a user's footage)
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv"}
 
 
@@ -53,6 +54,15 @@ class Clip:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return tuple(self.frames.shape[1:])
+
+    def chunks(self, size: int | None = None) -> Iterator[np.ndarray]:
+        """The frames as consecutive chunks (one, the whole clip, unless `size` is given)."""
+        step = size or len(self.frames)
+        return (self.frames[a:a + step] for a in range(0, len(self.frames), step))
 
 
 @dataclass
@@ -160,6 +170,8 @@ def iter_video_file(path: str | Path, chunk: int = 256) -> Iterator[np.ndarray]:
     footage is read a chunk at a time, never held whole."""
     path = Path(path)
     container, stream, _, expected = _open_video(path)
+    from av.video.reformatter import VideoReformatter
+    gray = VideoReformatter()  # one per file: `to_ndarray(format="gray")` makes one per frame, 20× slower
     done, frames = 0, []
     try:
         decoded = container.decode(stream)
@@ -176,7 +188,7 @@ def iter_video_file(path: str | Path, chunk: int = 256) -> Iterator[np.ndarray]:
                     frames = []
                 if frame is None:
                     break
-            frames.append(frame.to_ndarray(format="gray"))
+            frames.append(gray.reformat(frame, format="gray").to_ndarray())
     finally:
         container.close()
     if not done:
@@ -193,18 +205,43 @@ def read_video_file(path: str | Path) -> tuple[np.ndarray, float | None]:
 
 @dataclass
 class FootageSource:
-    """One clip of a user's footage, not yet read: a video file or a folder of frames. `chunks`
-    reads it a few hundred frames at a time, which is how `score` goes through long footage."""
+    """One clip of a user's footage, not yet read: a video file or a folder of frames. It is read
+    a few hundred frames at a time (`chunks`), which is how `score` goes through long footage and
+    `fit` cuts its training samples; `len` and `frame_shape` read no more than they need."""
 
     name: str
     path: Path
     fps: float | None = None
+    _length: int | None = field(default=None, repr=False)
+    _shape: tuple[int, int] | None = field(default=None, repr=False)
 
-    def chunks(self, size: int = 256) -> Iterator[np.ndarray]:
+    @property
+    def source(self) -> str:
+        return str(self.path)
+
+    def chunks(self, size: int | None = None) -> Iterator[np.ndarray]:
+        size = size or CHUNK_FRAMES
         return iter_frame_folder(self.path, size) if self.path.is_dir() else iter_video_file(self.path, size)
 
+    def __len__(self) -> int:
+        if self._length is None:
+            if self.path.is_dir():
+                self._length = len(list_frames(self.path))
+            else:  # a video's header count can be off: count what decodes
+                self._length = 0
+                for chunk in self.chunks():
+                    self._length += len(chunk)
+                    self._shape = tuple(chunk.shape[1:])
+        return self._length
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        if self._shape is None:
+            self._shape = tuple(next(iter(self.chunks(1))).shape[1:])
+        return self._shape
+
     def read(self) -> Clip:
-        return Clip(self.name, np.concatenate(list(self.chunks())), source=str(self.path))
+        return Clip(self.name, np.concatenate(list(self.chunks())), source=self.source)
 
 
 def list_footage(path: str | Path) -> list[FootageSource]:
