@@ -514,3 +514,24 @@ def test_fit_on_footage_reads_it_a_chunk_at_a_time_and_draws_the_same_samples(tm
         torch.testing.assert_close(streamed[1], whole[1], rtol=0, atol=0)
         assert streamed[2] == whole[2] and [len(s) for s in sources] == [40, 33]
         assert max(sampler.held) <= 7 + sampler.window
+
+
+def test_footage_whose_frames_change_size_is_refused_by_name(tmp_path, monkeypatch):
+    """A stream can change its frame size part way; fit and score name the clip instead of failing
+    inside torch."""
+    from oneclass.data.video import FootageSource
+    frames = np.random.default_rng(0).integers(0, 256, (6, 60, 90)).astype(np.uint8)
+
+    class Resized(FootageSource):
+        def chunks(self, size=None):
+            yield frames[:3]
+            yield np.zeros((3, 64, 96), np.uint8)
+
+    det = oneclass.create("alocc", preset="ped2", device="cpu")
+    _patch_mean_scorer(det, monkeypatch)
+    source = Resized("cam", tmp_path / "cam.mp4", _length=6, _shape=(60, 90))
+    with pytest.raises(DataError, match=r"clip cam \(.*cam.mp4\): frames change size from 90×60 to 96×64"):
+        video.score_stream(det, source.chunks(), source.name, source.source)
+    sampler = video.Sampler(det)
+    with pytest.raises(DataError, match=r"clip cam \(.*cam.mp4\): frames change size from 90×60 to 96×64"):
+        sampler.cut_streamed(source, sampler.layout(source, 1), [0, 5])

@@ -40,6 +40,15 @@ NORMALISATIONS = ("validation", "per-clip")
 
 
 # ---- samplers ----------------------------------------------------------------------------------
+def _check_size(frames: torch.Tensor, frame_shape: tuple[int, int], name: str, source: str) -> torch.Tensor:
+    """`frames` (a chunk of a clip, as sampled) if they have the clip's size: a stream may change it."""
+    if tuple(frames.shape[1:]) != tuple(frame_shape):
+        raise DataError(f"clip {name} ({source or 'no file'}): frames change size from "
+                        f"{frame_shape[1]}×{frame_shape[0]} to {frames.shape[2]}×{frames.shape[1]}")
+    return frames
+
+
+
 def is_video(det: Any) -> bool:
     return bool(det.config.get("video"))
 
@@ -166,7 +175,7 @@ class Sampler:
         parts: list[torch.Tensor] = []
         buffer, buffer_start, i = None, 0, 0
         for chunk in clip.chunks():
-            frames = self.prepare_frames(chunk)
+            frames = _check_size(self.prepare_frames(chunk), lay.frame_shape, clip.name, clip.source)
             buffer = frames if buffer is None else torch.cat([buffer, frames])
             ready = i
             while ready < len(units) and sum(lay.units[units[ready]]) <= buffer_start + len(buffer):
@@ -318,9 +327,8 @@ def _score_units(det: Any, sampler: Sampler, chunks: Iterable[np.ndarray], name:
         if grid is None:
             grid = sampler.grid(chunk.shape[1:], name)
             frame_shape = tuple(frames.shape[1:])
-        elif tuple(frames.shape[1:]) != frame_shape:
-            raise DataError(f"clip {name} ({source or 'no file'}): frames change size from "
-                            f"{frame_shape[1]}×{frame_shape[0]} to {frames.shape[2]}×{frames.shape[1]}")
+        else:
+            _check_size(frames, frame_shape, name, source)
         buffer = torch.cat([buffer, frames]) if len(buffer) else frames
         end = buffer_start + len(buffer)
         while next_start + window <= end:

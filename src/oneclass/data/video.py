@@ -104,7 +104,7 @@ def _read_grey(path: Path) -> np.ndarray:
     return np.asarray(open_image(path, "L"), dtype=np.uint8)
 
 
-def iter_frame_folder(folder: str | Path, chunk: int = 256) -> Iterator[np.ndarray]:
+def iter_frame_folder(folder: str | Path, chunk: int = CHUNK_FRAMES) -> Iterator[np.ndarray]:
     """A folder of frame images (natural order) as uint8 n×H×W arrays of up to `chunk` frames;
     every frame must share one size."""
     folder = Path(folder)
@@ -165,7 +165,7 @@ def video_fps(path: str | Path) -> float | None:
     return fps
 
 
-def iter_video_file(path: str | Path, chunk: int = 256) -> Iterator[np.ndarray]:
+def iter_video_file(path: str | Path, chunk: int = CHUNK_FRAMES) -> Iterator[np.ndarray]:
     """A video file decoded by PyAV as uint8 n×H×W grey arrays of up to `chunk` frames: an hour of
     footage is read a chunk at a time, never held whole."""
     path = Path(path)
