@@ -535,3 +535,19 @@ def test_footage_whose_frames_change_size_is_refused_by_name(tmp_path, monkeypat
     sampler = video.Sampler(det)
     with pytest.raises(DataError, match=r"clip cam \(.*cam.mp4\): frames change size from 90×60 to 96×64"):
         sampler.cut_streamed(source, sampler.layout(source, 1), [0, 5])
+
+
+def test_scoring_footage_shows_a_bar_over_its_frames_as_fit_chose(monkeypatch, capsys):
+    """An hour of footage scores for hours: a bar over its frames when fit showed one, none when
+    fit was quiet (and none for a loaded model off a terminal, as for images)."""
+    from oneclass import neural
+    monkeypatch.setattr(neural, "SCORE_BAR_DELAY_S", 0.0)
+    det = oneclass.create("oled", preset="ped2", device="cpu")
+    _patch_mean_scorer(det, monkeypatch)
+    frames = np.random.default_rng(0).integers(0, 256, (9, 60, 90)).astype(np.uint8)
+    det.progress = True
+    video.score_stream(det, [frames[:5], frames[5:]], "cam", total=9, progress=True)
+    assert "oled scoring cam" in capsys.readouterr().err
+    det.progress = False
+    video.score_stream(det, [frames[:5], frames[5:]], "cam", total=9, progress=True)
+    assert capsys.readouterr().err == ""

@@ -481,7 +481,8 @@ def _score_video(det: Any, input_path: str, output: str, plots: str | None) -> N
     writer = csv.writer(buf)
     flagged = n = 0
     for i, source in enumerate(sources):
-        scores = video.score_stream(det, source.chunks(), source.name, str(source.path))
+        scores = video.score_stream(det, source.chunks(), source.name, source.source, total=source.estimated_len(),
+                                    progress=True)
         comps = _component_columns(scores)
         if i == 0:
             writer.writerow(["clip", "frame", *(["time_s"] if timed else []), "score", *comps,

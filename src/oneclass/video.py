@@ -25,11 +25,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from . import metrics
 from .data.video import Clip, FootageSource, VideoData, list_footage
@@ -372,11 +373,25 @@ def score_clip(det: Any, clip: Clip, *, maps: bool = True) -> ClipScores:
                       lay.patch, lay.frame_shape, units.count, time.perf_counter() - t0)
 
 
-def score_stream(det: Any, chunks: Iterable[np.ndarray], name: str = "clip", source: str = "") -> dict[str, np.ndarray]:
+def score_stream(det: Any, chunks: Iterable[np.ndarray], name: str = "clip", source: str = "", *,
+                 total: int | None = None, progress: bool = False) -> dict[str, np.ndarray]:
     """Every component's score per frame (validation-normalised) of a clip given as consecutive
-    uint8 n×H×W chunks of frames: `score_clip(det, clip).final` without holding the clip."""
+    uint8 n×H×W chunks of frames: `score_clip(det, clip).final` without holding the clip.
+    `progress`: a bar over the clip's frames (`total`, where known) for footage that takes long,
+    shown as the model's `fit(progress=...)` chose (a loaded model: on a terminal only)."""
+    from .neural import SCORE_BAR_DELAY_S
     det._check_fitted()
-    units = _score_units(det, Sampler(det), chunks, name, source, keep_samples=False)
+    chosen = getattr(det, "progress", None)
+    disable = True if not progress else None if chosen is None else not chosen
+    with tqdm(total=total, desc=f"{det.name} scoring {name}", unit="frame", leave=False, dynamic_ncols=True,
+              delay=SCORE_BAR_DELAY_S, disable=disable) as bar:  # pragma: no mutate
+
+        def counted() -> Iterator[np.ndarray]:
+            for chunk in chunks:
+                yield chunk
+                bar.update(len(chunk))
+
+        units = _score_units(det, Sampler(det), counted(), name, source, keep_samples=False)
     return {k: _windows_to_frames(v, units.layout) for k, v in units.final.items()}
 
 
@@ -601,4 +616,5 @@ def score_footage(det: Any, footage: VideoData | str | os.PathLike) -> list[tupl
         raise OneClassError(f"this {det.name} model (preset {det.preset!r}) scores images, not video")
     if isinstance(footage, VideoData):
         return [(c.name, score_stream(det, [c.frames], c.name, c.source)) for c in footage.clips]
-    return [(s.name, score_stream(det, s.chunks(), s.name, str(s.path))) for s in list_footage(footage)]
+    return [(s.name, score_stream(det, s.chunks(), s.name, s.source, total=s.estimated_len(), progress=True))
+            for s in list_footage(footage)]

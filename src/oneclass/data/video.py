@@ -240,6 +240,14 @@ class FootageSource:
             self._shape = tuple(next(iter(self.chunks(1))).shape[1:])
         return self._shape
 
+    def estimated_len(self) -> int | None:
+        """The frame count without decoding: the files of a frame folder, a video's header."""
+        if self._length is not None or self.path.is_dir():
+            return len(self)
+        container, _, _, expected = _open_video(self.path)
+        container.close()
+        return expected
+
     def read(self) -> Clip:
         return Clip(self.name, np.concatenate(list(self.chunks())), source=self.source)
 
