@@ -122,7 +122,7 @@ def test_video_files_are_decoded_and_broken_ones_named(tmp_path, monkeypatch):
     assert np.abs(footage.clips[0].frames.astype(int) - frames.astype(int)).mean() < 8  # lossy codec
     # read a few frames at a time (how `score` goes through long footage): the same frames
     sources = list_footage(tmp_path)
-    assert [(s.name, s.fps) for s in sources] == [("cam1", 10), ("cam2", 10)]
+    assert [(s.name, s.fps, s.header_frames) for s in sources] == [("cam1", 10, 12), ("cam2", 10, 9)]
     chunks = list(sources[0].chunks(5))
     assert [len(c) for c in chunks] == [5, 5, 2]
     np.testing.assert_array_equal(np.concatenate(chunks), footage.clips[0].frames)
@@ -456,7 +456,7 @@ def test_footage_read_in_chunks_scores_as_the_whole_clip_with_bounded_memory(met
     s = video.Sampler(det)
     lay = s.layout(Clip("c", frames), s.test_stride)
     pool = np.max if method == "oled" else np.mean
-    per_unit = [pool(s.cut(s.frames_of(Clip("c", frames)), lay, [u]).float().flatten(1).mean(1).numpy())
+    per_unit = [pool(s.cut(s.prepare_frames(frames), lay, [u]).float().flatten(1).mean(1).numpy())
                 for u in range(len(lay.units))]
     np.testing.assert_allclose(whole.final["avg" if method == "oled" else "ns"],
                                video._windows_to_frames(np.array(per_unit), lay), rtol=1e-5)

@@ -107,10 +107,6 @@ class Sampler:
                                     "(test_stride applies to windowed models such as LSA's)")
 
     # -- geometry
-    def frames_of(self, clip: Clip) -> torch.Tensor:
-        """The clip's frames as uint8 T×H×W, resized as the method's protocol asks."""
-        return self.prepare_frames(clip.frames)
-
     def prepare_frames(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 n×H×W frames resized as the method's protocol asks (frame by frame, so a clip read
         in chunks gives the same pixels as the whole clip)."""

@@ -158,11 +158,11 @@ def _open_video(path: Path) -> tuple[Any, Any, float | None, int | None]:
     return container, stream, fps, expected
 
 
-def video_fps(path: str | Path) -> float | None:
-    """A video file's frame rate from its header (None where it states none)."""
-    container, _, fps, _ = _open_video(Path(path))
+def video_header(path: str | Path) -> tuple[float | None, int | None]:
+    """A video file's frame rate and frame count from its header (None where it states none)."""
+    container, _, fps, expected = _open_video(Path(path))
     container.close()
-    return fps
+    return fps, expected
 
 
 def iter_video_file(path: str | Path, chunk: int = CHUNK_FRAMES) -> Iterator[np.ndarray]:
@@ -200,7 +200,7 @@ def iter_video_file(path: str | Path, chunk: int = CHUNK_FRAMES) -> Iterator[np.
 
 def read_video_file(path: str | Path) -> tuple[np.ndarray, float | None]:
     """A video file decoded by PyAV → (uint8 T×H×W grey frames, frames per second)."""
-    return np.concatenate(list(iter_video_file(path))), video_fps(path)
+    return np.concatenate(list(iter_video_file(path))), video_header(path)[0]
 
 
 @dataclass
@@ -212,6 +212,7 @@ class FootageSource:
     name: str
     path: Path
     fps: float | None = None
+    header_frames: int | None = None  # what a video's header states; counted frames may differ
     _length: int | None = field(default=None, repr=False)
     _shape: tuple[int, int] | None = field(default=None, repr=False)
 
@@ -242,11 +243,7 @@ class FootageSource:
 
     def estimated_len(self) -> int | None:
         """The frame count without decoding: the files of a frame folder, a video's header."""
-        if self._length is not None or self.path.is_dir():
-            return len(self)
-        container, _, _, expected = _open_video(self.path)
-        container.close()
-        return expected
+        return len(self) if self._length is not None or self.path.is_dir() else self.header_frames
 
     def read(self) -> Clip:
         return Clip(self.name, np.concatenate(list(self.chunks())), source=self.source)
@@ -262,11 +259,11 @@ def list_footage(path: str | Path) -> list[FootageSource]:
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise DataError(f"{path} is not a video file ({', '.join(sorted(VIDEO_SUFFIXES))}) "
                             "nor a folder of frames")
-        return [FootageSource(path.stem, path, video_fps(path))]
+        return [FootageSource(path.stem, path, *video_header(path))]
     videos = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
                      and not p.name.startswith(".")), key=natural_key)
     if videos:
-        return [FootageSource(v.stem, v, video_fps(v)) for v in videos]
+        return [FootageSource(v.stem, v, *video_header(v)) for v in videos]
     if list_frames(path):
         return [FootageSource(path.name, path)]
     # UCSD's `Test001_gt` folders hold ground-truth masks, not footage
