@@ -1,6 +1,7 @@
 """The shared trainer: determinism, kill-and-resume, best-epoch selection, early stopping, log."""
 import json
 import re
+import time
 import zipfile
 
 import numpy as np
@@ -179,6 +180,23 @@ def test_progress_prints_one_line_per_epoch_with_its_losses(data, capsys):
         assert shown and abs(float(shown.group(1)) - rec["seconds"]) <= 0.051
     make(epochs=1).fit(x, val, progress=False)
     assert "epoch" not in capsys.readouterr().out
+
+
+def test_live_bar_shows_the_running_losses_of_slow_steps(data, capsys):
+    # six steps of about 0.55 s: the bar's losses are refreshed about once a second (steps 2, 4 and
+    # the last), not only after the first step and the last, however slow a step is
+    x, val, _ = data
+    det = make(epochs=1, batch_size=16)
+    original = det.train_step
+
+    def slow_step(batch, ctx):
+        time.sleep(0.55)
+        return original(batch, ctx)
+
+    det.train_step = slow_step
+    det.fit(x, val, progress=True)
+    shown = set(re.findall(r"rec=([0-9.e+-]+)", capsys.readouterr().err))
+    assert len(shown) >= 3, shown
 
 
 def test_history_records_throughput(data):

@@ -133,6 +133,7 @@ class Trainer:
             g = epoch_generator(self.seed, epoch, self.device)
             perm = torch.randperm(n, generator=g, device=self.device)
             sums: dict[str, torch.Tensor] = {}
+            shown_at = time.monotonic()  # pragma: no mutate
             # the live bar is display only (mutation runs skip it); the epoch line below is tested
             bar = tqdm(range(steps_per_epoch), desc=f"{method.name} epoch {epoch}/{self.epochs}",  # pragma: no mutate
                        disable=not self.progress, leave=False, dynamic_ncols=True)  # pragma: no mutate
@@ -142,8 +143,11 @@ class Trainer:
                 losses = method.train_step(train[index], ctx)
                 for k, v in losses.items():  # summed on the device: no sync per step
                     sums[k] = sums[k] + v if k in sums else torch.as_tensor(v, dtype=torch.float32).clone()
-                if self.progress and (i % 20 == 0 or i == steps_per_epoch - 1):  # pragma: no mutate
+                # the running losses about once a second, whatever a step takes (reading them syncs
+                # the device, so not every step)
+                if self.progress and (time.monotonic() - shown_at >= 1.0 or i == steps_per_epoch - 1):  # pragma: no mutate
                     bar.set_postfix({k: f"{float(v) / (i + 1):.4g}" for k, v in sums.items()})  # pragma: no mutate
+                    shown_at = time.monotonic()  # pragma: no mutate
             bar.close()
             trained_images += len(perm) - (1 if n % self.batch_size == 1 and n > 1 else 0)
             train_losses = {k: float(v) / steps_per_epoch for k, v in sums.items()}
