@@ -97,6 +97,16 @@ def test_bad_candidate_lists_are_refused_by_name(tmp_path, options, grid, messag
     assert not list(tmp_path.rglob("*.json"))
 
 
+def test_whole_numbers_among_the_candidates_are_their_options_floats():
+    # `--choose w_inf=1,0.1` is the suite's `w_inf: [1.0, 0.1]`: the same candidate runs and record
+    spec = EvalSpec("attn-entropy", "mnist", choose={"w_inf": [1, 0.1]})
+    assert choice.canonical_grid(spec) == {"w_inf": [1.0, 0.1]}
+    assert isinstance(choice.canonical_grid(spec)["w_inf"][0], float)
+    (first, _) = choice.candidate_specs(spec)
+    assert isinstance(first.options["w_inf"], float)
+    assert choice.choice_options(spec)["choose"] == {"w_inf": [1.0, 0.1]}
+
+
 def test_cli_choose(tmp_path):
     out = run_cli("evaluate", "--method", "dae", "--dataset", "mnist-embedded", "--classes", "1", "--epochs", "1",
                   "--option", "batch_size=256", "--choose", "lr=0.01,0.001", "--device", "cpu",

@@ -238,6 +238,35 @@ def test_epochs_change_the_run_identity(tmp_path):
         assert lines[0].startswith(expect)
 
 
+def test_a_whole_number_for_a_real_option_is_the_same_run(tmp_path):
+    """`gamma=2` and `gamma=2.0` are one setting: one identity, one folder, one cached run; a record
+    an older version keyed with the whole number is re-keyed to it (the attention AE's `--choose
+    w_inf=1,0.1` runs were once keyed apart from the suite's `w_inf: [1.0, 0.1]`)."""
+    lines: list[str] = []
+    (first,) = evaluate(EvalSpec("ocsvm", "mnist-embedded", classes=[0], options={"gamma": 2}), None, tmp_path,
+                        progress=False, echo=lines.append)
+    (again,) = evaluate(EvalSpec("ocsvm", "mnist-embedded", classes=[0], options={"gamma": 2.0}), None, tmp_path,
+                        progress=False, echo=lines.append)
+    assert [line.split()[0] for line in lines if line.split()[0] != "->"] == ["run", "skip"] and again == first
+    (path,) = tmp_path.glob("*/class0_seed0.json")
+    assert path.parent.name.startswith("ocsvm_gamma=2.0__") and first["run_identity"]["config"]["gamma"] == 2.0
+    # as an older version wrote it: the whole number in the identity, keyed and named by it
+    ident = json.loads(json.dumps(first["run_identity"]))
+    ident["config"]["gamma"] = 2
+    legacy_key = run_key(ident)
+    assert legacy_key != first["run_key"]
+    legacy = tmp_path / "legacy" / f"ocsvm_gamma=2__mnist-embedded__standard__ena__{legacy_key}"
+    legacy.mkdir(parents=True)
+    old = {**first, "normal_class": 1, "options": {"gamma": 2}, "run_identity": ident, "run_key": legacy_key,
+           "config": {**first["config"], "gamma": 2}}
+    (legacy / "class1_seed0.json").write_text(json.dumps(old))
+    assert len(rekey(tmp_path / "legacy", echo=lambda s: None)) == 1 and not legacy.exists()
+    (moved,) = (tmp_path / "legacy").glob("*/class1_seed0.json")
+    assert moved.parent.name == path.parent.name
+    rec = json.loads(moved.read_text())
+    assert rec["run_key"] == first["run_key"] and rec["options"] == {"gamma": 2.0} and rec["config"]["gamma"] == 2.0
+
+
 def test_rekey_moves_legacy_runs_without_losing_any(tmp_path):
     spec = EvalSpec("ocsvm", "mnist-embedded", classes=[0, 1])
     runs = evaluate(spec, None, tmp_path / "new", progress=False, echo=lambda s: None)

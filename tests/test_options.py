@@ -142,6 +142,9 @@ def test_every_option_refuses_a_value_of_the_wrong_type_by_name(method, preset, 
     ("attn-entropy", "attention", "yes", "must be true or false"),
     ("ocsvm", "gamma", [1], "must be a name or a number"),
     ("ocsvm", "nu", 0, r"must lie in \(0, 1\]"),
+    # scikit-learn's PCA reads 1 as one component and refuses 1.0: a share of the variance is below 1
+    ("ocsvm", "pca_variance", 1, r"must lie in \(0, 1\)"),
+    ("kde", "pca_variance", 1.0, r"must lie in \(0, 1\)"),
 ])
 def test_option_values_out_of_range_are_refused_with_what_is_allowed(method, key, value, message):
     with pytest.raises(OneClassError, match=f"option {key}=.*{message}"):
@@ -149,7 +152,12 @@ def test_option_values_out_of_range_are_refused_with_what_is_allowed(method, key
 
 
 def test_accepted_values_of_other_types_still_work():
-    assert oneclass.create("lsa", device="cpu", lr=1).config["lr"] == 1          # an int for a float
+    lr = oneclass.create("lsa", device="cpu", lr=1).config["lr"]                  # an int for a float:
+    assert lr == 1 and isinstance(lr, float)                                      # held as the float
+    assert oneclass.create("ocsvm", device="cpu", gamma=2).config["gamma"] == 2.0
+    assert isinstance(oneclass.create("ocsvm", device="cpu", gamma=2).config["gamma"], float)
+    assert oneclass.create("alocc", device="cpu", betas=[0, 0.9]).config["betas"] == [0.0, 0.9]
+    assert isinstance(oneclass.create("alocc", device="cpu", betas=[0, 0.9]).config["betas"][0], float)
     assert oneclass.create("ocsvm", device="cpu", gamma=0.5).config["gamma"] == 0.5
     assert oneclass.create("dae", device="cpu", patience=None).config["patience"] is None
     assert oneclass.create("dae", device="cpu", patience=3).config["patience"] == 3

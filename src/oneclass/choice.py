@@ -51,6 +51,15 @@ def check_grid(grid: dict[str, list[Any]], options: dict[str, Any]) -> None:
                             f"select={options['select']!r}")
 
 
+def canonical_grid(spec: Any) -> dict[str, list[Any]]:
+    """The candidate values in their options' own types (`w_inf=1` is 1.0), so a choice record
+    keys and reads alike however its values were written."""
+    from .evaluation import canonical_config
+    from .registry import preset_for
+    preset = spec.preset or preset_for(spec.method, spec.dataset)
+    return {k: [canonical_config(spec.method, preset, {k: v})[k] for v in values] for k, values in spec.choose.items()}
+
+
 def candidate_specs(spec: Any) -> list[Any]:
     """The evaluation of each combination (plain runs, each cached under its own identity)."""
     from .registry import detector_class
@@ -62,7 +71,7 @@ def candidate_specs(spec: Any) -> list[Any]:
                             "does not have (its select=val_auroc uses test clips): fix the settings with --option")
     check_grid(spec.choose, spec.options)
     return [replace(spec, options={**spec.options, **combo, "select": "val_auroc"}, choose={})
-            for combo in combinations(spec.choose)]
+            for combo in combinations(canonical_grid(spec))]
 
 
 def choice_options(spec: Any) -> dict[str, Any]:
@@ -71,7 +80,7 @@ def choice_options(spec: Any) -> dict[str, Any]:
     from .evaluation import distinct_options
     from .registry import preset_for
     fixed = distinct_options(spec.method, spec.preset or preset_for(spec.method, spec.dataset), spec.options)
-    return {**fixed, "select": "val_auroc", "choose": {k: list(v) for k, v in spec.choose.items()}}
+    return {**fixed, "select": "val_auroc", "choose": canonical_grid(spec)}
 
 
 def _identity(run: dict[str, Any], grid: dict[str, list[Any]]) -> dict[str, Any]:
@@ -94,7 +103,7 @@ def record(spec: Any, candidates: list[tuple[dict[str, Any], dict[str, Any], Pat
     best = max(scored, key=lambda sk: (sk[0], -sk[1]))[1]  # ties: the first combination
     combo, chosen, _ = candidates[best]
     out = {k: v for k, v in chosen.items() if not k.startswith("_")}
-    ident = _identity(chosen, spec.choose)
+    ident = _identity(chosen, canonical_grid(spec))
     from .evaluation import run_key
     out.update(options=choice_options(spec), run_identity=ident, run_key=run_key(ident), chosen=combo)
     out["protocol_info"] = {**chosen["protocol_info"], "label_free": False, "choice": RULE}
@@ -114,7 +123,7 @@ def finish(spec: Any, data_root: str | Path | None, results: str | Path, *, trai
     all finished; return the choice records."""
     from .evaluation import plan, read_result, record_path
     results = Path(results)
-    combos = combinations(spec.choose)
+    combos = combinations(canonical_grid(spec))
     plans = [plan(s, data_root, results, train=train) for s in candidate_specs(spec)]
     out = []
     for tasks in zip(*plans):  # one task per (class, seed) in every candidate's plan, in one order

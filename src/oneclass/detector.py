@@ -79,7 +79,9 @@ POSITIVE_OPTIONS = {"lr", "batch_size", "epochs", "score_batch_size", "code", "c
                     "resize", "r_widths", "r_dec_widths", "d_widths", "bandwidths", "rep_dim", "widths",
                     "elbo_samples", "filters", "layers", "first_kernel", "kernel", "width",
                     "search_lr"}
-FRACTION_OPTIONS = {"keep": "(0, 1]", "nu": "(0, 1]", "pca_variance": "(0, 1]", "score_lambda": "[0, 1]",
+# pca_variance is a share below 1: scikit-learn reads 1 as one component and refuses 1.0 (for every
+# component, pca_components gives the count)
+FRACTION_OPTIONS = {"keep": "(0, 1]", "nu": "(0, 1]", "pca_variance": "(0, 1)", "score_lambda": "[0, 1]",
                     "betas": "[0, 1)"}
 
 
@@ -148,6 +150,22 @@ def versions() -> dict[str, str]:
             "scikit-learn": sklearn.__version__, "python": platform.python_version()}
 
 
+def canonical_option(value: Any, default: Any, declared: str | None = None) -> Any:
+    """An option's value in its own type: a whole number given for a real-valued option (`w_inf=1`
+    where the default is 1.0) is that float, so one setting has one run identity, and one cache
+    entry, however it was written."""
+    if value is None or isinstance(value, (bool, np.bool_, str)):
+        return value
+    kind = (declared or "").removesuffix("|None")
+    real = kind in ("float", "str|float") or (not kind and isinstance(default, float))
+    if real and isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)) and default \
+            and all(isinstance(d, float) for d in default):
+        return [float(v) if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) else v for v in value]
+    return value
+
+
 class Detector:
     """Base class: configuration from presets, input conversion, thresholding, save/load.
 
@@ -179,7 +197,7 @@ class Detector:
             raise OneClassError(f"unknown option(s) {unknown} for method {self.name!r}; options: {sorted(config)}")
         for key, value in overrides.items():
             check_option(self.name, key, value, config[key], self.option_types.get(key))
-        config.update(overrides)
+            config[key] = canonical_option(value, config[key], self.option_types.get(key))
         # plain JSON types (tuples become lists), so a loaded model's config equals the fitted one's
         config = json.loads(json.dumps(config, default=_json_default))
         for key, allowed in self.choices.items():

@@ -30,7 +30,7 @@ import torch
 
 from . import metrics, protocols
 from .data import folder_in_colour, is_video as is_video_dataset, load as load_dataset, model_shaped, source_of
-from .detector import Detector, check_seed, cpu_name, resolve_device, versions
+from .detector import Detector, canonical_option, check_seed, cpu_name, resolve_device, versions
 from .errors import DataError, OneClassError
 from .fileio import atomic_open, write_json
 from .maps import examples_png
@@ -74,9 +74,20 @@ def run_identity(method: str, preset: str, config: dict[str, Any], dataset: str,
     except OneClassError:
         later = {}
     return {"key_version": RUN_KEY_VERSION, "method": method, "preset": preset,
-            "config": dict(sorted(numeric_config(config, later).items())),
+            "config": dict(sorted(canonical_config(method, preset, numeric_config(config, later)).items())),
             "dataset": dataset, "data_source": data_source, "protocol": protocol,
             "protocol_options": dict(sorted(variant.items()))}
+
+
+def canonical_config(method: str, preset: str, config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with every option in its own type (`detector.canonical_option`: `w_inf=1` is 1.0),
+    so a setting keys one run however it was written, in records of older versions too."""
+    try:
+        cls = detector_class(method)
+    except OneClassError:
+        return dict(config)
+    defaults = {**cls.defaults, **cls.presets.get(preset, {})}
+    return {k: canonical_option(v, defaults.get(k), cls.option_types.get(k)) for k, v in config.items()}
 
 
 def run_key(identity: dict[str, Any]) -> str:
@@ -108,6 +119,7 @@ def distinct_options(method: str, preset: str, options: dict[str, Any]) -> dict[
         defaults = _preset_defaults(method, preset)
     except (OneClassError, ValueError, TypeError):
         return dict(options)
+    options = canonical_config(method, preset, options)  # `w_adv=0` and `w_adv=0.0` name one folder
     return {k: v for k, v in options.items() if not (k in defaults and defaults[k] == v)}
 
 
@@ -700,7 +712,7 @@ def _renamed_options(record: dict[str, Any], ident: dict[str, Any]) -> dict[str,
     an ablation whose other defaults have moved since keeps the name it was run under."""
     options = record.get("options", {})
     fewer = distinct_options(record["method"], ident["preset"], options)
-    if fewer == options:
+    if json.dumps(fewer, sort_keys=True) == json.dumps(options, sort_keys=True):  # 0 == 0.0, but not in a name
         return options
     epochs = record.get("epochs")
     try:
@@ -731,7 +743,12 @@ def rekey(results: str | Path, echo: Callable[[str], None] = print, dry_run: boo
         if "choose" in record.get("run_identity", {}):
             continue  # a choice record: keyed by its candidates, refreshed by `evaluate --choose`
         stored = record.get("run_identity")
-        ident = stored if stored and record.get("run_key") == run_key(stored) else identity_of(record)
+        if stored and record.get("run_key") == run_key(stored):  # kept, but in today's option types
+            ident = {**stored, "config": canonical_config(stored["method"], stored["preset"], stored["config"])}
+        else:
+            ident = identity_of(record)
+        if isinstance(record.get("config"), dict):
+            record["config"] = canonical_config(record["method"], ident["preset"], record["config"])
         record["options"] = _renamed_options(record, ident)
         for m in record["metrics"].values():  # written as Infinity before: standard JSON now
             thr = m.get("f1_best_normal_threshold")
