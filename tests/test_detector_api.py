@@ -505,6 +505,51 @@ def test_fit_without_x_val_holds_out_a_seeded_tenth_apart_from_training(small, m
     assert keys(seen[1][1]) == keys(val) and keys(seen[2][1]) != keys(val)
 
 
+def test_fit_keeps_the_scores_of_its_validation_images(fitted, small, tmp_path):
+    """A neural fit scores its validation images anyway (its normalisers); it keeps those scores,
+    which are score_components(val) exactly, so a threshold or an evaluation need not score them
+    again (AnoGAN's latent search takes minutes over a validation set)."""
+    _, val, _, _ = small
+    again = fitted.score_components(val)
+    assert set(fitted.validation_scores) == set(again)
+    for k, v in again.items():
+        np.testing.assert_array_equal(fitted.validation_scores[k], v)
+    fitted.save(tmp_path / "m.oneclass")
+    assert oneclass.load(tmp_path / "m.oneclass").validation_scores is None  # the model file holds no data
+    assert oneclass.create("ocsvm").fit(small[0]).validation_scores is None  # it never scored them
+
+
+def test_the_cli_fit_scores_the_held_out_images_once(tmp_path, monkeypatch):
+    """`oneclass fit` sets its threshold from the validation scores fit made: the held-out images
+    are scored once, and the threshold is their quantile as the saved model scores them."""
+    from click.testing import CliRunner
+
+    from oneclass.cli import main
+    from oneclass.neural import NeuralDetector
+    scored, raw = [], NeuralDetector._raw
+    monkeypatch.setattr(NeuralDetector, "_raw", lambda self, images, progress=False:
+                        scored.append(len(images)) or raw(self, images, progress))
+    model = tmp_path / "m.oneclass"
+    r = CliRunner().invoke(main, ["fit", "--method", "dae", "--dataset", "mnist-embedded", "--normal-class", "3",
+                                  "--epochs", "1", "--option", "batch_size=128", "--quantile", "0.9", "--quiet",
+                                  "--out", str(model)])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    from oneclass import protocols
+    from oneclass.data import load as load_dataset
+    train, _ = load_dataset("mnist-embedded")
+    _, va = protocols.normal_hold_out(train, 3, 0)
+    assert scored.count(len(va)) == 1
+    det = oneclass.load(model)
+    assert det.threshold == pytest.approx(np.quantile(det.score_samples(train.images[va]), 0.9), rel=1e-9)
+    assert det.threshold_rule == {"quantile": 0.9, "of": f"{len(va)} held-out training images"}
+    # and an evaluation scores them once too (their 95 % quantile is its F1 threshold)
+    from oneclass.evaluation import EvalSpec, evaluate
+    scored.clear()
+    spec = EvalSpec("dae", "mnist-embedded", classes=[3], epochs=1, device="cpu", options={"batch_size": 128})
+    evaluate(spec, None, tmp_path / "results", progress=False, echo=lambda line: None)
+    assert scored.count(len(va)) == 1
+
+
 def test_fit_names_the_input_that_is_wrong():
     det = oneclass.create("dae", "mnist", device="cpu", epochs=1)
     x = np.random.default_rng(0).random((20, 28, 28), dtype=np.float32)

@@ -127,6 +127,19 @@ def test_latent_search_lowers_the_loss_and_the_score_is_its_weighted_terms():
     np.testing.assert_allclose(maps["residual"].reshape(4, -1).sum(1), searched["residual"], rtol=1e-5)
 
 
+def test_the_scores_recorded_along_a_search_are_those_of_shorter_searches():
+    """`record_at` measures how the score moves with the step budget in one pass: the score after
+    k steps of a 40-step search is the score of a k-step search."""
+    x = _generated(_tiny_anogan(), 3)
+    long = _tiny_anogan(search_steps=40)
+    with torch.no_grad():
+        after = long.search(long.inputs(x), record_at=(5, 20, 40))["a_after"]
+    assert sorted(after) == [5, 20, 40]
+    for k in (5, 20, 40):
+        np.testing.assert_allclose(after[k].numpy(), _tiny_anogan(search_steps=k)._raw(x)["a"], rtol=1e-5)
+    assert (after[40] < after[5]).all()
+
+
 def test_an_image_scores_the_same_alone_or_in_a_batch():
     det = _tiny_anogan(search_steps=30)
     x = _generated(det, 5)

@@ -141,6 +141,7 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
     """Fit a detector on normal images and save it (one file)."""
     from . import protocols
     from .data import folder_in_colour, load as load_dataset, load_folder
+    from .detector import threshold_rule
     from .evaluation import default_preset
     from .fileio import check_output_file
     from .registry import create, preset_for
@@ -179,8 +180,10 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
         x_train, x_val = data.images[perm[:-n_val]], data.images[perm[-n_val:]]
     t0 = time.perf_counter()
     det.fit(x_train, x_val, **_train_files(det, Path(out), resume, not quiet))
-    det.set_threshold(x_val, quantile=quantile)
-    det.threshold_rule["of"] = f"{len(x_val)} held-out training images"
+    # fit scored the held-out images already (a neural detector, for its normalisers)
+    val_scores = det.validation_scores or det.score_components(x_val)
+    det.threshold_from_scores(val_scores[det.headline], {**threshold_rule(quantile, None),
+                                                         "of": f"{len(x_val)} held-out training images"})
     det.save(out)
     ckpt = Path(str(out) + ".ckpt")
     if ckpt.exists():

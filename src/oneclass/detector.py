@@ -186,6 +186,9 @@ class Detector:
     # method did before: at that value an option is no part of a run's identity, so those runs keep
     # their keys (and their checkpoints resume); any other value names new runs
     added_later: ClassVar[dict[str, Any]] = {}
+    # score_components of the validation samples, where fit scored them anyway (neural detectors,
+    # for their normalisers); not saved with the model
+    validation_scores: dict[str, np.ndarray] | None = None
 
     def __init__(self, preset: str = "mnist", *, epochs: int | None = None, seed: int = 0,
                  device: str | None = "auto", **overrides: Any) -> None:
@@ -284,6 +287,7 @@ class Detector:
         # a refit starts afresh: a threshold set on the old model's scores does not carry over
         # (predict would use it silently), and a refit cut short leaves no model that looks fitted
         self.fitted, self.threshold, self.threshold_rule = False, None, None
+        self.validation_scores = None
         self._fit(train, val, **train_options)
         self.fitted = True
         return self

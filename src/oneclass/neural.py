@@ -228,6 +228,10 @@ class NeuralDetector(Detector):
         self.normalisers: dict[str, MinMax] = {}
         raw_val = self._raw(val)
         self.normalisers = {k: MinMax.fit(raw_val[k]) for k in self.normalised}
+        # what score_components(val) would give, kept so a threshold or evaluation need not score
+        # the validation set again (AnoGAN's latent search takes minutes for it)
+        final = self.finalise(raw_val)
+        self.validation_scores = {k: final[k] for k in self.components}
 
     def _labelled(self, pair: tuple[Any, Any], what: str) -> tuple[torch.Tensor, np.ndarray]:
         labels = np.asarray(pair[1]).astype(np.int64)

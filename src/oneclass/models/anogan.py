@@ -25,7 +25,7 @@ image (`scripts/bench.py` measures it). `search_steps` trades it for fidelity; a
 steps than 500 is a different run (its options say so)."""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -151,35 +151,47 @@ class AnoGANDetector(NeuralDetector):
         z1 = torch.rand(int(self.config["code"]), generator=g) * 2 - 1
         return z1.to(device).expand(n, -1).clone()
 
-    def search(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def search(self, x: torch.Tensor, record_at: Sequence[int] = ()) -> dict[str, Any]:
         """The latent search for a float batch: per image the residual |x − G(z)| (N×C×H×W) and the
         two loss terms R and D at the last z. Each image's z has its own Adam moments (they are
-        element-wise), and G and D run in eval mode, so images do not influence one another."""
+        element-wise), and G and D run in eval mode, so images do not influence one another.
+        `record_at`: also the score A after each of those step counts (`a_after`), which is the
+        score a search of that many steps gives (the search is deterministic), measured in one pass."""
         G, D = self.networks["G"], self.networks["D"]
         lam, steps = float(self.config["lam"]), int(self.config["search_steps"])
+        a_after = {}
         with torch.inference_mode(False), torch.enable_grad(), frozen(G), frozen(D):
             x = x.clone()  # a normal tensor: the scoring batch was made under inference mode
             f_x = D(x)[1].detach()
             z = self._start(len(x), x.device).requires_grad_(True)
             opt = torch.optim.Adam([z], lr=float(self.config["search_lr"]))
-            for _ in range(steps):
+            for step in range(1, steps + 1):
                 fake = G(z)
                 loss = ((1 - lam) * (x - fake).abs().flatten(1).sum(1)
                         + lam * (f_x - D(fake)[1]).abs().flatten(1).sum(1)).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            with torch.no_grad():
-                fake = G(z)
-                residual = (x - fake).abs()
-                disc = (f_x - D(fake)[1]).abs().flatten(1).sum(1)
-        return {"residual_map": residual, "residual": residual.flatten(1).sum(1), "discrimination": disc}
+                if step in record_at and step < steps:
+                    a_after[step] = self._terms(x, f_x, z)["a"]
+            out = self._terms(x, f_x, z)
+        if steps in record_at:
+            a_after[steps] = out["a"]
+        return {**out, "a_after": a_after} if record_at else out
+
+    def _terms(self, x: torch.Tensor, f_x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The residual map and the terms of A(x) = (1 − λ)·R + λ·D at latent codes z."""
+        lam = float(self.config["lam"])
+        with torch.no_grad():
+            fake = self.networks["G"](z)
+            residual = (x - fake).abs()
+            disc = (f_x - self.networks["D"](fake)[1]).abs().flatten(1).sum(1)
+        r = residual.flatten(1).sum(1)
+        return {"residual_map": residual, "residual": r, "discrimination": disc, "a": (1 - lam) * r + lam * disc}
 
     def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.search(x)
-        lam = float(self.config["lam"])
-        return {"a": (1 - lam) * out["residual"] + lam * out["discrimination"], "residual": out["residual"],
-                "discrimination": out["discrimination"]}
+        return {"a": out["a"], "residual": out["residual"], "discrimination": out["discrimination"]}
 
     def raw_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"residual": self.search(x)["residual_map"].sum(1)}
