@@ -162,7 +162,7 @@ class AnoGANDetector(NeuralDetector):
         `record_at`: also the score A after each of those step counts (`a_after`), which is the
         score a search of that many steps gives (the search is deterministic), measured in one pass."""
         G, D = self.networks["G"], self.networks["D"]
-        lam, steps = float(self.config["lam"]), int(self.config["search_steps"])
+        steps = int(self.config["search_steps"])
         a_after = {}
         with torch.inference_mode(False), torch.enable_grad(), frozen(G), frozen(D):
             x = x.clone()  # a normal tensor: the scoring batch was made under inference mode
@@ -170,27 +170,27 @@ class AnoGANDetector(NeuralDetector):
             z = self._start(len(x), x.device).requires_grad_(True)
             opt = torch.optim.Adam([z], lr=float(self.config["search_lr"]))
             for step in range(1, steps + 1):
-                fake = G(z)
-                loss = ((1 - lam) * (x - fake).abs().flatten(1).sum(1)
-                        + lam * (f_x - D(fake)[1]).abs().flatten(1).sum(1)).sum()
+                loss = self._terms(x, f_x, z)["a"].sum()  # the search minimises the score itself
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 if step in record_at and step < steps:
-                    a_after[step] = self._terms(x, f_x, z)["a"]
-            out = self._terms(x, f_x, z)
+                    with torch.no_grad():
+                        a_after[step] = self._terms(x, f_x, z)["a"]
+            with torch.no_grad():
+                out = self._terms(x, f_x, z)
         if steps in record_at:
             a_after[steps] = out["a"]
         return {**out, "a_after": a_after} if record_at else out
 
     def _terms(self, x: torch.Tensor, f_x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The residual map and the terms of A(x) = (1 − λ)·R + λ·D at latent codes z."""
+        """The residual map and the terms of A(x) = (1 − λ)·R + λ·D at latent codes z: the search's
+        loss L(z) per image, and at its last z the score."""
         lam = float(self.config["lam"])
-        with torch.no_grad():
-            fake = self.networks["G"](z)
-            residual = (x - fake).abs()
-            disc = (f_x - self.networks["D"](fake)[1]).abs().flatten(1).sum(1)
+        fake = self.networks["G"](z)
+        residual = (x - fake).abs()
         r = residual.flatten(1).sum(1)
+        disc = (f_x - self.networks["D"](fake)[1]).abs().flatten(1).sum(1)
         return {"residual_map": residual, "residual": r, "discrimination": disc, "a": (1 - lam) * r + lam * disc}
 
     def raw_scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
