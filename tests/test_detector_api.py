@@ -1,5 +1,6 @@
 """The public detector API: fit / score / threshold / predict / save / load, and bad input."""
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -575,3 +576,53 @@ def test_a_detector_class_is_usable_on_its_own_like_an_estimator():
     from oneclass.models.lsa import DAEDetector
     det = DAEDetector(device="cpu")  # scikit-learn habit: the class with its defaults, MNIST's preset
     assert det.preset == "mnist" and det.config == oneclass.create("dae", "mnist", device="cpu").config
+
+
+def test_a_fit_far_under_its_presets_steps_warns_with_the_epochs_that_would_match():
+    """At its preset's batch size and step size, a training set far smaller than the one the
+    preset was set for makes far fewer optimisation steps: fit warns, naming the count and the
+    epochs that would match the preset's; a user who chose the batch or the step is not warned."""
+    from oneclass.errors import UndertrainingWarning
+    dae = oneclass.create("dae", "mnist", device="cpu")  # 30 epochs × ⌈5,400 / 256⌉ = 660 steps
+    why = dae.undertraining(180)
+    assert "180 training images in batches of 256 make 30 optimisation steps" in why
+    assert "makes 660 on the 5,400 or so images" in why and "epochs=660 at this batch size" in why
+    assert dae.undertraining(2699) is None  # 11 steps an epoch: half the preset's, not under it
+    assert "make 300 optimisation steps" in dae.undertraining(2560)  # 10 an epoch: under half
+    assert oneclass.create("dae", "mnist", device="cpu", epochs=330).undertraining(180) is None
+    for chosen in ({"batch_size": 32}, {"lr": 1e-3}):
+        assert oneclass.create("dae", "mnist", device="cpu", **chosen).undertraining(180) is None
+    assert oneclass.create("dae", "ped2", device="cpu").undertraining(10) is None  # no reference set
+    # a pretraining phase counts toward the steps: Deep SVDD's epochs option is what is left to train
+    svdd = oneclass.create("deep-svdd", "mnist", device="cpu")
+    total = svdd.training_epochs() * 27  # ⌈5,400 / 200⌉ steps an epoch
+    assert f"epochs={total - (svdd.training_epochs() - svdd.config['epochs'])} at this" in svdd.undertraining(150)
+    # no benchmark protocol's training set is small enough to warn (MemAE's, of MNIST's rarest
+    # digit: 2/3 of 6,313 less 10 %, 3,788 images; CIFAR-10: 4,500 a class)
+    for name in oneclass.methods():
+        det = oneclass.create(name, "mnist", device="cpu")
+        if hasattr(det, "undertraining"):
+            assert det.undertraining(3788) is None
+            assert oneclass.create(name, "cifar10", device="cpu").undertraining(4500) is None
+    x = np.random.default_rng(0).random((40, 28, 28), dtype=np.float32)
+    with pytest.warns(UndertrainingWarning, match=r"^dae: 36 training images in batches of 256 make 1 optimisation step "):
+        oneclass.create("dae", "mnist", device="cpu", epochs=1).fit(x, progress=False)
+
+
+def test_the_cli_shows_an_undertraining_warning_as_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from oneclass.cli import main
+    from oneclass.errors import UndertrainingWarning
+    folder = tmp_path / "normal"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(folder / f"{i}.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", UndertrainingWarning)  # pyproject.toml silences it elsewhere
+        r = CliRunner().invoke(main, ["fit", "--method", "dae", "--train-dir", str(folder), "--epochs", "1",
+                                      "--quiet", "--out", str(tmp_path / "m.oneclass")])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    lines = [line for line in r.stderr.splitlines() if "warn" in line.lower()]
+    assert len(lines) == 1 and lines[0].startswith("warning: dae: 27 training images in batches of 256 make 1 ")

@@ -9,8 +9,9 @@ __version__ = "0.1.0"
 from . import data as datasets  # noqa: E402
 from . import metrics, protocols, video  # noqa: E402
 from .detector import Detector, load  # noqa: E402
-from .errors import DataError, ModelFileError, NotFittedError, OneClassError  # noqa: E402
+from .errors import DataError, ModelFileError, NotFittedError, OneClassError, UndertrainingWarning  # noqa: E402
 from .registry import create, methods, register  # noqa: E402
 
 __all__ = ["create", "load", "methods", "register", "datasets", "metrics", "protocols", "video", "Detector",
-           "OneClassError", "DataError", "ModelFileError", "NotFittedError", "__version__"]
+           "OneClassError", "DataError", "ModelFileError", "NotFittedError", "UndertrainingWarning",
+           "__version__"]

@@ -6,6 +6,7 @@ import io
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import click
 import numpy as np
 
 from . import __version__
-from .errors import OneClassError
+from .errors import OneClassError, UndertrainingWarning
 
 
 def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -49,7 +50,9 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():  # restores the caller's warning display afterwards
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except (OneClassError, OSError) as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -59,6 +62,15 @@ class _Group(click.Group):
             click.echo("interrupted; finished runs and the last epoch checkpoint are kept "
                        "(run again, with --resume for `fit`, to continue)", err=True)
             ctx.exit(130)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """The library's warnings as one line on stderr, like its errors; others as Python shows them."""
+    if issubclass(category, UndertrainingWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        click.echo(warnings.formatwarning(message, category, filename, lineno, line), err=True, nl=False)
 
 
 def _os_error_line(e: OSError) -> str:

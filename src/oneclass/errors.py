@@ -19,3 +19,8 @@ class ChecksumError(DataError):
 
 class NotFittedError(OneClassError, RuntimeError):
     """A detector used before `fit` (or before `set_threshold` for `predict`)."""
+
+
+class UndertrainingWarning(UserWarning):
+    """A fit that makes far fewer optimisation steps than its preset was set for (a small
+    training set at the preset's batch size): the model may be barely trained."""

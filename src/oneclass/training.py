@@ -79,6 +79,12 @@ class TrainResult:
                 "stopped_early": self.stopped_early, "resumed_from": self.resumed_from}
 
 
+def epoch_steps(n: int, batch_size: int) -> int:
+    """Optimisation steps in one epoch over n samples: every sample once; a last batch of a
+    single sample is dropped (batch norm cannot normalise one sample)."""
+    return max(1, math.ceil(n / batch_size) - (1 if n % batch_size == 1 else 0))
+
+
 class Trainer:
     """Train `method` on uint8 image tensors.
 
@@ -107,9 +113,7 @@ class Trainer:
         train = train.to(self.device)  # uint8 on the device: batches are sliced, never copied per sample
         val = val.to(self.device)
         n = len(train)
-        # every sample once per epoch; a last batch of a single sample is dropped (batch norm
-        # cannot normalise one sample)
-        steps_per_epoch = max(1, math.ceil(n / self.batch_size) - (1 if n % self.batch_size == 1 else 0))
+        steps_per_epoch = epoch_steps(n, self.batch_size)
         start_epoch, patience_left, best_state = 1, self.patience, None
         if self.resume and self.checkpoint is not None and self.checkpoint.is_file():
             ck = self._load_checkpoint(method)
