@@ -450,12 +450,19 @@ def test_cli_info_says_what_a_saved_model_is(tmp_path, embedded_split):
     assert "input: grey 28×28 images" in out and "scores: rec (headline)" in out
     assert "options beside the preset's: epochs=1, batch_size=32, lr=0.001" in out
     assert f"threshold: {det.threshold:.6g} (contamination 0.1)" in out
-    assert "trained: 1 of 1 epochs, kept epoch 1" in out and "108 training + 12 validation samples" in out
+    assert "trained: 1 of 1 epochs (4 optimisation steps), kept epoch 1" in out
+    assert "108 training + 12 validation samples" in out
+    assert "warning" not in out
     n_weights = sum(p.numel() for net in det.networks.values() for p in net.state_dict().values())
     assert f"parameters: {n_weights:,}" in out and "saved by: oneclass" in out
     d = json.loads(run_cli("info", "--model", model, "--json").output)
     assert (d["method"], d["seed"], d["threshold"], d["parameters"]) == ("dae", 2, det.threshold, n_weights)
     assert d["options"] == {"epochs": 1, "batch_size": 32, "lr": 0.001} and d["training"]["n_train"] == 108
+    # a model fitted far under its preset's steps says so whenever it is described
+    small = oneclass.create("dae", "mnist", epochs=1, device="cpu").fit(x, progress=False).save(tmp_path / "s.oneclass")
+    out = run_cli("info", "--model", small).output
+    assert "trained: 1 of 1 epochs (1 optimisation step), kept epoch 1" in out
+    assert "\nwarning: dae: 108 training images in batches of 256 make 1 optimisation step in all" in out
     svm = oneclass.create("ocsvm").fit(x).save(tmp_path / "svm.oneclass")
     out = run_cli("info", "--model", svm).output
     assert "ocsvm (preset mnist" in out and "threshold: none set" in out and "parameters" not in out

@@ -450,8 +450,13 @@ def info(model: str, as_json: bool) -> None:
                  f"threshold: {d['threshold']:.6g} ("
                  + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in rule.items()) + ")")
     if train.get("epochs_run") is not None:
-        lines.append(f"trained: {train['epochs_run']} of {train.get('epochs')} epochs, kept epoch {train.get('best_epoch')}"
+        lines.append(f"trained: {train['epochs_run']} of {train.get('epochs')} epochs"
+                     + (f" ({train['steps']:,} optimisation step{'' if train['steps'] == 1 else 's'})"
+                        if train.get("steps") is not None else "")
+                     + f", kept epoch {train.get('best_epoch')}"
                      + (" (stopped early)" if train.get("stopped_early") else ""))
+    if train.get("undertrained"):
+        lines.append(f"warning: {train['undertrained']}")
     if train.get("train_seconds") is not None:
         lines.append(f"fit: {train.get('n_train')} training + {train.get('n_val')} validation samples, "
                      f"{train['train_seconds']:.1f} s on {train.get('device')}")

@@ -256,8 +256,10 @@ class NeuralDetector(Detector):
                           checkpoint=checkpoint, resume=resume, log_path=log_path, progress=progress,
                           checkpoint_every_s=self.config["checkpoint_every_s"])
         result = trainer.fit(self, train, val)
+        # the steps taken, and the warning (kept with the model, so whoever loads it is told too)
+        steps = result.epochs_run * epoch_steps(len(train), int(self.config["batch_size"]))
         self.fit_info = {**result.to_dict(), "device": str(self.device), "n_train": len(train), "n_val": len(val),
-                         "history": result.history}
+                         "steps": steps, "undertrained": why, "history": result.history}
         self.normalisers: dict[str, MinMax] = {}
         raw_val = self._raw(val)
         self.normalisers = {k: MinMax.fit(raw_val[k]) for k in self.normalised}
