@@ -299,3 +299,51 @@ def test_a_saved_model_is_measured_on_labelled_sub_folders(tmp_path):
     shutil.move(root / "test" / "good", root / "test" / "ok")
     r = CliRunner().invoke(main, ["test", "--model", str(model), "--input", str(root / "test")])
     assert r.exit_code == 1 and "name the sub-folder(s) of normal images with --normal (found: dent, ok, scratch)" in r.output
+
+
+def test_the_estimator_api_takes_a_folder_an_image_file_or_a_list_of_them(tmp_path):
+    """`fit("good_parts/")`, `score_samples(["a.png", ...])`: the files give the pixels `oneclass
+    score` reads from them, a folder's images come sorted by path, and a path that holds no images
+    the user meant (a missing file, a folder inside a list, a labelled root) is named, not read."""
+    from oneclass.data.folder import read_images, tree_images
+    root = write_folder(tmp_path / "parts", colour=True, n_train=16, n_test=3)
+    good = root / "train" / "good"
+    files = tree_images(good)
+    det = oneclass.create("ocsvm", preset="cifar10").fit(str(good))
+    pixels = read_images(files, 3, (32, 32))
+    expected = det.score_samples(pixels)
+
+    def same(a, b):  # the same pixels; a batch of another size may round PCA's product otherwise
+        return np.allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert same(det.score_samples(good), expected)
+    assert same(det.score_samples([str(f) for f in files[::-1]]), expected[::-1])
+    assert same(det.score_samples(np.array([str(f) for f in files])), expected)
+    assert same(det.score_samples(files[2]), expected[2:3])
+    # a file among images the user opened: one list, each decoded as on its own
+    mixed = det.score_samples([Image.open(files[0]), files[1], np.asarray(Image.open(files[2]))])
+    assert same(mixed, expected[:3])
+    assert same(oneclass.create("ocsvm", preset="cifar10").fit(pixels).score_samples(good), expected)
+    det.set_threshold(good, quantile=0.5)
+    assert det.predict(good).sum() == np.sum(expected > det.threshold)
+
+    cases = {tmp_path / "nowhere": "no such file or folder",
+             (files[0], tmp_path / "gone.png"): "item 1: no such file",
+             (files[0], good): "is a folder",
+             root: "train/ and test/ folders",
+             tmp_path / "parts" / "test" / "nothing": "no such file or folder"}
+    (root / "empty").mkdir()
+    cases[root / "empty"] = "no image files"
+    for given, words in cases.items():
+        with pytest.raises(DataError, match=words):
+            det.score_samples(list(given) if isinstance(given, tuple) else given)
+    with pytest.raises(DataError, match="string"):  # no TypeError from torch
+        det.score_samples(np.array([[str(files[0])]]))
+    for odd in ([[str(files[0]), str(files[1])]], np.zeros((2, 8, 8), dtype="datetime64[s]")):
+        with pytest.raises(DataError, match="array cannot be read as images"):
+            det.score_samples(odd)
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(DataError, match="cannot read image .*notes.png"):
+        det.score_samples([files[0], tmp_path / "notes.png"])
+    for video_method in ("alocc", "lsa"):  # patches of frames, clips of frames: not a folder of images
+        with pytest.raises(DataError, match="video model reads footage through oneclass.video"):
+            oneclass.create(video_method, preset="ped2").fit(good)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .data.folder import image_paths, read_images
 from .data.images import as_uint8_images, conform, images_from_list, is_image_list
 from .errors import DataError, ModelFileError, NotFittedError, OneClassError
 from .fileio import _json_default, archive_damage, atomic_open, check_output_file
@@ -58,6 +59,12 @@ def threshold_rule(quantile: float | None = None, contamination: float | None = 
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 <= v <= 1.0:
         raise OneClassError(f"{name}={v!r}: give a number in [0, 1]")
     return {name: float(v)}
+
+
+def footage_path_error(name: str) -> DataError:
+    """A video model given a path in the estimator API, which takes arrays of its samples."""
+    return DataError(f"{name}: a video model reads footage through oneclass.video: fit_video(det, "
+                     "oneclass.data.video.list_footage(path)) and score_footage(det, path)")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -263,6 +270,11 @@ class Detector:
 
     def prepare(self, x: Any, name: str = "input") -> torch.Tensor:
         """Any accepted image input → uint8 N×C×H×W in this detector's channels and size."""
+        files = image_paths(x, name)
+        if files is not None:  # decoded as `oneclass score` decodes files: the same pixels
+            if self.config.get("video"):
+                raise footage_path_error(name)
+            return read_images(files, self.channels, (self.image_size, self.image_size))
         if is_image_list(x):  # PIL images, or images of differing sizes
             return images_from_list(x, self.channels, self.image_size, name=name)
         images = as_uint8_images(x, name=name)

@@ -9,6 +9,7 @@ import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,6 +101,41 @@ def read_images(paths: list[Path], channels: int, size: tuple[int, int] | None) 
     if len(shapes) > 1:
         raise DataError(f"images differ in size {sorted(shapes)[:3]}…; give a size to resize them to")
     return torch.from_numpy(np.stack(arrays))
+
+
+def image_paths(x: Any, name: str = "input") -> list[Path] | None:
+    """The image files `x` names in the Python API, or None when `x` is not a path: a folder (every
+    image under it, sorted by path, as `oneclass score --input` reads it), one image file, or a
+    list (or 1-D string array) of image files, in its order. A folder in the labelled or MVTec layout
+    (`train/` and `test/` inside) is refused: its images are normal and novel ones together."""
+    if isinstance(x, np.ndarray) and x.dtype.kind in "US":
+        if x.ndim != 1:
+            raise DataError(f"{name}: an array of strings shaped {x.shape}; file paths go as one list")
+        x = x.tolist()
+    if isinstance(x, (str, os.PathLike)):
+        path = Path(x)
+        if path.is_dir():
+            if (path / "train").is_dir() and (path / "test").is_dir():
+                raise DataError(f"{name}: {path} holds train/ and test/ folders (a labelled layout), whose "
+                                f"images are normal and novel together; pass the folder of the images "
+                                f"themselves, e.g. {path / 'train' / (sub_folders(path / 'train') or ['good'])[0]}")
+            files = tree_images(path)
+            if not files:
+                raise DataError(f"{name}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {path}")
+            return files
+        if not path.is_file():
+            raise DataError(f"{name}: no such file or folder: {path}")
+        return [path]
+    if isinstance(x, (list, tuple)) and x and all(isinstance(item, (str, os.PathLike)) for item in x):
+        files = [Path(item) for item in x]
+        for i, path in enumerate(files):
+            if path.is_dir():
+                raise DataError(f"{name}: item {i}, {path}, is a folder; a list names image files "
+                                "(pass a folder on its own for every image under it)")
+            if not path.is_file():
+                raise DataError(f"{name}: item {i}: no such file: {path}")
+        return files
+    return None
 
 
 def looks_colour(files: list[Path], sample: int = 16) -> bool:

@@ -4,7 +4,9 @@ Images are held as a compact uint8 tensor N×C×H×W; they become float only per
 device that trains or scores (see `to_float`)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -90,12 +92,13 @@ def as_uint8_images(x: Any, *, name: str = "input") -> torch.Tensor:
 
 def is_image_list(x: Any) -> bool:
     """Whether `x` is read image by image (`images_from_list`): a PIL image, or a list or tuple
-    holding PIL images or images of more than one shape. A list of equal arrays stays a batch."""
+    holding PIL images, image file paths or images of more than one shape. A list of equal arrays
+    stays a batch."""
     if isinstance(x, Image.Image):
         return True
     if not isinstance(x, (list, tuple)) or not x:
         return False
-    if any(isinstance(item, Image.Image) for item in x):
+    if any(isinstance(item, (Image.Image, str, os.PathLike)) for item in x):
         return True
     try:
         return len({np.shape(item) for item in x}) > 1
@@ -105,7 +108,8 @@ def is_image_list(x: Any) -> bool:
 
 def images_from_list(items: Any, channels: int, size: int | tuple[int, int], *,
                      name: str = "input") -> torch.Tensor:
-    """Images given one by one, as photos come: PIL images (any mode `convert_image` reads) and
+    """Images given one by one, as photos come: PIL images (any mode `convert_image` reads), image
+    files (decoded as `data.folder.open_image` decodes them) and
     arrays or tensors H×W, H×W×C or C×H×W, each of its own size → one uint8 N×C×H×W batch,
     every image conformed to `channels` and `size`. Floats are read as [0, 1] only when every
     float image of the list lies in it, as for one array batch (a dark [0, 255] image is not
@@ -116,6 +120,11 @@ def images_from_list(items: Any, channels: int, size: int | tuple[int, int], *,
     singles: list[torch.Tensor] = []
     for i, item in enumerate(items):
         what = f"{name}: image {i}"
+        if isinstance(item, (str, os.PathLike)):  # an image file among arrays or PIL images
+            from .folder import open_image  # folder.py builds on this module
+            if not Path(item).is_file():
+                raise DataError(f"{what}: no such file: {item}")
+            item = open_image(Path(item), mode)
         if isinstance(item, Image.Image):
             arr = np.array(convert_image(item, mode, what), dtype=np.uint8)
             t = torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
@@ -144,8 +153,9 @@ def _as_tensor(x: Any, name: str, what: str) -> torch.Tensor:
         except ValueError as e:  # a ragged nested list
             raise DataError(f"{name}: cannot be read as {what}: {e}") from e
     if isinstance(x, np.ndarray):
-        if x.dtype == object:
-            raise DataError(f"{name}: an object array cannot be read as {what}")
+        if x.dtype.kind not in "biufc":  # objects, strings, dates: no pixels (bool, complex: refused later)
+            kind = "an object" if x.dtype == object else f"a {x.dtype}"
+            raise DataError(f"{name}: {kind} array cannot be read as {what}")
         # a read-only array (np.load's memmap, a broadcast view) is copied: torch warns on sharing
         # memory it may not write
         return torch.from_numpy(np.ascontiguousarray(x) if x.flags.writeable else np.array(x))

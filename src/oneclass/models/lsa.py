@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.folder import image_paths
+from ..detector import footage_path_error
 from ..errors import OneClassError
 from ..neural import NEURAL_DEFAULTS, NeuralDetector, optimizer_step, per_sample_sq_error
 from ..training import StepContext
@@ -257,6 +259,8 @@ class LSADetector(NeuralDetector):
         if not self.is_video:
             return super().prepare(x, name)
         from ..data.images import as_uint8_clips
+        if image_paths(x, name) is not None:
+            raise footage_path_error(name)
         size = self.image_size if isinstance(self.image_size, tuple) else (self.image_size,) * 2
         return as_uint8_clips(x, (self.channels, int(self.config["frames"]), *size), name=name)
 
