@@ -465,7 +465,11 @@ def test_cli_info_says_what_a_saved_model_is(tmp_path, embedded_split):
     assert "\nwarning: dae: 108 training images in batches of 256 make 1 optimisation step in all" in out
     svm = oneclass.create("ocsvm").fit(x).save(tmp_path / "svm.oneclass")
     out = run_cli("info", "--model", svm).output
-    assert "ocsvm (preset mnist" in out and "threshold: none set" in out and "parameters" not in out
+    assert "ocsvm (preset mnist" in out and "parameters" not in out
+    assert "threshold: " in out and "(quantile 0.95, of 12 held-out training images)" in out
+    bare = oneclass.load(svm)
+    bare.threshold = bare.threshold_rule = None  # as a video model fitted without a quantile
+    assert "threshold: none set" in run_cli("info", "--model", bare.save(tmp_path / "bare.oneclass")).output
     bad = tmp_path / "bad.oneclass"
     bad.write_bytes(b"not a model")
     result = run_cli("info", "--model", bad, ok=False)

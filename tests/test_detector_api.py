@@ -169,21 +169,29 @@ def test_unfitted_and_unthresholded_use_is_refused(fitted, small):
         det.save("never.oneclass")
     fresh = oneclass.create("dae", "mnist", epochs=1, device="cpu", batch_size=64)
     fresh.fit(small[0][:40], small[1][:10], progress=False)
+    # predict works after fit, as scikit-learn's and PyOD's detectors do: the threshold is the
+    # 0.95 quantile of the held-out normal images' scores, as `oneclass fit` sets it
+    assert fresh.threshold == pytest.approx(np.quantile(fresh.score_samples(small[1][:10]), 0.95), rel=1e-6)
+    assert fresh.threshold_rule == {"quantile": 0.95, "of": "10 validation images"}  # the x_val given
+    assert fresh.predict(small[2]).shape == (len(small[2]),)
+    fresh.threshold = None  # a model saved without one (a video model fitted without a quantile)
     with pytest.raises(NotFittedError, match="set_threshold"):
         fresh.predict(small[2])
 
 
 def test_a_refit_drops_the_old_threshold(small):
     """A threshold is in the units of the model it was set on: after fit() on other data,
-    predict asks for a new one instead of using it silently."""
+    predict uses the new fit's own threshold, never the old one."""
     x, val, test, _ = small
     det = oneclass.create("ocsvm", "mnist").fit(x)
+    assert det.threshold_rule["quantile"] == 0.95  # without a held-out set: the seeded 10% of x
+    assert det.threshold == np.quantile(det.validation_scores["score"], 0.95)
     det.set_threshold(val, quantile=0.9)
+    old = det.threshold
     assert det.predict(test).shape == (len(test),)
     det.fit(test)
-    assert det.threshold is None and det.threshold_rule is None
-    with pytest.raises(NotFittedError, match="no threshold"):
-        det.predict(test)
+    assert det.threshold_rule == {"quantile": 0.95, "of": f"{round(0.1 * len(test))} held-out training images"}
+    assert det.threshold != old and det.threshold == np.quantile(det.validation_scores["score"], 0.95)
     # a refit that fails part-way leaves no model that looks fitted
     with pytest.raises(DataError, match="every image is the same"):
         det.fit(np.zeros((30, 28, 28), dtype=np.uint8))
@@ -494,8 +502,9 @@ def test_fit_without_x_val_holds_out_a_seeded_tenth_apart_from_training(small, m
     together they are all the images, and the seed fixes which."""
     x = small[0]
     seen = []
-    monkeypatch.setattr(type(oneclass.create("ocsvm")), "_fit",
-                        lambda self, train, val, **kw: seen.append((train, val)))
+    cls = type(oneclass.create("ocsvm"))
+    monkeypatch.setattr(cls, "_fit", lambda self, train, val, **kw: seen.append((train, val)))
+    monkeypatch.setattr(cls, "_score", lambda self, images: {"score": np.zeros(len(images))})  # for the threshold
     for seed in (0, 0, 1):
         oneclass.create("ocsvm", seed=seed).fit(x)
     keys = lambda t: [bytes(img.numpy().tobytes()) for img in t]  # noqa: E731
@@ -507,8 +516,8 @@ def test_fit_without_x_val_holds_out_a_seeded_tenth_apart_from_training(small, m
 
 
 def test_fit_keeps_the_scores_of_its_validation_images(fitted, small, tmp_path):
-    """A neural fit scores its validation images anyway (its normalisers); it keeps those scores,
-    which are score_components(val) exactly, so a threshold or an evaluation need not score them
+    """A neural fit scores its validation images anyway (its normalisers, its threshold); it keeps
+    those scores, which are score_components(val) exactly, so a threshold or an evaluation need not score them
     again (AnoGAN's latent search takes minutes over a validation set)."""
     _, val, _, _ = small
     again = fitted.score_components(val)
@@ -517,7 +526,9 @@ def test_fit_keeps_the_scores_of_its_validation_images(fitted, small, tmp_path):
         np.testing.assert_array_equal(fitted.validation_scores[k], v)
     fitted.save(tmp_path / "m.oneclass")
     assert oneclass.load(tmp_path / "m.oneclass").validation_scores is None  # the model file holds no data
-    assert oneclass.create("ocsvm").fit(small[0]).validation_scores is None  # it never scored them
+    # a detector that needs no normaliser scores them in fit for its threshold, once
+    shallow = oneclass.create("ocsvm").fit(small[0])
+    assert shallow.threshold == np.quantile(shallow.validation_scores["score"], 0.95)
 
 
 def test_the_cli_fit_scores_the_held_out_images_once(tmp_path, monkeypatch):

@@ -551,3 +551,15 @@ def test_scoring_footage_shows_a_bar_over_its_frames_as_fit_chose(monkeypatch, c
     det.progress = False
     video.score_stream(det, [frames[:5], frames[5:]], "cam", total=9, progress=True)
     assert capsys.readouterr().err == ""
+
+
+def test_a_video_model_keeps_no_threshold_on_its_patch_scores(ped2_frames):
+    """`fit` sets an image detector's threshold on its held-out images; a video model's samples
+    are patches or windows, whose scores are not frame scores. So `fit_video` leaves none unless
+    given a quantile, and then sets it in frame units: `predict` never holds frames to a patch's."""
+    train, _ = load_ped2(ped2_frames)
+    det = oneclass.create("alocc", preset="ped2", device="cpu", epochs=1, max_train_samples=64)
+    video.fit_video(det, train, progress=False)
+    assert det.fitted and det.threshold is None and det.threshold_rule is None
+    video.fit_video(det, train, quantile=0.9, progress=False)
+    assert det.threshold_rule == {"quantile": 0.9, "of": "held-out training frame (window) scores"}

@@ -192,9 +192,8 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
         x_train, x_val = data.images[perm[:-n_val]], data.images[perm[-n_val:]]
     t0 = time.perf_counter()
     det.fit(x_train, x_val, **_train_files(det, Path(out), resume, not quiet))
-    # fit scored the held-out images already (a neural detector, for its normalisers)
-    val_scores = det.validation_scores or det.score_components(x_val)
-    det.threshold_from_scores(val_scores[det.headline], {**threshold_rule(quantile, None),
+    # fit scored the held-out images already, for its threshold at the default quantile
+    det.threshold_from_scores(det.validation_scores[det.headline], {**threshold_rule(quantile, None),
                                                          "of": f"{len(x_val)} held-out training images"})
     det.save(out)
     ckpt = Path(str(out) + ".ckpt")

@@ -61,6 +61,10 @@ def threshold_rule(quantile: float | None = None, contamination: float | None = 
     return {name: float(v)}
 
 
+# the quantile of held-out normal scores at which `fit` sets the threshold (`oneclass fit --quantile`)
+DEFAULT_THRESHOLD_QUANTILE = 0.95
+
+
 def footage_path_error(name: str) -> DataError:
     """A video model given a path in the estimator API, which takes arrays of its samples."""
     return DataError(f"{name}: a video model reads footage through oneclass.video: fit_video(det, "
@@ -193,8 +197,8 @@ class Detector:
     # method did before: at that value an option is no part of a run's identity, so those runs keep
     # their keys (and their checkpoints resume); any other value names new runs
     added_later: ClassVar[dict[str, Any]] = {}
-    # score_components of the validation samples, where fit scored them anyway (neural detectors,
-    # for their normalisers); not saved with the model
+    # score_components of the validation samples, which fit scores (neural detectors for their
+    # normalisers, every image detector for its threshold); not saved with the model
     validation_scores: dict[str, np.ndarray] | None = None
 
     def __init__(self, preset: str = "mnist", *, epochs: int | None = None, seed: int = 0,
@@ -283,7 +287,8 @@ class Detector:
     # ---- estimator API ------------------------------------------------------------------
     def fit(self, x: Any, x_val: Any = None, **train_options: Any) -> "Detector":
         """Fit on normal samples. Without `x_val`, a seeded 10% of `x` is held out for the
-        validation loss and score normalisation."""
+        validation loss and score normalisation. An image detector's threshold for `predict` is
+        then the 0.95 quantile of the held-out images' scores (`set_threshold` moves it)."""
         train = self.prepare(x, "training data")
         if x_val is None:
             if len(train) < 10:
@@ -302,6 +307,15 @@ class Detector:
         self.validation_scores = None
         self._fit(train, val, **train_options)
         self.fitted = True
+        if self.validation_scores is None:  # neural detectors scored them already, for their normalisers
+            self.validation_scores = self.score_components(val)
+        if not self.config.get("video"):  # a video model's threshold is on frame scores (video.fit_video)
+            # predict works after fit, as scikit-learn's and PyOD's detectors do: the threshold
+            # `oneclass fit` sets, on normal images the training did not see
+            held_out = "validation" if x_val is not None else "held-out training"
+            self.threshold_from_scores(self.validation_scores[self.headline],
+                                       {**threshold_rule(DEFAULT_THRESHOLD_QUANTILE),
+                                        "of": f"{len(val)} {held_out} images"})
         return self
 
     def score_components(self, x: Any) -> dict[str, np.ndarray]:

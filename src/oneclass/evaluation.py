@@ -321,7 +321,7 @@ def execute(task: RunTask, data_root: str | Path | None, work_dir: str | Path | 
         fit_options["watch"] = (splits[0].test.images, splits[0].test_labels)
     det.fit(splits[0].train.images, splits[0].val.images, **fit_options)
     train_seconds = time.perf_counter() - t0
-    val_scores = det.validation_scores or det.score_components(splits[0].val.images)
+    val_scores = det.validation_scores  # fit scored them, for its threshold
     records, files = [], []
     for split, ident, previous in zip(splits, task.identities, task.done):
         if previous is not None:
