@@ -22,8 +22,11 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/oneclass demo --out demo-output
 
+# One pytest-xdist worker per core (at most 8): the suite's small networks are bound by Python,
+# not arithmetic, so two processes on two cores finish sooner than one using both. The Ray tests
+# share one worker (their xdist_group), so two Ray instances never start at once.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 8 --dist loadgroup
 
 # Mutation testing of the core modules (pyproject.toml [tool.mutmut]); long: not part of `make test`.
 # MUTANTS narrows it to mutant-name patterns, e.g. the core behaviours:

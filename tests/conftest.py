@@ -10,6 +10,16 @@ import oneclass
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
+def pytest_configure(config):
+    # `make test` runs the suite in one pytest-xdist worker per core: each worker then computes on
+    # its share of the cores, not on all of them at once (2 workers × 2 threads on 2 cores thrash)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // workers))
+
+
 @pytest.fixture(scope="session")
 def embedded_data():
     return oneclass.datasets.embedded()

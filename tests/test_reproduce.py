@@ -14,6 +14,9 @@ from oneclass.cli import main
 from oneclass.errors import OneClassError
 from oneclass.reproduce import Cell, reproduce
 
+# one Ray instance at a time: under `make test`'s pytest-xdist these tests all go to one worker
+pytestmark = pytest.mark.xdist_group("ray")
+
 # CI installs the test extras (Ray among them): there a missing Ray is a failure, not a skip
 if not runners.ray_available() and not os.environ.get("CI"):
     pytest.skip("Ray is not installed (pip install 'oneclass[ray]')", allow_module_level=True)

@@ -64,38 +64,45 @@ def examples_png(det, images, examples: dict[str, list[dict]]) -> bytes:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import colormaps
     extremes = {k: np.array([e["index"] for e in v], dtype=np.int64) for k, v in examples.items()}
     index = np.concatenate(list(extremes.values()))
     scores = {e["index"]: e["score"] for v in examples.values() for e in v}
     labels = {e["index"]: e["novel"] for v in examples.values() for e in v}
     chosen = images[torch_index(index)]
     pictures = np.asarray(det.prepare(chosen))
+    h, w = pictures.shape[-2:]
+    tiles = [np.repeat(p, 3, axis=0) if p.shape[0] == 1 else p[:3] for p in pictures]  # 3×H×W uint8
     maps = None
     if getattr(det, "map_headline", None) is not None and not det.config.get("video"):
         maps = det.score_maps(chosen)[det.map_headline]
-        scale = colour_scale(maps)
+        lo, hi = colour_scale(maps)
+        heat = (colormaps["inferno"](np.clip((maps - lo) / (hi - lo), 0.0, 1.0))[..., :3] * 255).astype(np.uint8)
+        heat = [np.asarray(Image.fromarray(m).resize((w, h), Image.NEAREST)) for m in heat]
+    # one picture of all tiles in one axes: two dozen small axes took a second a run to lay out
     per_group = len(next(iter(extremes.values())))
-    rows = len(extremes) * (2 if maps is not None else 1)
-    fig, axes = plt.subplots(rows, per_group, figsize=(1.6 * per_group, 1.75 * rows), squeeze=False)
-    for g, (name, _) in enumerate(extremes.items()):
+    rows_per_group = 2 if maps is not None else 1
+    rows = len(extremes) * rows_per_group
+    gap_x, gap_y = max(2, w // 8), max(4, h // 3)  # white between tiles, room above each for its title
+    canvas = np.full((rows * (h + gap_y), per_group * (w + gap_x), 3), 255, np.uint8)
+    fig = plt.figure(figsize=(1.6 * per_group, 1.75 * rows))
+    ax = fig.add_axes((0.04, 0.0, 0.96, 0.93))
+    for g, name in enumerate(extremes):
         for j in range(per_group):
             k = g * per_group + j
-            i = index[k]
-            pic = pictures[k]
-            ax = axes[g * (2 if maps is not None else 1), j]
-            ax.imshow(pic[0] if pic.shape[0] == 1 else np.moveaxis(pic, 0, -1), cmap="gray", vmin=0, vmax=255)
-            ax.set_title(f"{scores[i]:.3g} {'novel' if labels[i] else 'normal'}", fontsize=7,
-                         color="tab:red" if labels[i] else "tab:green")
-            if j == 0:
-                ax.set_ylabel(name, fontsize=8)
+            top, left = g * rows_per_group * (h + gap_y) + gap_y, j * (w + gap_x)
+            canvas[top:top + h, left:left + w] = np.moveaxis(tiles[k], 0, -1)
             if maps is not None:
-                axes[g * 2 + 1, j].imshow(maps[k], cmap="inferno", vmin=scale[0], vmax=scale[1])
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
+                canvas[top + h + gap_y:top + 2 * h + gap_y, left:left + w] = heat[k]
+            i = index[k]
+            ax.text(left + w / 2, top - 0.5, f"{scores[i]:.3g} {'novel' if labels[i] else 'normal'}", fontsize=7,
+                    ha="center", va="bottom", color="tab:red" if labels[i] else "tab:green")
+        middle = g * rows_per_group * (h + gap_y) + gap_y + (rows_per_group * (h + gap_y) - gap_y) / 2
+        ax.text(-gap_x, middle, name, fontsize=8, rotation=90, ha="right", va="center")
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_axis_off()
     fig.suptitle(f"{det.name}: {det.headline} score" + (f", {det.map_headline} map" if maps is not None else ""),
                  fontsize=8)
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=70)
     plt.close(fig)
