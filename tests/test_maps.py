@@ -69,3 +69,25 @@ def test_cli_score_writes_one_overlay_per_image(tiny_fitted, embedded_data, tmp_
     left = overlay[:, : overlay.shape[1] // 2]
     assert np.abs(left[..., 0].astype(int) - left[..., 1]).max() <= 1
     assert "3 anomaly maps (rec) in" in r.output
+
+
+def test_a_runs_examples_picture_shows_each_image_and_beneath_it_its_map(tiny_fitted, embedded_data):
+    """`examples/classC_seedS.png`: a row of the most and one of the least novel images, each with
+    its map beneath (inferno: orange and yellow) where the method gives maps; grey images alone
+    where it does not."""
+    import io
+
+    from oneclass.maps import examples_png
+    _, test = embedded_data
+    examples = {"most novel": [{"index": i, "score": 2.0 - i / 10, "novel": True} for i in range(6)],
+                "least novel": [{"index": 20 + i, "score": i / 10, "novel": False} for i in range(6)]}
+    svm = oneclass.create("ocsvm", "mnist").fit(embedded_data[0].images[:200])
+    pictures = {name: np.asarray(Image.open(io.BytesIO(examples_png(det, test.images, examples))).convert("RGB"))
+                for name, det in (("dae", tiny_fitted["dae"]), ("ocsvm", svm))}
+    assert pictures["dae"].shape[0] == 2 * pictures["ocsvm"].shape[0]  # a map row under each image row
+    for name, pic in pictures.items():
+        r, g, b = (pic[..., k].astype(int) for k in range(3))
+        grey = (np.abs(r - g) <= 2) & (np.abs(g - b) <= 2)
+        assert (grey & (r < 20)).mean() > 0.1  # the digits' black backgrounds
+        warm = (r > 200) & (g > 90) & (b < 120)  # the colour of a strong map pixel, in no grey or title
+        assert (warm.sum() > 500) == (name == "dae"), name
