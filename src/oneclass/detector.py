@@ -61,7 +61,8 @@ def threshold_rule(quantile: float | None = None, contamination: float | None = 
     return {name: float(v)}
 
 
-# the quantile of held-out normal scores at which `fit` sets the threshold (`oneclass fit --quantile`)
+# the quantile of held-out normal scores at which `fit` sets the threshold; `oneclass fit --quantile`
+# defaults to the same value (the CLI parses its options without importing torch)
 DEFAULT_THRESHOLD_QUANTILE = 0.95
 
 

@@ -21,21 +21,24 @@ def colour_scale(maps: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi if hi > lo else lo + 1e-12)
 
 
+def heat_colours(maps: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """Maps (…×H×W) as RGB uint8 (…×H×W×3) in matplotlib's inferno, on the run's one `scale`."""
+    from matplotlib import colormaps
+    lo, hi = scale
+    return (colormaps["inferno"](np.clip((maps - lo) / (hi - lo), 0.0, 1.0))[..., :3] * 255).astype(np.uint8)
+
+
 def overlay_png(image: np.ndarray, amap: np.ndarray, scale: tuple[float, float], alpha: float = 0.55,
                 min_side: int = 160) -> bytes:
     """PNG bytes: the image (C×H×W uint8, grey or RGB) on the left, the image with the map
     (H×W, coloured by `scale`) blended over it on the right, enlarged to at least `min_side`."""
-    from matplotlib import colormaps
     grey_or_rgb = image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1)
     base = Image.fromarray(grey_or_rgb).convert("RGB")
     h, w = amap.shape
     factor = max(1, int(np.ceil(min_side / min(h, w))))
     size = (w * factor, h * factor)
     base = base.resize(size, Image.NEAREST)
-    lo, hi = scale
-    unit = np.clip((amap - lo) / (hi - lo), 0.0, 1.0)
-    heat = (colormaps["inferno"](unit)[..., :3] * 255).astype(np.uint8)
-    heat_img = Image.fromarray(heat).resize(size, Image.BILINEAR)
+    heat_img = Image.fromarray(heat_colours(amap, scale)).resize(size, Image.BILINEAR)
     blended = Image.blend(base, heat_img, alpha)
     canvas = Image.new("RGB", (2 * size[0] + 4, size[1]), (255, 255, 255))
     canvas.paste(base, (0, 0))
@@ -64,7 +67,6 @@ def examples_png(det, images, examples: dict[str, list[dict]]) -> bytes:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib import colormaps
     extremes = {k: np.array([e["index"] for e in v], dtype=np.int64) for k, v in examples.items()}
     index = np.concatenate(list(extremes.values()))
     scores = {e["index"]: e["score"] for v in examples.values() for e in v}
@@ -76,9 +78,8 @@ def examples_png(det, images, examples: dict[str, list[dict]]) -> bytes:
     maps = None
     if getattr(det, "map_headline", None) is not None and not det.config.get("video"):
         maps = det.score_maps(chosen)[det.map_headline]
-        lo, hi = colour_scale(maps)
-        heat = (colormaps["inferno"](np.clip((maps - lo) / (hi - lo), 0.0, 1.0))[..., :3] * 255).astype(np.uint8)
-        heat = [np.asarray(Image.fromarray(m).resize((w, h), Image.NEAREST)) for m in heat]
+        heat = [np.asarray(Image.fromarray(m).resize((w, h), Image.NEAREST))
+                for m in heat_colours(maps, colour_scale(maps))]
     # one picture of all tiles in one axes: two dozen small axes took a second a run to lay out
     per_group = len(next(iter(extremes.values())))
     rows_per_group = 2 if maps is not None else 1
