@@ -571,6 +571,37 @@ def test_evaluate_interrupted_between_runs_keeps_the_first_and_resumes(tmp_path,
     assert [r["normal_class"] for r in runs] == [4, 5]
 
 
+def test_evaluate_killed_while_scoring_resumes_scoring_where_it_stopped(tmp_path, monkeypatch):
+    """The second attempt scores only the test batches the first did not finish, gives the
+    uninterrupted run's numbers, counts the first attempt's scoring seconds, says it resumed, and
+    leaves no checkpoint or kept scores behind."""
+    from oneclass.models.lsa import DAEDetector
+    spec = EvalSpec("dae", "mnist-embedded", classes=[0], epochs=1, device="cpu",
+                    options={"score_batch_size": 256, "checkpoint_every_s": 0})
+    whole = evaluate(spec, None, tmp_path / "whole", progress=False, echo=lambda s: None)[0]
+    real, calls = DAEDetector.raw_scores, {"n": 0, "kill_at": 5}  # 1 validation batch, then test batches
+
+    def raw_scores(self, x):
+        calls["n"] += 1
+        if calls["n"] == calls["kill_at"]:
+            raise KeyboardInterrupt
+        if calls["kill_at"]:
+            time.sleep(0.5)  # the first attempt scores slowly: its seconds must show in the record
+        return real(self, x)
+
+    monkeypatch.setattr(DAEDetector, "raw_scores", raw_scores)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(spec, None, tmp_path / "res", progress=False, echo=lambda s: None)
+    assert sorted(p.name for p in (tmp_path / "res").rglob("*.ckpt")) == ["class0_seed0.ckpt", "class0_seed0.scores.ckpt"]
+    calls.update(n=0, kill_at=None)
+    run = evaluate(spec, None, tmp_path / "res", progress=False, echo=lambda s: None)[0]
+    assert calls["n"] == 8 - 3  # 2,000 test digits in batches of 256: three were kept
+    assert run["score_resumed"]["images"] == 3 * 256
+    assert run["score_seconds"] >= run["score_resumed"]["earlier_seconds"] >= 1.5
+    assert run["metrics"] == whole["metrics"] and "score_resumed" not in whole
+    assert not list((tmp_path / "res").rglob("*.ckpt"))
+
+
 def test_output_paths_under_a_regular_file_are_one_line(tmp_path):
     """`score --output some_file/s.csv` once ended in a FileExistsError traceback."""
     from PIL import Image

@@ -281,3 +281,53 @@ def test_adam_is_fused_where_torch_has_it_and_falls_back_with_the_same_settings(
     assert not plain.defaults.get("fused")
     assert {k: plain.defaults[k] for k in ("lr", "betas", "weight_decay")} == \
         {"lr": 1e-3, "betas": (0.5, 0.9), "weight_decay": 0.1}
+
+
+def test_an_interrupted_scoring_pass_resumes_at_its_first_unfinished_batch(data, tmp_path):
+    """A kill during scoring (AnoGAN's latent search: two hours for MNIST's test set on one
+    thread) loses only the batch in progress: the next process, resuming from the finished
+    checkpoint, scores the remaining batches and gives the uninterrupted pass's scores."""
+    from oneclass.score_store import ScoreStore, model_key, store_path
+    x, val, test = data
+    ckpt = tmp_path / "run.ckpt"
+    make_dae = lambda **kw: make("dae", epochs=1, score_batch_size=16, **kw)  # noqa: E731
+    whole = make_dae().fit(x, val, progress=False).score_components(test)
+    det = make_dae().fit(x, val, progress=False, checkpoint=ckpt)
+    real, batches, kill_at = det.raw_scores, [], 3
+
+    def raw_scores(inputs):  # the store knows a pass by its scoring function's name
+        batches.append(len(inputs))
+        if len(batches) == kill_at:
+            raise KeyboardInterrupt
+        return real(inputs)
+
+    det.raw_scores = raw_scores
+    with pytest.raises(KeyboardInterrupt):
+        det.score_components(test)
+    assert store_path(ckpt).is_file() and ckpt.is_file()
+
+    again = make_dae().fit(x, val, progress=False, checkpoint=ckpt, resume=True)
+    real, batches, kill_at = again.raw_scores, [], None
+    again.raw_scores = raw_scores
+    resumed = again.score_components(test)
+    assert batches == [16, 16]  # 64 images: two batches were kept, two are scored
+    assert again.scoring_resumed["images"] == 32 and again.scoring_resumed["earlier_seconds"] >= 0
+    for k, v in whole.items():
+        np.testing.assert_array_equal(resumed[k], v)
+    # a pass with nothing kept says so
+    again.score_components(test[:20])
+    assert again.scoring_resumed is None
+
+    # the store answers only the images and the model state it was written with
+    np.testing.assert_array_equal(again.score_components(test.flip(0))["rec"], whole["rec"][::-1])
+    assert again.scoring_resumed is None
+    other = make_dae(seed=4).fit(x, val, progress=False)
+    other.score_store = ScoreStore(store_path(ckpt), model_key(other), every_s=0)
+    np.testing.assert_array_equal(other.score_components(test)["rec"],
+                                  make_dae(seed=4).fit(x, val, progress=False).score_components(test)["rec"])
+    assert other.scoring_resumed is None
+
+    # damaged kept scores are a lost saving of time, not an error: scored again, with a warning
+    store_path(ckpt).write_bytes(b"not a store")
+    with pytest.warns(UserWarning, match=r"run.scores.ckpt are unreadable .*scoring from the start"):
+        np.testing.assert_array_equal(again.score_components(test)["rec"], whole["rec"])

@@ -196,9 +196,8 @@ def fit(method: str, dataset: str | None, data_root: str | None, normal_class: s
     det.threshold_from_scores(det.validation_scores[det.headline], {**threshold_rule(quantile, None),
                                                          "of": f"{len(x_val)} held-out training images"})
     det.save(out)
-    ckpt = Path(str(out) + ".ckpt")
-    if ckpt.exists():
-        ckpt.unlink()
+    from .score_store import remove_checkpoint  # the checkpoint and the scores kept beside it
+    remove_checkpoint(Path(str(out) + ".ckpt"))
     click.echo(f"fitted {method} ({preset}) on {len(x_train)} images in {time.perf_counter() - t0:.1f}s; "
                f"threshold {det.threshold:.4g} (validation q{quantile:g}); saved {out}")
 
@@ -219,9 +218,8 @@ def _fit_video(method: str, dataset: str | None, data_root: str | None, train_di
     t0 = time.perf_counter()
     info = video.fit_video(det, train, quantile=quantile, **_train_files(det, Path(out), resume, not quiet))
     det.save(out)
-    ckpt = Path(str(out) + ".ckpt")
-    if ckpt.exists():
-        ckpt.unlink()
+    from .score_store import remove_checkpoint  # the checkpoint and the scores kept beside it
+    remove_checkpoint(Path(str(out) + ".ckpt"))
     n_frames = sum(len(c) for c in train)
     click.echo(f"fitted {method} ({preset}) on {info['train_samples']} samples of {len(train)} clips "
                f"({n_frames} frames) in {time.perf_counter() - t0:.1f}s; frame threshold {det.threshold:.4g} "

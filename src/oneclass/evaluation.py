@@ -35,6 +35,7 @@ from .errors import DataError, OneClassError
 from .fileio import atomic_open, write_json
 from .maps import examples_png
 from .registry import create, detector_class, preset_for
+from .score_store import remove_checkpoint
 from .training import EXECUTION_ONLY, numeric_config
 
 
@@ -358,9 +359,7 @@ def _finish_work(stem: Path | None) -> bytes | None:
         if log.is_file():
             log_gz = gzip.compress(log.read_bytes(), mtime=0)
             log.unlink()
-        ckpt = stem.with_suffix(".ckpt")
-        if ckpt.exists():
-            ckpt.unlink()  # the run is finished; its JSON and log are what stay
+        remove_checkpoint(stem.with_suffix(".ckpt"))  # the run is finished; its JSON and log are what stay
         _remove_if_empty(stem.parent)
     return log_gz
 
@@ -524,6 +523,9 @@ def _score_and_measure(det: Detector, split: protocols.Split, val_scores: dict[s
     t0 = time.perf_counter()
     comps = det.score_components(split.test.images)
     seconds = time.perf_counter() - t0
+    # a pass resumed from the run's kept scores: its seconds are those of every image's scoring
+    resumed = getattr(det, "scoring_resumed", None)
+    seconds += resumed["earlier_seconds"] if resumed else 0.0
     results: dict[str, Any] = {}
     for name, s in comps.items():
         m = metrics.evaluate(split.test_labels, s)
@@ -538,6 +540,8 @@ def _score_and_measure(det: Detector, split: protocols.Split, val_scores: dict[s
     out = {"metrics": results, "score_seconds": seconds,
            "score_images_per_second": len(split.test) / max(seconds, 1e-9),
            "curves": metrics.curves(split.test_labels, comps[det.headline])}
+    if resumed:
+        out["score_resumed"] = resumed
     by_class = novel_class_auroc(split, comps[det.headline])
     if by_class is not None:
         out["headline_auroc_by_novel_class"] = by_class

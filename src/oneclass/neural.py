@@ -21,6 +21,7 @@ from .data.images import to_float
 from .detector import Detector
 from .errors import DataError, OneClassError, UndertrainingWarning
 from .metrics import MinMax, auroc
+from .score_store import ScoreStore, ScoringPass, model_key, store_path
 from .training import StepContext, Trainer, epoch_steps
 
 # options every neural preset has
@@ -169,6 +170,7 @@ class NeuralDetector(Detector):
     def load_state_dicts(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
         for k, net in self.networks.items():
             net.load_state_dict(state[k])
+        self.score_store = None  # its scores were of the weights these replace
 
     def optimizer_state_dicts(self) -> dict[str, Any]:
         return {k: opt.state_dict() for k, opt in self.optimizers.items()}
@@ -244,6 +246,7 @@ class NeuralDetector(Detector):
             warnings.warn(why, UndertrainingWarning, stacklevel=3)  # at the caller's fit()
         self._build()
         self.progress = progress  # scoring shows a bar (when it lasts) as training did
+        self.score_store = None  # until the new weights are trained
         self._selection = None
         self._watch = None if watch is None else self._labelled(watch, "watched")
         if self.config["select"] == "val_auroc":
@@ -256,6 +259,10 @@ class NeuralDetector(Detector):
                           checkpoint=checkpoint, resume=resume, log_path=log_path, progress=progress,
                           checkpoint_every_s=self.config["checkpoint_every_s"])
         result = trainer.fit(self, train, val)
+        if checkpoint is not None:
+            # beside the checkpoint, the scores of every long pass with the trained model (the
+            # validation images next, then whatever is scored): an interrupted evaluation keeps them
+            self.score_store = ScoreStore(store_path(checkpoint), model_key(self), self.config["checkpoint_every_s"])
         # the steps taken, and the warning (kept with the model, so whoever loads it is told too)
         steps = result.epochs_run * epoch_steps(len(train), int(self.config["batch_size"]))
         self.fit_info = {**result.to_dict(), "device": str(self.device), "n_train": len(train), "n_val": len(val),
@@ -311,17 +318,20 @@ class NeuralDetector(Detector):
         `progress`: a bar for a user's scoring that lasts (AnoGAN searches each image for seconds)."""
         self.train_mode(False)
         bs = self.score_batch_size
-        parts: dict[str, list[np.ndarray]] = {}
+        # with a checkpointed fit, a long pass resumes at its first unfinished batch (score_store)
+        run = ScoringPass(getattr(self, "score_store", None), fn, images)
         # as fit(progress=...) chose; a loaded model (None: tqdm's own rule): on a terminal only
         chosen = getattr(self, "progress", None)
         disable = True if not progress else None if chosen is None else not chosen
-        with tqdm(total=len(images), desc=f"{self.name} scoring", unit="img", leave=False, dynamic_ncols=True,
-                  delay=SCORE_BAR_DELAY_S, disable=disable) as bar:  # pragma: no mutate
-            for start in range(0, len(images), bs):
-                for k, v in fn(self.inputs(images[start:start + bs])).items():
-                    parts.setdefault(k, []).append(v.float().cpu().numpy())
+        with tqdm(total=len(images), initial=run.done, desc=f"{self.name} scoring", unit="img", leave=False,
+                  dynamic_ncols=True, delay=SCORE_BAR_DELAY_S, disable=disable) as bar:  # pragma: no mutate
+            for start in range(run.done, len(images), bs):
+                out = fn(self.inputs(images[start:start + bs]))
+                run.add({k: v.float().cpu().numpy() for k, v in out.items()}, min(bs, len(images) - start))
                 bar.update(min(bs, len(images) - start))
-        return {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
+        run.finish()
+        self.scoring_resumed = run.resumed
+        return {k: np.concatenate(v).astype(np.float64) for k, v in run.parts.items()}
 
     def finalise(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Raw components → final ones: each scaled by its fitted normaliser, then combined."""
