@@ -3,6 +3,7 @@ import csv
 import io
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -593,6 +594,11 @@ def test_evaluate_killed_while_scoring_resumes_scoring_where_it_stopped(tmp_path
     with pytest.raises(KeyboardInterrupt):
         evaluate(spec, None, tmp_path / "res", progress=False, echo=lambda s: None)
     assert sorted(p.name for p in (tmp_path / "res").rglob("*.ckpt")) == ["class0_seed0.ckpt", "class0_seed0.scores.ckpt"]
+    # what `reproduce --dry-run` says of it: the validation images' scores and three test batches
+    from oneclass.evaluation import plan, under_way
+    assert under_way(plan(spec, None, tmp_path / "res")[0], tmp_path / "res") == \
+        f"1 epoch logged, scores of {whole['fit']['n_val'] + 3 * 256:,} images kept"
+    assert under_way(plan(replace(spec, seeds=[1]), None, tmp_path / "res")[0], tmp_path / "res") is None
     calls.update(n=0, kill_at=None)
     run = evaluate(spec, None, tmp_path / "res", progress=False, echo=lambda s: None)[0]
     assert calls["n"] == 8 - 3  # 2,000 test digits in batches of 256: three were kept

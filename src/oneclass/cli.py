@@ -690,7 +690,8 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, sel
             took = rep.cell_pace(cell, seed_list, epochs, device, data_root, results, train=train_splits[cell.dataset])
             click.echo(f"{cell.title}: {len(todo)} run(s) to do" + _estimate(took, len(todo), device))
             for t in todo:
-                click.echo(f"  {t.name}")
+                kept = evaluation.under_way(t, results)  # a run cut off (another session's) resumes from it
+                click.echo(f"  {t.name}" + (f" (under way: {kept})" if kept else ""))
         return
     out = rep.reproduce(suite, data_root, results, tables=list(tables), seeds=seed_list, classes=class_list,
                         epochs=epochs, device=device, executor=executor, address=address,

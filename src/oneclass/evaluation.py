@@ -35,7 +35,7 @@ from .errors import DataError, OneClassError
 from .fileio import atomic_open, write_json
 from .maps import examples_png
 from .registry import create, detector_class, preset_for
-from .score_store import remove_checkpoint
+from .score_store import ScoreStore, remove_checkpoint, store_path
 from .training import EXECUTION_ONLY, numeric_config
 
 
@@ -349,6 +349,27 @@ def _watched(det: Detector) -> dict[str, Any]:
 def _work_stem(task: RunTask, work_dir: str | Path | None) -> Path | None:
     return (Path(work_dir) / task.paths[0].parent.name / "_work" / task.paths[0].stem
             if work_dir is not None else None)
+
+
+def under_way(task: RunTask, work_dir: str | Path) -> str | None:
+    """What an unfinished run keeps in its work folder, from which it resumes: the epochs its log
+    holds and the images whose scores are kept; None for a run not started."""
+    stem = _work_stem(task, work_dir)
+    assert stem is not None
+    kept = []
+    log = stem.with_suffix(".log.jsonl")
+    if log.is_file():
+        lines = log.read_text().splitlines()
+        last = json.loads(lines[-1]).get("epoch") if lines else None
+        if last is not None:
+            kept.append(f"{last} epoch{'s' if last != 1 else ''} logged")
+    ckpt = stem.with_suffix(".ckpt")
+    scored = ScoreStore(store_path(ckpt), model="").kept_images()
+    if scored:
+        kept.append(f"scores of {scored:,} images kept")
+    elif ckpt.is_file() and not kept:
+        kept.append("a checkpoint")
+    return ", ".join(kept) or None
 
 
 def _finish_work(stem: Path | None) -> bytes | None:

@@ -94,6 +94,14 @@ class ScoreStore:
             return None
         return stored
 
+    def kept_images(self) -> int:
+        """How many images' scores the file keeps, over every pass (what `reproduce --dry-run`
+        shows of a run under way); 0 for a missing or unreadable file."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a listing, not a scoring: nothing to warn about here
+            stored = self._read()
+        return 0 if stored is None else sum(int(e["done"]) for e in stored["entries"].values())
+
     def load(self, inputs: str) -> tuple[int, dict[str, list[np.ndarray]], float]:
         """(images already scored, their scores per component, seconds spent on them) for this
         store's model state and the input; (0, {}, 0.0) when nothing is kept."""
