@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 import oneclass
 from oneclass import video
 from oneclass.cli import main
-from oneclass.data.video import (Clip, VideoData, frame_labels, list_footage, load_footage, load_ped2,
+from oneclass.data.video import (Clip, frame_labels, list_footage, load_footage, load_ped2,
                                  parse_ucsd_ground_truth, read_frame_folder)
 from oneclass.errors import DataError, OneClassError
 from oneclass.evaluation import EvalSpec, evaluate, read_log

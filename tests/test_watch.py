@@ -4,7 +4,6 @@ import pytest
 from click.testing import CliRunner
 
 from oneclass.cli import main
-from oneclass.errors import OneClassError
 from oneclass.evaluation import EvalSpec, evaluate
 
 

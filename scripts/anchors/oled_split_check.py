@@ -25,7 +25,6 @@ import argparse
 import ast
 import contextlib
 import io
-import subprocess
 import sys
 import tempfile
 import time
