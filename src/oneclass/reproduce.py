@@ -243,7 +243,7 @@ def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, 
     skipped = sum(t.finished for ts in tasks.values() for t in ts)
     use_ray = executor == "ray" or (executor == "auto" and ray_available() and len(todo) > 1)
     echo(f"{suite}: {len(chosen)} cell(s), {len(todo)} run(s) to do, {skipped} finished before"
-         + (f"; on Ray" if use_ray and todo else ""))
+         + ("; on Ray" if use_ray and todo else ""))
     cell_of = {t.name: cell.title for cell, ts in tasks.items() for t in ts}
     budget = None
     if time_budget is not None:
