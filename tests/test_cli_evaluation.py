@@ -600,7 +600,9 @@ def test_evaluate_killed_while_scoring_resumes_scoring_where_it_stopped(tmp_path
         f"1 epoch logged, scores of {whole['fit']['n_val'] + 3 * 256:,} images kept"
     assert under_way(plan(replace(spec, seeds=[1]), None, tmp_path / "res")[0], tmp_path / "res") is None
     calls.update(n=0, kill_at=None)
-    run = evaluate(spec, None, tmp_path / "res", progress=False, echo=lambda s: None)[0]
+    said: list[str] = []
+    run = evaluate(spec, None, tmp_path / "res", progress=False, echo=said.append)[0]
+    assert "  scoring resumed: 768 of 2,000 test images were scored by an earlier attempt" in said
     assert calls["n"] == 8 - 3  # 2,000 test digits in batches of 256: three were kept
     assert run["score_resumed"]["images"] == 3 * 256
     assert run["score_seconds"] >= run["score_resumed"]["earlier_seconds"] >= 1.5

@@ -328,6 +328,9 @@ def execute(task: RunTask, data_root: str | Path | None, work_dir: str | Path | 
         if previous is not None:
             continue
         measured = _score_and_measure(det, split, val_scores)
+        if "score_resumed" in measured:
+            echo(f"  scoring resumed: {measured['score_resumed']['images']:,} of {len(split.test):,} test images "
+                 "were scored by an earlier attempt")
         strip = examples_png(det, split.test.images, measured["examples"])
         records.append({
             **_base_record(task, det, ident, device, train_seconds),
