@@ -599,6 +599,10 @@ def test_evaluate_killed_while_scoring_resumes_scoring_where_it_stopped(tmp_path
     assert under_way(plan(spec, None, tmp_path / "res")[0], tmp_path / "res") == \
         f"1 epoch logged, scores of {whole['fit']['n_val'] + 3 * 256:,} images kept"
     assert under_way(plan(replace(spec, seeds=[1]), None, tmp_path / "res")[0], tmp_path / "res") is None
+    log = next((tmp_path / "res").rglob("_work/class0_seed0.log.jsonl"))
+    with open(log, "a") as fh:
+        fh.write('{"epoch": 2, "tr')  # an epoch line cut off by a kill is not read as an epoch
+    assert under_way(plan(spec, None, tmp_path / "res")[0], tmp_path / "res").startswith("1 epoch logged, ")
     calls.update(n=0, kill_at=None)
     said: list[str] = []
     run = evaluate(spec, None, tmp_path / "res", progress=False, echo=said.append)[0]

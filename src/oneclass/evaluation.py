@@ -36,7 +36,7 @@ from .fileio import atomic_open, write_json
 from .maps import examples_png
 from .registry import create, detector_class, preset_for
 from .score_store import ScoreStore, remove_checkpoint, store_path
-from .training import EXECUTION_ONLY, numeric_config
+from .training import EXECUTION_ONLY, logged_epoch, numeric_config
 
 
 SELECTION_SIZE = 150  # inliers and outliers each, as ALOCC and OLED pick epochs
@@ -362,10 +362,10 @@ def under_way(task: RunTask, work_dir: str | Path) -> str | None:
     kept = []
     log = stem.with_suffix(".log.jsonl")
     if log.is_file():
-        lines = log.read_text().splitlines()
-        last = json.loads(lines[-1]).get("epoch") if lines else None
-        if last is not None:
-            kept.append(f"{last} epoch{'s' if last != 1 else ''} logged")
+        # a line cut off by the kill is no epoch: the resumed run drops it too
+        epochs = [e for e in map(logged_epoch, log.read_text().splitlines()) if e is not None]
+        if epochs:
+            kept.append(f"{epochs[-1]} epoch{'s' if epochs[-1] != 1 else ''} logged")
     ckpt = stem.with_suffix(".ckpt")
     scored = ScoreStore(store_path(ckpt), model="").kept_images()
     if scored:

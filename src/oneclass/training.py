@@ -256,11 +256,19 @@ class Trainer:
             fh.write(json.dumps(record) + "\n")
 
     def _truncate_log(self, last_epoch: int) -> None:
-        """Drop log lines of epochs after the checkpoint (written before a kill)."""
+        """Drop log lines of epochs after the checkpoint (written before a kill), and a line the
+        kill cut off mid-write."""
         if self.log_path is None or not self.log_path.exists():
             return
         kept = [line for line in self.log_path.read_text().splitlines()
-                if line.strip() and json.loads(line)["epoch"] <= last_epoch]
+                if (epoch := logged_epoch(line)) is not None and epoch <= last_epoch]
         with atomic_open(self.log_path, "w") as fh:
             fh.write("".join(line + "\n" for line in kept))
 
+
+def logged_epoch(line: str) -> int | None:
+    """The epoch of a JSONL log line; None for a blank line or one cut off mid-write."""
+    try:
+        return int(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return None
