@@ -329,5 +329,6 @@ def test_an_interrupted_scoring_pass_resumes_at_its_first_unfinished_batch(data,
 
     # damaged kept scores are a lost saving of time, not an error: scored again, with a warning
     store_path(ckpt).write_bytes(b"not a store")
+    again.score_store = ScoreStore(store_path(ckpt), model_key(again), every_s=0)  # as a new process reads it
     with pytest.warns(UserWarning, match=r"run.scores.ckpt are unreadable .*scoring from the start"):
         np.testing.assert_array_equal(again.score_components(test)["rec"], whole["rec"])

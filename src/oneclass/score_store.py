@@ -78,8 +78,13 @@ class ScoreStore:
 
     def __init__(self, path: str | Path, model: str, every_s: float = 60.0) -> None:
         self.path, self.model, self.every_s = Path(path), model, float(every_s)
+        # the file as this store last read or wrote it: a video's many short passes (one per batch
+        # of windows) then read the file once, not once a pass; only this store writes it
+        self._known: dict[str, Any] | None = None
 
     def _read(self) -> dict[str, Any] | None:
+        if self._known is not None:
+            return self._known
         if not self.path.is_file():
             return None
         damage = archive_damage(self.path)
@@ -92,6 +97,7 @@ class ScoreStore:
         except Exception as e:  # kept scores are a saving of time, never a result: recompute them
             warnings.warn(f"kept scores {self.path} are unreadable ({e}); scoring from the start", stacklevel=4)
             return None
+        self._known = stored
         return stored
 
     def kept_images(self) -> int:
@@ -121,6 +127,7 @@ class ScoreStore:
         torch.save({"model": self.model, "entries": entries}, buf)
         with atomic_open(self.path) as fh:
             fh.write(buf.getvalue())
+        self._known = {"model": self.model, "entries": entries}
 
 
 class ScoringPass:
