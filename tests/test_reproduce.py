@@ -5,6 +5,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -224,13 +225,35 @@ def test_a_dry_run_estimates_the_rest_from_the_median_of_the_finished_runs():
     tasks = [task(*cpu(600, 10, 20)), task(*cpu(540, 30, 30)), task(*cpu(40, 5, 5)),  # 630, 600, 50
              task({"device": "cuda:0", "train_seconds": 80, "score_seconds": 4}), task(None, None)]
     pace = rep.pace(tasks)
-    assert pace == {"cpu": (600.0, 3), "cuda": (84.0, 1)}
+    assert {d: (p.seconds, p.runs) for d, p in pace.items()} == {"cpu": (600.0, 3), "cuda": (84.0, 1)}
     assert rep.duration(45) == "45 s" and rep.duration(600) == "10 min" and rep.duration(3 * 3600) == "3.0 h"
-    text = _estimate(pace, 12, "cpu")
+    text = _estimate(pace, [None] * 12, "cpu")
     assert text == ("; a finished run took a median of 10 min on cpu (3 runs), 84 s on cuda (1 run); "
                     "the rest about 2.0 h on cpu, one after the other")
-    assert _estimate({}, 5, "cpu") == ""
-    assert "the rest" not in _estimate({"cuda": (84.0, 1)}, 5, "cpu")  # no pace on this device: no guess
+    assert _estimate({}, [None] * 5, "cpu") == ""
+    assert "the rest" not in _estimate({"cuda": pace["cuda"]}, [None] * 5, "cpu")  # no pace on this device: no guess
+
+
+def test_a_run_cut_off_earlier_is_expected_to_need_only_what_it_has_not_kept():
+    """A run under way resumes from its logged epochs and kept scores: what it still needs is the
+    rest of its training at the median seconds an epoch, and the images not yet scored at the
+    median seconds an image; nothing once scoring has begun goes to training."""
+    from oneclass.cli import _estimate
+    from oneclass.evaluation import Kept
+    record = {"device": "cpu", "epochs": 20, "fit": {"n_val": 1000}, "train_seconds": 800.0,
+              "score_seconds": 200.0, "protocol_info": {"counts": {"test": 9000}}}
+    pace = rep.pace([SimpleNamespace(done=[record])])["cpu"]
+    assert (pace.train_seconds, pace.score_seconds, pace.epochs, pace.images_scored) == (800.0, 200.0, 20.0, 10000.0)
+    assert pace.left(None) == 1000.0
+    assert pace.left(Kept(epochs=5, images=0, checkpoint=True)) == 600.0 + 200.0
+    assert pace.left(Kept(epochs=20, images=2500, checkpoint=True)) == 150.0
+    assert pace.left(Kept(epochs=3, images=10000, checkpoint=True)) == 0.0  # scored: nothing left to train
+    assert pace.left(Kept(epochs=0, images=0, checkpoint=True)) == 1000.0  # a checkpoint of epoch 0 only
+    # a method with no epochs (OC-SVM) or a record without counts: the whole median stands
+    bare = rep.pace([SimpleNamespace(done=[{"device": "cpu", "epochs": "na", "train_seconds": 30.0}])])["cpu"]
+    assert bare.left(Kept(epochs=0, images=0, checkpoint=True)) == 30.0
+    text = _estimate({"cpu": pace}, [None, Kept(10, 0, True), Kept(20, 5000, True)], "cpu")
+    assert text.endswith("the rest about 28 min on cpu, one after the other")  # 1000 + 600 + 100 s
 
 
 def _crash_on_class_1(task, *args):
@@ -384,6 +407,47 @@ def test_a_time_budget_starts_only_the_runs_that_end_inside_it(tmp_path, monkeyp
     budget = runners.TimeBudget(60.0)  # no estimate: starts while time is left
     assert budget.allows(out.summary.deferred[0])
     assert not runners.TimeBudget(60.0, lambda task: 61.0).allows(out.summary.deferred[0])
+
+
+def test_a_time_budget_starts_a_run_cut_off_earlier_that_would_not_fit_afresh(tmp_path, monkeypatch):
+    """A run killed while scoring its test images resumes from the scores it kept: a budget too
+    short for a whole run (its cell's finished run set to an hour) starts that one, not a new one;
+    `--dry-run` says how long it has left."""
+    from oneclass.models.lsa import DAEDetector
+    monkeypatch.setattr(rep, "ray_available", lambda: False)
+    quiet = dict(progress=False, echo=lambda s: None)
+    cells = [Cell("tiny", "Table 1", "dae", "mnist-embedded", epochs=1, classes=(0, 1, 2),
+                  options={"score_batch_size": 256, "checkpoint_every_s": 0})]
+    reproduce("tiny", None, tmp_path, seeds=[0], classes=[0], suite_cells=cells, device="cpu", **quiet)
+    (done,) = list(tmp_path.glob("dae*/class0_seed0.json"))
+    record = json.loads(done.read_text())
+    record["train_seconds"], record["score_seconds"] = 2400.0, 1200.0
+    done.write_text(json.dumps(record))
+    real, calls = DAEDetector.raw_scores, {"n": 0}
+
+    def killed_in_the_fifth_batch(self, x):  # 1 validation batch, then 3 of the 8 test batches kept
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(self, x)
+
+    monkeypatch.setattr(DAEDetector, "raw_scores", killed_in_the_fifth_batch)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce("tiny", None, tmp_path, seeds=[0], classes=[1], suite_cells=cells, device="cpu", **quiet)
+    monkeypatch.setattr(DAEDetector, "raw_scores", real)
+    (task,) = [t for t in rep.plan_cell(rep.spec_of(cells[0], [0], [1], None, "cpu"), None, tmp_path)]
+    kept = evaluation.kept_progress(task, tmp_path)
+    assert kept.epochs == 1 and kept.images == record["fit"]["n_val"] + 3 * 256
+    left = rep.pace(rep.plan_cell(rep.spec_of(cells[0], [0], None, None, "cpu"), None, tmp_path))["cpu"].left(kept)
+    assert 0 < left < 1200 * (1 - kept.images / (record["fit"]["n_val"] + 2000)) + 1e-6
+    monkeypatch.setattr(rep, "cells", lambda *args: cells)
+    dry = CliRunner().invoke(main, ["reproduce", "baselines", "--results", str(tmp_path), "--dry-run",
+                                    "--device", "cpu", "--seeds", "0"], catch_exceptions=False)
+    assert f"(under way: 1 epoch logged, scores of {kept.images:,} images kept; about {rep.duration(left)} left)" \
+        in dry.output and f"the rest about {rep.duration(left + 3600)} on cpu" in dry.output
+    out = reproduce("tiny", None, tmp_path, seeds=[0], suite_cells=cells, device="cpu", time_budget=1800, **quiet)
+    assert [t.normal for t in out.summary.done] == [1] and [t.normal for t in out.summary.deferred] == [2]
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_a_time_budget_learns_a_new_cells_pace_from_its_runs_finished_in_the_call():

@@ -688,10 +688,14 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, sel
             tasks = rep.plan_cell(spec, data_root, results, train=train_splits[cell.dataset])
             todo = [t for t in tasks if not t.finished]
             took = rep.cell_pace(cell, seed_list, epochs, device, data_root, results, train=train_splits[cell.dataset])
-            click.echo(f"{cell.title}: {len(todo)} run(s) to do" + _estimate(took, len(todo), device))
-            for t in todo:
-                kept = evaluation.under_way(t, results)  # a run cut off (another session's) resumes from it
-                click.echo(f"  {t.name}" + (f" (under way: {kept})" if kept else ""))
+            # a run cut off earlier (another session's) resumes from what it kept
+            kept = [evaluation.kept_progress(t, results) for t in todo]
+            click.echo(f"{cell.title}: {len(todo)} run(s) to do" + _estimate(took, kept, device))
+            from .detector import resolve_device
+            here = took.get(resolve_device(device).type)
+            for t, k in zip(todo, kept):
+                left = f"; about {rep.duration(here.left(k))} left" if here is not None else ""
+                click.echo(f"  {t.name}" + (f" (under way: {k}{left})" if k else ""))
         return
     out = rep.reproduce(suite, data_root, results, tables=list(tables), seeds=seed_list, classes=class_list,
                         epochs=epochs, device=device, executor=executor, address=address,
@@ -711,18 +715,20 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, sel
         raise OneClassError(f"{len(s.failed)} run(s) failed (the others are stored; run again to retry them)")
 
 
-def _estimate(pace: dict[str, tuple[float, int]], todo: int, device: str) -> str:
+def _estimate(pace: dict[str, Any], kept: list[Any], device: str) -> str:
     """What the finished runs of a cell say about the rest: their median time per device, and the
-    runs to do at that pace on the device this command would use, one after the other."""
+    runs to do (`kept`: what each resumes from, None for a run not started) at that pace on the
+    device this command would use, one after the other."""
     if not pace:
         return ""
     from . import reproduce as rep
     from .detector import resolve_device
-    took = ", ".join(f"{rep.duration(s)} on {d} ({n} run{'s' if n > 1 else ''})" for d, (s, n) in pace.items())
+    took = ", ".join(f"{rep.duration(p.seconds)} on {d} ({p.runs} run{'s' if p.runs > 1 else ''})"
+                     for d, p in pace.items())
     text = f"; a finished run took a median of {took}"
     here = resolve_device(device).type
-    if todo and here in pace:
-        text += f"; the rest about {rep.duration(todo * pace[here][0])} on {here}, one after the other"
+    if kept and here in pace:
+        text += f"; the rest about {rep.duration(sum(pace[here].left(k) for k in kept))} on {here}, one after the other"
     return text
 
 

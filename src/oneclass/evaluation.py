@@ -354,25 +354,45 @@ def _work_stem(task: RunTask, work_dir: str | Path | None) -> Path | None:
             if work_dir is not None else None)
 
 
-def under_way(task: RunTask, work_dir: str | Path) -> str | None:
-    """What an unfinished run keeps in its work folder, from which it resumes: the epochs its log
-    holds and the images whose scores are kept; None for a run not started."""
+@dataclass(frozen=True)
+class Kept:
+    """What an unfinished run keeps in its work folder and resumes from."""
+    epochs: int  # epochs its log holds
+    images: int  # images whose scores are kept, over every scoring pass
+    checkpoint: bool
+
+    def __str__(self) -> str:
+        kept = []
+        if self.epochs:
+            kept.append(f"{self.epochs} epoch{'s' if self.epochs != 1 else ''} logged")
+        if self.images:
+            kept.append(f"scores of {self.images:,} images kept")
+        return ", ".join(kept) or "a checkpoint"
+
+
+def kept_progress(task: RunTask, work_dir: str | Path) -> Kept | None:
+    """What an unfinished run has kept in `work_dir` (the results folder); None for a run not
+    started."""
     stem = _work_stem(task, work_dir)
     assert stem is not None
-    kept = []
+    epochs = 0
     log = stem.with_suffix(".log.jsonl")
     if log.is_file():
         # a line cut off by the kill is no epoch: the resumed run drops it too
-        epochs = [e for e in map(logged_epoch, log.read_text().splitlines()) if e is not None]
-        if epochs:
-            kept.append(f"{epochs[-1]} epoch{'s' if epochs[-1] != 1 else ''} logged")
+        logged = [e for e in map(logged_epoch, log.read_text().splitlines()) if e is not None]
+        epochs = logged[-1] if logged else 0
     ckpt = stem.with_suffix(".ckpt")
-    scored = ScoreStore(store_path(ckpt), model="").kept_images()
-    if scored:
-        kept.append(f"scores of {scored:,} images kept")
-    elif ckpt.is_file() and not kept:
-        kept.append("a checkpoint")
-    return ", ".join(kept) or None
+    images = ScoreStore(store_path(ckpt), model="").kept_images()
+    if not (epochs or images or ckpt.is_file()):
+        return None
+    return Kept(epochs, images, ckpt.is_file())
+
+
+def under_way(task: RunTask, work_dir: str | Path) -> str | None:
+    """What an unfinished run keeps, as a dry run lists it: the epochs its log holds and the
+    images whose scores are kept; None for a run not started."""
+    kept = kept_progress(task, work_dir)
+    return None if kept is None else str(kept)
 
 
 def _finish_work(stem: Path | None) -> bytes | None:

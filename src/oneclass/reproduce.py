@@ -156,41 +156,84 @@ def plan_cell(spec: evaluation.EvalSpec, data_root: str | Path | None, results: 
             for t in evaluation.plan(s, data_root, results, train=train)]
 
 
-def pace(tasks: list[evaluation.RunTask]) -> dict[str, tuple[float, int]]:
+@dataclass(frozen=True)
+class Pace:
+    """How long a finished run of a cell took on one device type: medians over `runs` runs."""
+    seconds: float  # training plus scoring (every protocol variant a run scores)
+    runs: int
+    train_seconds: float
+    score_seconds: float
+    epochs: float  # epochs a run trains (0: none, as for OC-SVM)
+    images_scored: float  # validation and test images a run scores (0: not recorded)
+
+    def left(self, kept: evaluation.Kept | None) -> float:
+        """The seconds a run still needs when it resumes from `kept`: the epochs its log lacks
+        at the median seconds an epoch, and the images not scored yet at the median seconds an
+        image. An estimate: a run's scoring starts once its training is done, and the images it
+        kept are counted over every scoring pass."""
+        if kept is None:
+            return self.seconds
+        train = self.train_seconds
+        if kept.images:
+            train = 0.0  # scoring has begun: training is over
+        elif self.epochs:
+            train *= max(0.0, 1.0 - kept.epochs / self.epochs)
+        score = self.score_seconds
+        if self.images_scored:
+            score *= max(0.0, 1.0 - kept.images / self.images_scored)
+        return train + score
+
+
+def pace(tasks: list[evaluation.RunTask]) -> dict[str, Pace]:
     """How long a run of these took, from the finished ones: per device type ("cpu", "cuda"), the
-    median seconds of training plus scoring (every protocol variant a run scores) and how many
-    runs that median is over. What a dry run estimates the rest with; a run resumed from its
-    checkpoint counts only its last stretch, hence the median, not the mean."""
-    by_device: dict[str, list[float]] = {}
+    medians of a run's seconds (whole, training, scoring), epochs and images scored. What a dry run
+    and a time budget estimate the rest with; a run resumed from its checkpoint counts only its
+    last stretch, hence the median, not the mean."""
+    by_device: dict[str, list[tuple[float, float, float, float]]] = {}
     for task in tasks:
         done = [r for r in task.done if r is not None]
         if not done or not all("train_seconds" in r for r in done):
             continue
-        seconds = float(done[0]["train_seconds"]) + sum(float(r.get("score_seconds") or 0.0) for r in done)
-        by_device.setdefault(str(done[0].get("device", "cpu")).split(":")[0], []).append(seconds)
-    return {d: (float(np.median(v)), len(v)) for d, v in sorted(by_device.items())}
+        train = float(done[0]["train_seconds"])
+        score = sum(float(r.get("score_seconds") or 0.0) for r in done)
+        epochs = done[0].get("epochs")
+        images = ((done[0].get("fit") or {}).get("n_val") or 0) + sum(
+            ((r.get("protocol_info") or {}).get("counts") or {}).get("test") or 0 for r in done)
+        by_device.setdefault(str(done[0].get("device", "cpu")).split(":")[0], []).append(
+            (train, score, float(epochs) if isinstance(epochs, (int, float)) else 0.0, float(images)))
+    out = {}
+    for device, runs in sorted(by_device.items()):
+        train, score, epochs, images = (np.array(v) for v in zip(*runs))
+        out[device] = Pace(float(np.median(train + score)), len(runs), float(np.median(train)),
+                           float(np.median(score)), float(np.median(epochs)), float(np.median(images)))
+    return out
 
 
 def cell_pace(cell: Cell, seeds: list[int], epochs: int | None, device: str, data_root: str | Path | None,
-              results: str | Path, train: Any = None) -> dict[str, tuple[float, int]]:
+              results: str | Path, train: Any = None) -> dict[str, Pace]:
     """`pace` over every stored run of a cell, whichever classes and seeds a call narrows to: a
     call for one class must not start its run blind because that class has none finished yet."""
     wide = spec_of(cell, sorted(set(seeds) | set(DEFAULT_SEEDS)), None, epochs, device)
     return pace(plan_cell(wide, data_root, results, train=train))
 
 
-def _estimator(tasks: dict[Cell, list[evaluation.RunTask]], paces: dict[Cell, dict[str, tuple[float, int]]],
-               device: str) -> Callable[[evaluation.RunTask], float | None]:
-    """A run's expected seconds: the median of its cell's finished runs on the device type this
-    command uses (None where none has finished there)."""
+def _estimator(tasks: dict[Cell, list[evaluation.RunTask]], paces: dict[Cell, dict[str, Pace]],
+               device: str, results: str | Path) -> Callable[[evaluation.RunTask], float | None]:
+    """A run's expected seconds: what it still needs at the median pace of its cell's finished
+    runs on the device type this command uses, less what it kept from an attempt cut off earlier
+    (None where none has finished there)."""
     from .detector import resolve_device
     here = resolve_device(device).type
-    expected: dict[str, float] = {}
+    expected: dict[str, Pace] = {}
     for cell, cell_tasks in tasks.items():
         took = paces[cell].get(here)
         if took is not None:
-            expected.update({t.name: took[0] for t in cell_tasks})
-    return lambda task: expected.get(task.name)
+            expected.update({t.name: took for t in cell_tasks})
+
+    def estimate(task: evaluation.RunTask) -> float | None:
+        took = expected.get(task.name)
+        return None if took is None else took.left(evaluation.kept_progress(task, results))
+    return estimate
 
 
 def duration(seconds: float) -> str:
@@ -219,8 +262,8 @@ def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, 
     `executor`: "ray", "local" (here: one run after the other, or `jobs` at a time in processes)
     or "auto" (Ray where it is installed). `time_budget` (seconds): start only the runs that, at
     the median pace of their cell's finished runs on this device (`pace`; for a cell with none, of
-    its runs finished in this call), end within it; the others are left for the next call.
-    `suite_cells` replaces the declared cells (tests, a user's own suite)."""
+    its runs finished in this call), end within it, a run cut off earlier counting only what it has
+    not kept (`Pace.left`); the others are left for the next call. `suite_cells` replaces the declared cells (tests, a user's own suite)."""
     if executor not in ("auto", "ray", "local"):
         raise OneClassError(f"unknown executor {executor!r}; use auto, ray or local")
     if executor == "ray" and not ray_available():
@@ -249,7 +292,7 @@ def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, 
     if time_budget is not None:
         paces = {cell: cell_pace(cell, seeds, epochs, device, data_root, results, train_splits[cell.dataset])
                  for cell in chosen}
-        budget = TimeBudget(time_budget, _estimator(tasks, paces, device), kind=lambda task: cell_of.get(task.name))
+        budget = TimeBudget(time_budget, _estimator(tasks, paces, device, results), kind=lambda task: cell_of.get(task.name))
     if todo and use_ray:
         summary = run_ray(todo, data_root, results, address=address, cpus_per_run=cpus_per_run,
                           gpus_per_run=gpus_per_run, jobs=jobs, budget=budget, progress=progress, echo=echo)
