@@ -28,7 +28,7 @@ from oneclass.cpu_memory import keep_freed_memory
 from oneclass.detector import cpu_name, versions
 from oneclass.fileio import write_json, write_text
 from oneclass.neural import reference_convolutions
-from oneclass.training import StepContext
+from oneclass.training import StepContext, numerics
 
 NEURAL = ["dae", "lsa", "alocc", "oled", "cae", "attn-entropy", "vae", "memae", "deep-svdd", "pixel-cnn", "anogan",
           "ganomaly"]
@@ -135,6 +135,16 @@ def copy_gbs(device: str, windows: int = 8, window_s: float = 0.5, mib: int = 25
     return best
 
 
+# options compared by --compare-option whose two sides are not False and True
+SIDES: dict[str, tuple[object, object]] = {"precision": ("fp32", "bf16")}
+
+
+def step(det: oneclass.Detector, batch: torch.Tensor, ctx: StepContext) -> object:
+    """One training step as the trainer takes it: in the method's arithmetic (option `precision`)."""
+    with numerics(det):
+        return det.train_step(batch, ctx)
+
+
 def _prepared(method: str, preset: str, images: torch.Tensor, device: str,
               options: dict | None = None) -> tuple[oneclass.Detector, torch.Tensor, StepContext, int]:
     """A built detector in training mode, its images on the device, a step context and its batch size."""
@@ -164,15 +174,15 @@ def bench_neural(method: str, preset: str, images: torch.Tensor, device: str, se
     # FLOPs of the model as its convolutions define them, whichever kernels then run them
     # (`gemm_small_maps` skips the taps that only meet padding)
     with FlopCounterMode(display=False) as fc, reference_convolutions():
-        det.train_step(batch, ctx)
+        step(det, batch, ctx)
     train_flops = fc.get_total_flops() / bs
     for _ in range(3):  # warm-up (cuDNN autotuning, allocator)
-        det.train_step(batch, ctx)
+        step(det, batch, ctx)
     _sync(dev)
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     steps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds or steps < 3:
-        det.train_step(data[(steps * bs) % (len(data) - bs):][:bs], ctx)
+        step(det, data[(steps * bs) % (len(data) - bs):][:bs], ctx)
         steps += 1
     _sync(dev)
     train_ips = steps * bs / (time.perf_counter() - t0)
@@ -228,11 +238,11 @@ def bench_video(method: str, device: str, frames: int, test_stride: int | None =
     batch = batch[torch.randint(0, len(batch), (bs,))].to(det.device)
     g = torch.Generator(device=det.device).manual_seed(0)
     det.train_mode(True)
-    det.train_step(batch, StepContext(1, 0, g))
+    step(det, batch, StepContext(1, 0, g))
     _sync(det.device)
     t1, steps = time.perf_counter(), 0
     while time.perf_counter() - t1 < 5.0 or steps < 2:
-        det.train_step(batch, StepContext(1, steps, g))
+        step(det, batch, StepContext(1, steps, g))
         steps += 1
     _sync(det.device)
     train_rate = steps * bs / (time.perf_counter() - t1)
@@ -284,8 +294,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of every model and split (--pyod)")
     ap.add_argument("--data-root", default=None, help="folder with mnist/ (--pyod; default: $ONECLASS_DATA)")
     ap.add_argument("--compare-option", default=None, metavar="NAME",
-                    help="a boolean option of the neural methods (channels_last): train and score each method "
-                         "with it off and on, alternately, and write the ratio to <out>-<NAME>-<device>")
+                    help="a boolean option of the neural methods (channels_last), or precision (fp32 against "
+                         "bf16): train and score each method with it off and on, alternately, and write the ratio "
+                         "to <out>-<NAME>-<device>")
     ap.add_argument("--suite", action="store_true",
                     help="wall time of a small `oneclass reproduce` suite (OC-SVM and KDE, --classes, seed 0) run "
                          "one run after the other and on Ray, and how far their AUROCs differ; writes "
@@ -378,18 +389,20 @@ def alternating_windows(sides: dict[str, Callable[[], object]], window_s: float,
 
 def bench_option(method: str, preset: str, images: torch.Tensor, device: str, seconds: float, name: str,
                  rounds: int = 5) -> dict:
-    """Training and scoring images/s of one method with a boolean option off and on: both models
-    are built once and timed in alternating windows (`alternating_windows`), and each side's
-    median window counts. The spread is that of the off windows."""
-    models = {on: _prepared(method, preset, images, device, {name: on}) for on in (False, True)}
+    """Training and scoring images/s of one method with an option off and on (`SIDES`: False and
+    True, or the values named there): both models are built once and timed in alternating windows
+    (`alternating_windows`), and each side's median window counts. The spread is that of the off
+    windows."""
+    values = SIDES.get(name, (False, True))
+    models = {on: _prepared(method, preset, images, device, {name: values[on]}) for on in (False, True)}
     for det, data, ctx, bs in models.values():
         for _ in range(2):  # warm-up (alternating_windows adds a third step)
-            det.train_step(data[:bs], ctx)
+            step(det, data[:bs], ctx)
 
     def training(on: bool) -> Callable[[], object]:
         det, data, ctx, bs = models[on]
         steps = itertools.count()
-        return lambda: det.train_step(data[(next(steps) * bs) % (len(data) - bs):][:bs], ctx)
+        return lambda: step(det, data[(next(steps) * bs) % (len(data) - bs):][:bs], ctx)
 
     searched = "search_steps" in models[True][0].config  # AnoGAN's latent search: a few images suffice
     n_score = 16 if searched else min(len(models[True][1]), 512)
@@ -406,8 +419,8 @@ def bench_option(method: str, preset: str, images: torch.Tensor, device: str, se
                "score": {on: [n_score / t for t in score_s[on]] for on in (False, True)}}
     det.train_mode(True)
     with FlopCounterMode(display=False) as fc:
-        det.train_step(data[:bs], ctx)
-    row = {"method": method, "preset": preset, "batch_size": bs, "rounds": rounds,
+        step(det, data[:bs], ctx)
+    row = {"method": method, "preset": preset, "batch_size": bs, "rounds": rounds, "sides": list(values),
            "train_gflop_per_image": round(fc.get_total_flops() / bs / 1e9, 4)}
     for kind, sides in windows.items():
         off, on = (float(np.median(sides[v])) for v in (False, True))
@@ -440,9 +453,10 @@ def main_compare(args: argparse.Namespace, images: torch.Tensor, peak: dict) -> 
 
 
 def write_compare(out: Path, settings: dict, rows: list[dict], name: str, rounds: int, seconds: float) -> None:
-    head = ["method", "preset", "batch", f"train img/s {name}=False", "=True", "gain",
-            "spread of the False windows", "share of host sgemm False → True", f"score img/s {name}=False",
-            "=True", "gain", "measured", "device shared"]
+    off, on = (json.dumps(v) if not isinstance(v, bool) else str(v) for v in SIDES.get(name, (False, True)))
+    head = ["method", "preset", "batch", f"train img/s {name}={off}", f"={on}", "gain",
+            f"spread of the {off} windows", f"share of host sgemm {off} → {on}", f"score img/s {name}={off}",
+            f"={on}", "gain", "measured", "device shared"]
     cells = [[r["method"], r["preset"], r["batch_size"], r["train_off"], r["train_on"],
               f"×{r['train_gain']:.2f}", f"{100 * r['train_off_spread']:.0f} %",
               f"{100 * r['train_share_of_sgemm_off']:.0f} % → {100 * r['train_share_of_sgemm_on']:.0f} %",

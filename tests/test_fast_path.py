@@ -427,3 +427,74 @@ def test_fused_adam_updates_nhwc_weights_in_place_without_copies():
         final[nhwc] = [w.detach() for w in weights]
     for a, b in zip(final[True], final[False]):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _conv_output_dtypes(det) -> list[torch.dtype]:
+    """Record the dtype of every convolution's output while the hooks stay registered."""
+    seen: list[torch.dtype] = []
+    for net in det.networks.values():
+        for m in net.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                m.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+    return seen
+
+
+@pytest.mark.parametrize("method", ["dae", "alocc", "pixel-cnn"])
+def test_bf16_trains_in_bf16_and_validates_and_scores_in_fp32(method, embedded_split):
+    """Option `precision="bf16"`: the trainer's steps run their convolutions in BF16 (the weights
+    stay FP32, and are updated), while validation and scoring run in FP32, so scores keep their
+    resolution (in BF16 2,000 test digits got 3 distinct Pix-CNN scores); the default is FP32."""
+    from oneclass.training import Trainer
+    assert oneclass.create(method, "mnist", device="cpu").config["precision"] == "fp32"
+    det = oneclass.create(method, "mnist", seed=0, device="cpu", batch_size=32, precision="bf16")
+    det._build()
+    seen = _conv_output_dtypes(det)
+    before = [p.detach().clone() for p in det.networks.parameters()]
+    batch = det.prepare(embedded_split.train.images[:64])
+    trainer = Trainer(epochs=1, batch_size=32, seed=0, device=torch.device("cpu"), progress=False)
+    trainer.fit(det, batch[:32], batch[32:])  # one step, then the validation pass
+    steps = 2 if method == "alocc" else 1  # ALOCC's step updates R then D: two forward passes
+    trained = [d for d in seen if d == torch.bfloat16]
+    assert len(trained) >= steps and torch.float32 in seen  # the validation pass: FP32
+    assert all(p.dtype == torch.float32 for p in det.networks.parameters())
+    assert any(not torch.equal(p, q) for p, q in zip(det.networks.parameters(), before))
+    seen.clear()
+    det.normalisers, det.fitted = {}, True
+    scores = det._raw(batch)
+    assert seen and set(seen) == {torch.float32}
+    assert all(v.dtype == np.float64 and len(np.unique(v)) > len(batch) // 2 for v in scores.values())
+
+
+def test_precision_is_part_of_a_run_identity_only_away_from_fp32():
+    """Runs recorded before the option existed were FP32: their keys (and checkpoints, and kept
+    scores) stay theirs; a BF16 run is another run. A wrong value is named at creation."""
+    from oneclass.score_store import model_key
+    config = oneclass.create("dae", "mnist", device="cpu").config
+    fp32, bf16 = (run_identity("dae", "mnist", {**config, "precision": p}, "mnist", "mnist", "standard", {})
+                  for p in ("fp32", "bf16"))
+    old = run_identity("dae", "mnist", {k: v for k, v in config.items() if k != "precision"}, "mnist", "mnist",
+                       "standard", {})
+    assert fp32 == old and "precision" not in fp32["config"]
+    assert bf16 != fp32 and bf16["config"]["precision"] == "bf16"
+    attn = oneclass.create("attn-entropy", "mnist", device="cpu").config  # a method with its own added options
+    assert "precision" not in run_identity("attn-entropy", "mnist", attn, "mnist", "mnist", "standard", {})["config"]
+    det = oneclass.create("dae", "mnist", seed=0, device="cpu")
+    det._build()
+    key = model_key(det)
+    del det.config["precision"]  # a model of a version without the option: the same scores
+    assert model_key(det) == key
+    det.config["precision"] = "bf16"
+    assert model_key(det) != key
+    with pytest.raises(oneclass.OneClassError, match=r"precision='fp16'.*'fp32', 'bf16'"):
+        oneclass.create("dae", "mnist", precision="fp16")
+
+
+def test_anogans_search_steps_in_bf16_and_scores_in_fp32(embedded_split):
+    det = oneclass.create("anogan", "mnist", seed=0, device="cpu", precision="bf16", search_steps=3)
+    det._build()
+    det.train_mode(False)
+    seen = _conv_output_dtypes(det)
+    x = det.inputs(det.prepare(embedded_split.test.images[:8]))
+    out = det.search(x)
+    assert torch.bfloat16 in seen and seen[-1] == torch.float32  # the steps, then the score's pass
+    assert all(out[k].dtype == torch.float32 for k in ("a", "residual", "discrimination"))

@@ -50,7 +50,17 @@ NEURAL_DEFAULTS: dict[str, Any] = {
     # decoders; `GEMM_MAX_POSITIONS`). FP32 still. None: wherever `channels_last`
     # is on; False: oneDNN for every layer. Like the layout, not part of a run's identity.
     "gemm_small_maps": None,
+    # the arithmetic of the optimisation steps (training's, and AnoGAN's latent search at test
+    # time): "fp32", or "bf16", PyTorch's autocast to bfloat16 (convolutions and matrix products in
+    # BF16, the weights and their updates in FP32). Validation losses and scores are always FP32:
+    # in BF16 a score keeps 3 significant digits, and 2,000 test digits got 3 distinct Pix-CNN
+    # scores and 21 GANomaly ones. BF16 pays on GPUs and on CPUs with AMX or AVX512-BF16 units
+    # (results/benchmarks-precision-cpu.md); elsewhere it is emulated and slower. It changes a run's
+    # numbers, so it is part of the run's identity; FP32 stays the default everywhere.
+    "precision": "fp32",
 }
+
+PRECISIONS = ("fp32", "bf16")
 
 # The training images the mnist and cifar10 presets' batch sizes, step sizes and epochs were set for:
 # one class of the standard protocol, less the 10 % held out (MNIST digits 4,879–6,068, CIFAR-10
@@ -67,6 +77,8 @@ class NeuralDetector(Detector):
     option_types = {"patience": "int|None", "max_train_samples": "int|None", "stop_rec": "float|None",
                     "channels_last": "bool|None", "fast_tanh": "bool|None",
                     "gemm_small_maps": "bool|None", "score_batch_size": "int|None"}
+    # runs recorded before `precision` existed were FP32: at that value it names no new run
+    added_later: ClassVar[dict[str, Any]] = {"precision": "fp32"}
     networks: nn.ModuleDict
     optimizers: dict[str, torch.optim.Optimizer]
     normalised: ClassVar[tuple[str, ...]] = ()  # components min-max scaled on the validation set
@@ -103,6 +115,9 @@ class NeuralDetector(Detector):
     def check_config(self) -> None:
         """A network layout (`arch`) must be the preset's: the input convention is the preset's;
         and the networks must take the images `size` and `channels` ask for."""
+        if self.config.get("precision", "fp32") not in PRECISIONS:
+            raise OneClassError(f"option precision={self.config['precision']!r} of method {self.name!r} must be one "
+                                f"of {', '.join(map(repr, PRECISIONS))}")
         own = self.presets[self.preset].get("arch")
         if own is not None and self.config.get("arch") != own:
             raise OneClassError(f"option arch={self.config['arch']!r} of method {self.name!r} does not fit preset "
@@ -202,6 +217,11 @@ class NeuralDetector(Detector):
         """Whether a method's hot tanh runs as 2·σ(2x) − 1 (option `fast_tanh`; None: on a CPU)."""
         on = self.config.get("fast_tanh")
         return self.device.type == "cpu" if on is None else bool(on)
+
+    def autocast(self) -> torch.autocast:
+        """The arithmetic of option `precision` for the optimisation steps run inside it (the
+        trainer's, AnoGAN's search): autocast to BF16, or a disabled autocast for FP32."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.get("precision") == "bf16")
 
     @property
     def score_batch_size(self) -> int:
@@ -606,10 +626,12 @@ def adam(params: Any, lr: float, betas: Any, weight_decay: float = 0.0) -> torch
 
 
 def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    """One update of `opt`'s parameters on `loss`."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    """One update of `opt`'s parameters on `loss`; outside BF16 autocast (option `precision`), as
+    PyTorch advises for backward passes: the gradients take each forward op's own type anyway."""
+    with torch.autocast(loss.device.type, enabled=False):
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
 
 @contextmanager

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .fileio import archive_damage, atomic_open
-from .training import EXECUTION_ONLY
+from .training import numeric_config
 
 
 def store_path(checkpoint: str | Path) -> Path:
@@ -55,7 +55,8 @@ def model_key(det: Any) -> str:
     """What a detector's raw scores depend on besides the input: method, seed, numeric config,
     device type and the bytes of every network weight and buffer."""
     h = hashlib.blake2b(digest_size=16)
-    config = {k: v for k, v in det.config.items() if k not in EXECUTION_ONLY}
+    # an option added later, at the value that keeps the old behaviour, changes no score
+    config = numeric_config(det.config, getattr(det, "added_later", {}))
     h.update(json.dumps([det.name, det.seed, det.device.type, config], sort_keys=True, default=str).encode())
     for net, state in sorted(det.state_dicts().items()):
         for name, t in sorted(state.items()):

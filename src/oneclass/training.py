@@ -16,6 +16,7 @@ import math
 import os
 import random
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,13 @@ def numeric_config(config: dict[str, Any], added_later: dict[str, Any] | None = 
     added later (`Detector.added_later`) at the value that keeps its old behaviour."""
     later = added_later or {}
     return {k: v for k, v in config.items() if k not in EXECUTION_ONLY and not (k in later and later[k] == v)}
+
+
+def numerics(method: Any) -> AbstractContextManager:
+    """The arithmetic a method's training steps run in (`NeuralDetector.autocast`: option
+    `precision`); as they are written for a method without one. Validation is never in it."""
+    autocast = getattr(method, "autocast", None)
+    return autocast() if autocast is not None else nullcontext()
 
 
 def seed_everything(seed: int) -> None:
@@ -144,7 +152,8 @@ class Trainer:
             for i in bar:
                 index = perm[i * self.batch_size:(i + 1) * self.batch_size]
                 ctx = StepContext(epoch, (epoch - 1) * steps_per_epoch + i, g)
-                losses = method.train_step(train[index], ctx)
+                with numerics(method):
+                    losses = method.train_step(train[index], ctx)
                 for k, v in losses.items():  # summed on the device: no sync per step
                     sums[k] = sums[k] + v if k in sums else torch.as_tensor(v, dtype=torch.float32).clone()
                 # the running losses about once a second, whatever a step takes (reading them syncs

@@ -170,7 +170,8 @@ class AnoGANDetector(NeuralDetector):
             z = self._start(len(x), x.device).requires_grad_(True)
             opt = torch.optim.Adam([z], lr=float(self.config["search_lr"]))
             for step in range(1, steps + 1):
-                loss = self._terms(x, f_x, z)["a"].sum()  # the search minimises the score itself
+                with self.autocast():  # option `precision`: the search's steps; the score below is FP32
+                    loss = self._terms(x, f_x, z)["a"].sum()  # the search minimises the score itself
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

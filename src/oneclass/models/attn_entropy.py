@@ -153,7 +153,7 @@ class AttnEntropyDetector(NeuralDetector):
         "cifar10": {"channels": 3, "size": 32},
         "coil100": {"channels": 3, "size": 32, "batch_size": 15},
     }
-    added_later = {"latent": 512, "init": "torch", "d_features": "map", "d_loss": "gan"}
+    added_later = {**NeuralDetector.added_later, "latent": 512, "init": "torch", "d_features": "map", "d_loss": "gan"}
     components = ("con", "fea", "a", "a_raw", "con_mse", "a_mse")
     headline = "a"
     normalised = ("con", "fea", "a_raw", "con_mse", "a_mse")
