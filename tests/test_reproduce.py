@@ -196,6 +196,39 @@ def test_cli_reproduce_dry_run_and_errors(tmp_path):
     assert res.exit_code == 2 and "--jobs" in res.output
 
 
+def test_a_suite_run_with_an_option_makes_runs_and_a_file_of_its_own(tmp_path, monkeypatch):
+    """`reproduce SUITE --option precision=bf16`: every cell whose method takes the option runs
+    with it (runs of their own, beside the declared ones), the others are left out and named, and
+    the suite's file is another one, so the declared suite's sections are never overwritten."""
+    monkeypatch.setattr(rep, "ray_available", lambda: False)
+    cells = [Cell("tiny", "Table 1", "dae", "mnist-embedded", epochs=1, classes=(0,)),
+             Cell("tiny", "Table 1", "kde", "mnist-embedded", classes=(0,))]
+    monkeypatch.setattr(rep, "cells", lambda *args: cells)
+    runner = CliRunner()
+    args = ["reproduce", "baselines", "--results", str(tmp_path), "--seeds", "0", "--device", "cpu", "--quiet"]
+    res = runner.invoke(main, [*args, "--option", "precision=bf16", "--dry-run"], catch_exceptions=False)
+    assert res.exit_code == 0 and "Table 1: kde on mnist-embedded" in res.output and "left out (no option precision)" in res.output
+    res = runner.invoke(main, [*args, "--option", "precision=bf16", "--executor", "local"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    (run,) = _jsons(tmp_path)
+    record = json.loads((tmp_path / run).read_text())
+    assert record["method"] == "dae" and record["options"] == {"precision": "bf16"}
+    assert record["config"]["precision"] == "bf16" and "precision=bf16" in run.parent.name
+    assert [p.name for p in tmp_path.glob("reproduce-*.md")] == ["reproduce-baselines-precision=bf16.md"]
+    text = (tmp_path / "reproduce-baselines-precision=bf16.md").read_text()
+    assert text.startswith("# Reproduction: baselines (precision=bf16)")
+    assert "`oneclass reproduce baselines --option precision=bf16`" in text
+    # the declared cells: a run of their own, in the suite's own file
+    res = runner.invoke(main, [*args, "--executor", "local"], catch_exceptions=False)
+    assert res.exit_code == 0 and len(_jsons(tmp_path)) == 3
+    assert sorted(p.name for p in tmp_path.glob("reproduce-*.md")) == [
+        "reproduce-baselines-precision=bf16.md", "reproduce-baselines.md"]
+    res = runner.invoke(main, [*args, "--option", "nu=0.5", "--dry-run"])
+    assert res.exit_code == 1 and "no chosen cell's method takes option(s) nu" in res.output
+    res = runner.invoke(main, [*args, "--option", "precision=fp16", "--executor", "local"])
+    assert res.exit_code == 1 and "precision='fp16'" in res.output
+
+
 def test_cells_narrowed_to_one_kind_of_epoch_choice():
     """`--selection`: the label-free cells or the paper-style ones (epoch chosen on labelled
     outliers) of a table, which `--table` alone gives together."""

@@ -644,6 +644,9 @@ def _print_evaluation(runs: list[dict[str, Any]], method: str, dataset: str, pro
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
 @click.option("--classes", default=None, help="Comma-separated classes instead of each cell's own (default: all).")
 @click.option("--epochs", type=int, default=None, help="Train every cell this many epochs instead of its budget.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="An option for every cell whose method has it, e.g. precision=bf16 (repeatable): runs of "
+                   "their own, kept in RESULTS/reproduce-SUITE-KEY=VALUE.md; the other cells are left out.")
 @data_root_option
 @click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
@@ -664,7 +667,7 @@ def _print_evaluation(runs: list[dict[str, Any]], method: str, dataset: str, pro
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, selection: str | None,
               only_datasets: str | None, seeds: str, classes: str | None, epochs: int | None,
-              data_root: str | None, results: str, device: str, executor: str, jobs: int | None,
+              options: tuple[str, ...], data_root: str | None, results: str, device: str, executor: str, jobs: int | None,
               time_budget: float | None, address: str | None, cpus_per_run: float, gpus_per_run: float | None,
               dry_run: bool, quiet: bool) -> None:
     """Re-measure a paper's tables: SUITE is lsa, alocc, oled, attn-entropy, baselines or all.
@@ -678,7 +681,12 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, sel
     class_list = evaluation.parse_classes(classes) if classes else None
     chosen = rep.cells(suite, list(tables), only_methods.split(",") if only_methods else None, selection,
                        only_datasets.split(",") if only_datasets else None)
+    extra = _parse_options(options)
     if dry_run:
+        if extra:
+            chosen, left = rep.with_options(chosen, extra)
+            for cell in left:
+                click.echo(f"{cell.title}: left out (no option {', '.join(sorted(extra))})")
         from .data import load as load_dataset
         train_splits: dict[str, Any] = {}  # each dataset read once, not once per cell
         for cell in chosen:
@@ -701,7 +709,7 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, sel
                         epochs=epochs, device=device, executor=executor, address=address,
                         cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, jobs=jobs,
                         time_budget=None if time_budget is None else time_budget * 60, progress=not quiet,
-                        echo=lambda s: click.echo(s, err=True), suite_cells=chosen)
+                        echo=lambda s: click.echo(s, err=True), suite_cells=chosen, options=extra or None)
     click.echo(out.report)
     s = out.summary
     click.echo(f"{len(s.done)} run(s) done, {len(s.failed)} failed, {out.skipped} finished before; "

@@ -10,7 +10,7 @@ skipped, an interrupted suite resumes."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
@@ -136,6 +136,31 @@ def _table_key(name: str) -> str:
     return key[len("table"):] if key.startswith("table") else key
 
 
+def with_options(chosen: list[Cell], options: dict[str, Any]) -> tuple[list[Cell], list[Cell]]:
+    """The cells run with `options` on top of their own (e.g. `precision="bf16"`: runs of their own,
+    beside the declared ones), and the cells left out because their method has no such option
+    (OC-SVM has no `precision`). A value a method refuses fails when its detector is made."""
+    from .registry import detector_class
+    kept, left = [], []
+    for cell in chosen:
+        cls = detector_class(cell.method)
+        preset = cell.preset or preset_for(cell.method, cell.dataset)
+        known = {**cls.defaults, **cls.presets.get(preset, {})}
+        if all(k in known for k in options):
+            kept.append(replace(cell, options={**cell.options, **options}))
+        else:
+            left.append(cell)
+    if not kept:
+        raise OneClassError(f"no chosen cell's method takes option(s) {', '.join(sorted(options))}: "
+                            f"methods {', '.join(sorted({c.method for c in chosen}))}")
+    return kept, left
+
+
+def options_tag(options: dict[str, Any]) -> str:
+    """How a suite file run with extra options is named: `precision=bf16`, options sorted."""
+    return ",".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in sorted(options.items()))
+
+
 def spec_of(cell: Cell, seeds: list[int], classes: list[int | str] | None = None, epochs: int | None = None,
             device: str = "auto") -> evaluation.EvalSpec:
     """The evaluation of a cell; `classes` and `epochs` narrow or shorten it (`epochs` only for
@@ -257,18 +282,24 @@ def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, 
               device: str = "auto", executor: str = "auto", address: str | None = None, cpus_per_run: float = 1.0,
               gpus_per_run: float | None = None, jobs: int | None = None, time_budget: float | None = None,
               progress: bool = True, echo: Callable[[str], None] = print,
-              suite_cells: list[Cell] | None = None) -> Reproduction:
+              suite_cells: list[Cell] | None = None, options: dict[str, Any] | None = None) -> Reproduction:
     """Run every missing run of a suite, skip finished ones, and return the suite's report.
     `executor`: "ray", "local" (here: one run after the other, or `jobs` at a time in processes)
     or "auto" (Ray where it is installed). `time_budget` (seconds): start only the runs that, at
     the median pace of their cell's finished runs on this device (`pace`; for a cell with none, of
     its runs finished in this call), end within it, a run cut off earlier counting only what it has
-    not kept (`Pace.left`); the others are left for the next call. `suite_cells` replaces the declared cells (tests, a user's own suite)."""
+    not kept (`Pace.left`); the others are left for the next call. `suite_cells` replaces the declared cells (tests, a user's own suite). `options`: set on every
+    cell whose method has them (`with_options`; the others are left out), runs of their own kept
+    in RESULTS/reproduce-SUITE-<options>.md beside the declared suite's file."""
     if executor not in ("auto", "ray", "local"):
         raise OneClassError(f"unknown executor {executor!r}; use auto, ray or local")
     if executor == "ray" and not ray_available():
         raise OneClassError("Ray is not installed: pip install 'oneclass[ray]' (or use --executor local)")
     chosen = cells(suite, tables) if suite_cells is None else suite_cells
+    if options:
+        chosen, left = with_options(chosen, options)
+        if left:
+            echo(f"left out (no option {', '.join(sorted(options))}): " + "; ".join(c.title for c in left))
     seeds = list(seeds) if seeds is not None else list(DEFAULT_SEEDS)
     train_splits: dict[str, Any] = {}
     tasks: dict[Cell, list[evaluation.RunTask]] = {}
@@ -313,10 +344,14 @@ def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, 
     asked = {cell: {(t.normal, t.seed) for t in tasks[cell]} for cell in doc_runs}
     chosen_runs = {cell: [r for r in runs if (r["normal_class"], r["seed"]) in asked[cell]]
                    for cell, runs in doc_runs.items()}
-    text = suite_report(suite, chosen, tasks, results, chosen_runs)
-    path = Path(results) / (f"reproduce-{suite}.md" if epochs is None else f"reproduce-{suite}-e{epochs}.md")
+    text = suite_report(suite, chosen, tasks, results, chosen_runs, options)
+    name = f"reproduce-{suite}" + ("" if epochs is None else f"-e{epochs}") + (f"-{options_tag(options)}" if options else "")
+    path = Path(results) / f"{name}.md"
     fresh = {c.title: cell_section(c, doc_tasks[c], results, doc_runs.get(c)) for c in chosen}
-    write_text(path, suite_document(suite, cells(suite) if suite in suites() else [], fresh, path))
+    declared = cells(suite) if suite in suites() else []
+    if options and declared:
+        declared = with_options(declared, options)[0]
+    write_text(path, suite_document(suite, declared, fresh, path, options))
     return Reproduction(chosen, tasks, summary, skipped, text)
 
 
@@ -331,7 +366,8 @@ def _sections(text: str) -> dict[str, str]:
     return out
 
 
-def suite_document(suite: str, declared: list[Cell], fresh: dict[str, str], path: Path) -> str:
+def suite_document(suite: str, declared: list[Cell], fresh: dict[str, str], path: Path,
+                   options: dict[str, Any] | None = None) -> str:
     """The suite's file: a section per cell, in the suite's order (`declared`; a suite of one's
     own: the earlier file's order, then the new cells), each the `fresh` one of this run, else
     the one an earlier run wrote into `path`, else a line saying it has not been run."""
@@ -343,17 +379,21 @@ def suite_document(suite: str, declared: list[Cell], fresh: dict[str, str], path
     else:
         titles, unrun = [*old, *(t for t in fresh if t not in old)], {}
     parts = [fresh.get(t) or old.get(t) or unrun[t] for t in titles]
-    return "\n\n".join([_suite_header(suite), *parts, *_pending_sections(suite)]) + "\n"
+    return "\n\n".join([_suite_header(suite, options), *parts, *_pending_sections(suite)]) + "\n"
 
 
 def _pending_sections(suite: str) -> list[str]:
     return [f"## {p['table']} — not run\n\n{p['reason']}." for p in pending(suite)]
 
 
-def _suite_header(suite: str) -> str:
+def _suite_header(suite: str, options: dict[str, Any] | None = None) -> str:
     title = suites().get(suite, suite)
-    return (f"# Reproduction: {suite}\n\n{title}. AUROC per normal class, mean ± standard deviation over "
-            f"seeds; the paper's value beside ours. Written by `oneclass reproduce {suite}`.")
+    given = " ".join(f"--option {t}" for t in options_tag(options).split(",")) if options else ""
+    return (f"# Reproduction: {suite}" + (f" ({options_tag(options)})" if options else "")
+            + f"\n\n{title}. AUROC per normal class, mean ± standard deviation over "
+            f"seeds; the paper's value beside ours. Written by `oneclass reproduce {suite}"
+            + (f" {given}`: every cell whose method takes these options, with them (runs of their own)." if options
+               else "`."))
 
 
 def _finished(task: evaluation.RunTask) -> list[dict[str, Any]]:
@@ -361,11 +401,12 @@ def _finished(task: evaluation.RunTask) -> list[dict[str, Any]]:
 
 
 def suite_report(suite: str, chosen: list[Cell], tasks: dict[Cell, list[evaluation.RunTask]],
-                 results: str | Path, chosen_runs: dict[Cell, list[dict[str, Any]]] | None = None) -> str:
+                 results: str | Path, chosen_runs: dict[Cell, list[dict[str, Any]]] | None = None,
+                 options: dict[str, Any] | None = None) -> str:
     """Markdown: for each cell, ours (mean ± std over seeds) beside the paper's value (a choice
     cell: its choice records, `chosen_runs`)."""
     parts = [cell_section(cell, tasks[cell], results, (chosen_runs or {}).get(cell)) for cell in chosen]
-    return "\n\n".join([_suite_header(suite), *parts, *_pending_sections(suite)]) + "\n"
+    return "\n\n".join([_suite_header(suite, options), *parts, *_pending_sections(suite)]) + "\n"
 
 
 def cell_section(cell: Cell, tasks: list[evaluation.RunTask], results: str | Path,
