@@ -203,7 +203,8 @@ def test_a_suite_run_with_an_option_makes_runs_and_a_file_of_its_own(tmp_path, m
     monkeypatch.setattr(rep, "ray_available", lambda: False)
     cells = [Cell("tiny", "Table 1", "dae", "mnist-embedded", epochs=1, classes=(0,)),
              Cell("tiny", "Table 1", "kde", "mnist-embedded", classes=(0,))]
-    monkeypatch.setattr(rep, "cells", lambda *args: cells)
+    unrun = Cell("tiny", "Table 2", "dae", "mnist-embedded", epochs=1, classes=(0,))  # declared, not chosen
+    monkeypatch.setattr(rep, "cells", lambda *args: cells if len(args) > 1 else [*cells, unrun])
     runner = CliRunner()
     args = ["reproduce", "baselines", "--results", str(tmp_path), "--seeds", "0", "--device", "cpu", "--quiet"]
     res = runner.invoke(main, [*args, "--option", "precision=bf16", "--dry-run"], catch_exceptions=False)
@@ -217,7 +218,8 @@ def test_a_suite_run_with_an_option_makes_runs_and_a_file_of_its_own(tmp_path, m
     assert [p.name for p in tmp_path.glob("reproduce-*.md")] == ["reproduce-baselines-precision=bf16.md"]
     text = (tmp_path / "reproduce-baselines-precision=bf16.md").read_text()
     assert text.startswith("# Reproduction: baselines (precision=bf16)")
-    assert "`oneclass reproduce baselines --option precision=bf16`" in text
+    assert "`oneclass reproduce baselines --option precision=bf16`: every cell" in text
+    assert "Not run by `oneclass reproduce baselines --option precision=bf16` yet." in text  # Table 2's
     # the declared cells: a run of their own, in the suite's own file
     res = runner.invoke(main, [*args, "--executor", "local"], catch_exceptions=False)
     assert res.exit_code == 0 and len(_jsons(tmp_path)) == 3

@@ -375,7 +375,7 @@ def suite_document(suite: str, declared: list[Cell], fresh: dict[str, str], path
     if declared:
         titles = [c.title for c in declared]
         unrun = {c.title: f"## {c.title}\n\nPaper: {c.paper or 'no value declared'}.\n\n"
-                          f"Not run by `oneclass reproduce {suite}` yet." for c in declared}
+                          f"Not run by `{_command(suite, options)}` yet." for c in declared}
     else:
         titles, unrun = [*old, *(t for t in fresh if t not in old)], {}
     parts = [fresh.get(t) or old.get(t) or unrun[t] for t in titles]
@@ -386,14 +386,18 @@ def _pending_sections(suite: str) -> list[str]:
     return [f"## {p['table']} — not run\n\n{p['reason']}." for p in pending(suite)]
 
 
+def _command(suite: str, options: dict[str, Any] | None = None) -> str:
+    """The command that writes a suite's file (with `--option` for each extra option)."""
+    given = [f"--option {t}" for t in options_tag(options).split(",")] if options else []
+    return " ".join([f"oneclass reproduce {suite}", *given])
+
+
 def _suite_header(suite: str, options: dict[str, Any] | None = None) -> str:
     title = suites().get(suite, suite)
-    given = " ".join(f"--option {t}" for t in options_tag(options).split(",")) if options else ""
     return (f"# Reproduction: {suite}" + (f" ({options_tag(options)})" if options else "")
             + f"\n\n{title}. AUROC per normal class, mean ± standard deviation over "
-            f"seeds; the paper's value beside ours. Written by `oneclass reproduce {suite}"
-            + (f" {given}`: every cell whose method takes these options, with them (runs of their own)." if options
-               else "`."))
+            f"seeds; the paper's value beside ours. Written by `{_command(suite, options)}`"
+            + (": every cell whose method takes these options, with them (runs of their own)." if options else "."))
 
 
 def _finished(task: evaluation.RunTask) -> list[dict[str, Any]]:
