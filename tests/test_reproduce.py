@@ -220,6 +220,12 @@ def test_a_suite_run_with_an_option_makes_runs_and_a_file_of_its_own(tmp_path, m
     assert text.startswith("# Reproduction: baselines (precision=bf16)")
     assert "`oneclass reproduce baselines --option precision=bf16`: every cell" in text
     assert "Not run by `oneclass reproduce baselines --option precision=bf16` yet." in text  # Table 2's
+    # a file an older version wrote, its "not run" line worded otherwise, gets this version's
+    bf16_file = tmp_path / "reproduce-baselines-precision=bf16.md"
+    bf16_file.write_text(text.replace("Not run by `oneclass reproduce baselines --option precision=bf16` yet.",
+                                      "Not run by `oneclass reproduce baselines` yet."))
+    runner.invoke(main, [*args, "--option", "precision=bf16", "--executor", "local"], catch_exceptions=False)
+    assert bf16_file.read_text() == text
     # the declared cells: a run of their own, in the suite's own file
     res = runner.invoke(main, [*args, "--executor", "local"], catch_exceptions=False)
     assert res.exit_code == 0 and len(_jsons(tmp_path)) == 3

@@ -372,6 +372,8 @@ def suite_document(suite: str, declared: list[Cell], fresh: dict[str, str], path
     own: the earlier file's order, then the new cells), each the `fresh` one of this run, else
     the one an earlier run wrote into `path`, else a line saying it has not been run."""
     old = _sections(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    # an earlier file's "not run" line is no result: this version's own wording replaces it
+    old = {t: v for t, v in old.items() if not v.rstrip().endswith("` yet.") or "\n\nNot run by `" not in v}
     if declared:
         titles = [c.title for c in declared]
         unrun = {c.title: f"## {c.title}\n\nPaper: {c.paper or 'no value declared'}.\n\n"
