@@ -286,14 +286,14 @@ def test_a_run_cut_off_earlier_is_expected_to_need_only_what_it_has_not_kept():
     pace = rep.pace([SimpleNamespace(done=[record])])["cpu"]
     assert (pace.train_seconds, pace.score_seconds, pace.epochs, pace.images_scored) == (800.0, 200.0, 20.0, 10000.0)
     assert pace.left(None) == 1000.0
-    assert pace.left(Kept(epochs=5, images=0, checkpoint=True)) == 600.0 + 200.0
-    assert pace.left(Kept(epochs=20, images=2500, checkpoint=True)) == 150.0
-    assert pace.left(Kept(epochs=3, images=10000, checkpoint=True)) == 0.0  # scored: nothing left to train
-    assert pace.left(Kept(epochs=0, images=0, checkpoint=True)) == 1000.0  # a checkpoint of epoch 0 only
+    assert pace.left(Kept(epochs=5, images=0)) == 600.0 + 200.0
+    assert pace.left(Kept(epochs=20, images=2500)) == 150.0
+    assert pace.left(Kept(epochs=3, images=10000)) == 0.0  # scored: nothing left to train
+    assert pace.left(Kept(epochs=0, images=0)) == 1000.0  # a checkpoint of epoch 0 only
     # a method with no epochs (OC-SVM) or a record without counts: the whole median stands
     bare = rep.pace([SimpleNamespace(done=[{"device": "cpu", "epochs": "na", "train_seconds": 30.0}])])["cpu"]
-    assert bare.left(Kept(epochs=0, images=0, checkpoint=True)) == 30.0
-    text = _estimate({"cpu": pace}, [None, Kept(10, 0, True), Kept(20, 5000, True)], "cpu")
+    assert bare.left(Kept(epochs=0, images=0)) == 30.0
+    text = _estimate({"cpu": pace}, [None, Kept(10, 0), Kept(20, 5000)], "cpu")
     assert text.endswith("the rest about 28 min on cpu, one after the other")  # 1000 + 600 + 100 s
 
 

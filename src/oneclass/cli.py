@@ -683,11 +683,12 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, sel
                        only_datasets.split(",") if only_datasets else None)
     extra = _parse_options(options)
     if dry_run:
+        from .data import load as load_dataset
+        from .detector import resolve_device
         if extra:
             chosen, left = rep.with_options(chosen, extra)
             for cell in left:
                 click.echo(f"{cell.title}: left out (no option {', '.join(sorted(extra))})")
-        from .data import load as load_dataset
         train_splits: dict[str, Any] = {}  # each dataset read once, not once per cell
         for cell in chosen:
             if cell.dataset not in train_splits:
@@ -699,7 +700,6 @@ def reproduce(suite: str, tables: tuple[str, ...], only_methods: str | None, sel
             # a run cut off earlier (another session's) resumes from what it kept
             kept = [evaluation.kept_progress(t, results) for t in todo]
             click.echo(f"{cell.title}: {len(todo)} run(s) to do" + _estimate(took, kept, device))
-            from .detector import resolve_device
             here = took.get(resolve_device(device).type)
             for t, k in zip(todo, kept):
                 left = f"; about {rep.duration(here.left(k))} left" if here is not None else ""

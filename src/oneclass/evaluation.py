@@ -356,10 +356,10 @@ def _work_stem(task: RunTask, work_dir: str | Path | None) -> Path | None:
 
 @dataclass(frozen=True)
 class Kept:
-    """What an unfinished run keeps in its work folder and resumes from."""
+    """What an unfinished run keeps in its work folder and resumes from (neither: a checkpoint
+    only)."""
     epochs: int  # epochs its log holds
     images: int  # images whose scores are kept, over every scoring pass
-    checkpoint: bool
 
     def __str__(self) -> str:
         kept = []
@@ -385,7 +385,7 @@ def kept_progress(task: RunTask, work_dir: str | Path) -> Kept | None:
     images = ScoreStore(store_path(ckpt), model="").kept_images()
     if not (epochs or images or ckpt.is_file()):
         return None
-    return Kept(epochs, images, ckpt.is_file())
+    return Kept(epochs, images)
 
 
 def under_way(task: RunTask, work_dir: str | Path) -> str | None:

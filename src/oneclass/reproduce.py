@@ -21,7 +21,7 @@ from . import choice, evaluation
 from .data import load as load_dataset
 from .errors import OneClassError
 from .fileio import write_text
-from .registry import preset_for
+from .registry import detector_class, preset_for
 from .runners import RunSummary, TimeBudget, ray_available, run_local, run_ray
 
 SUITES_FILE = Path(__file__).with_name("suites.json")
@@ -140,7 +140,6 @@ def with_options(chosen: list[Cell], options: dict[str, Any]) -> tuple[list[Cell
     """The cells run with `options` on top of their own (e.g. `precision="bf16"`: runs of their own,
     beside the declared ones), and the cells left out because their method has no such option
     (OC-SVM has no `precision`). A value a method refuses fails when its detector is made."""
-    from .registry import detector_class
     kept, left = [], []
     for cell in chosen:
         cls = detector_class(cell.method)
@@ -288,9 +287,10 @@ def reproduce(suite: str, data_root: str | Path | None, results: str | Path, *, 
     or "auto" (Ray where it is installed). `time_budget` (seconds): start only the runs that, at
     the median pace of their cell's finished runs on this device (`pace`; for a cell with none, of
     its runs finished in this call), end within it, a run cut off earlier counting only what it has
-    not kept (`Pace.left`); the others are left for the next call. `suite_cells` replaces the declared cells (tests, a user's own suite). `options`: set on every
-    cell whose method has them (`with_options`; the others are left out), runs of their own kept
-    in RESULTS/reproduce-SUITE-<options>.md beside the declared suite's file."""
+    not kept (`Pace.left`); the others are left for the next call. `suite_cells` replaces the
+    declared cells (tests, a user's own suite). `options`: set on every cell whose method has them
+    (`with_options`; the others are left out), runs of their own kept in
+    RESULTS/reproduce-SUITE-<options>.md beside the declared suite's file."""
     if executor not in ("auto", "ray", "local"):
         raise OneClassError(f"unknown executor {executor!r}; use auto, ray or local")
     if executor == "ray" and not ray_available():
@@ -373,7 +373,7 @@ def suite_document(suite: str, declared: list[Cell], fresh: dict[str, str], path
     the one an earlier run wrote into `path`, else a line saying it has not been run."""
     old = _sections(path.read_text(encoding="utf-8")) if path.is_file() else {}
     # an earlier file's "not run" line is no result: this version's own wording replaces it
-    old = {t: v for t, v in old.items() if not v.rstrip().endswith("` yet.") or "\n\nNot run by `" not in v}
+    old = {t: v for t, v in old.items() if "\n\nNot run by `" not in v}
     if declared:
         titles = [c.title for c in declared]
         unrun = {c.title: f"## {c.title}\n\nPaper: {c.paper or 'no value declared'}.\n\n"
