@@ -443,7 +443,7 @@ def _conv_output_dtypes(det) -> list[torch.dtype]:
 def test_bf16_trains_in_bf16_and_validates_and_scores_in_fp32(method, embedded_split):
     """Option `precision="bf16"`: the trainer's steps run their convolutions in BF16 (the weights
     stay FP32, and are updated), while validation and scoring run in FP32, so scores keep their
-    resolution (in BF16 2,000 test digits got 3 distinct Pix-CNN scores); the default is FP32."""
+    resolution (BF16 keeps about 3 significant digits: Pix-CNN's summed −log p ties); the default is FP32."""
     from oneclass.training import Trainer
     assert oneclass.create(method, "mnist", device="cpu").config["precision"] == "fp32"
     det = oneclass.create(method, "mnist", seed=0, device="cpu", batch_size=32, precision="bf16")

@@ -53,8 +53,8 @@ NEURAL_DEFAULTS: dict[str, Any] = {
     # the arithmetic of the optimisation steps (training's, and AnoGAN's latent search at test
     # time): "fp32", or "bf16", PyTorch's autocast to bfloat16 (convolutions and matrix products in
     # BF16, the weights and their updates in FP32). Validation losses and scores are always FP32:
-    # in BF16 a score keeps 3 significant digits, and 2,000 test digits got 3 distinct Pix-CNN
-    # scores and 21 GANomaly ones. BF16 pays on CPUs with AMX or AVX512-BF16 units
+    # in BF16 a score keeps about 3 significant digits, and test scores tie (Pix-CNN's summed
+    # −log p in a scratch check). BF16 pays on CPUs with AMX or AVX512-BF16 units
     # (results/benchmarks-precision-cpu.md; not measured on a GPU yet); elsewhere it is emulated.
     # It changes a run's numbers, so it is part of the run's identity; FP32 stays the default.
     "precision": "fp32",
