@@ -82,3 +82,37 @@ def test_watch_table_reads_what_a_validation_rule_would_have_kept(tmp_path):
     assert all(line.count("|") == 8 for line in text.splitlines())
     with pytest.raises(SystemExit, match="no validation 'nope'"):
         watch_table.rows(tmp_path / "last", "nope")
+
+
+def test_a_watch_every_nth_epoch_scores_those_and_the_last_and_a_finer_one_trains_again(tmp_path):
+    """`--watch-every N`: the watched AUROC after epochs N, 2N, … and the last, None between; the
+    same values as a watch of every epoch at those epochs, and the run's numbers unchanged. A
+    finished run serves a later watch whose epochs it holds, and is trained again for one it lacks."""
+    def spec(every):
+        return EvalSpec("dae", "mnist-embedded", classes=[0], epochs=5, device="cpu", watch_test=True,
+                        watch_every=every, options={"batch_size": 128, "select": "rec"})
+
+    lines: list[str] = []
+    coarse = evaluate(spec(2), None, tmp_path, progress=False, echo=lines.append)[0]
+    log = coarse["watched_test_auroc"]
+    assert log["every"] == 2 and log["epochs"] == [1, 2, 3, 4, 5]
+    assert [v is not None for v in log["by_epoch"]["rec"]] == [False, True, False, True, True]
+    lines.clear()
+    assert evaluate(spec(4), None, tmp_path, progress=False, echo=lines.append)[0] == coarse  # epochs 4, 5: held
+    assert lines and all(line.startswith("skip") for line in lines)
+    fine = evaluate(spec(1), None, tmp_path, progress=False, echo=lines.append)[0]
+    assert any(line.startswith("run dae") for line in lines)  # epochs 1 and 3 were never watched
+    assert fine["metrics"] == coarse["metrics"] and fine["run_key"] == coarse["run_key"]
+    every = fine["watched_test_auroc"]["by_epoch"]["rec"]
+    assert all(v is not None for v in every) and len({round(v, 9) for v in every}) > 1
+    assert [every[i] for i in (1, 3, 4)] == [log["by_epoch"]["rec"][i] for i in (1, 3, 4)]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--watch-every", "2"], "give --watch-test too"),
+    (["--watch-test", "--watch-every", "0"], "watch_every=0: give a whole number of epochs"),
+])
+def test_watch_every_refuses_a_bad_cadence(tmp_path, args, words):
+    result = CliRunner().invoke(main, ["evaluate", "--method", "dae", "--dataset", "mnist-embedded", *args,
+                                       "--results", str(tmp_path), "--quiet"])
+    assert result.exit_code == 1 and words in result.output and "Traceback" not in result.output

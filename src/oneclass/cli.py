@@ -566,12 +566,16 @@ def export(model: str, fmt: str, out: str) -> None:
 @click.option("--watch-test", is_flag=True,
               help="Log each component's test AUROC after every epoch (diagnosis only: it chooses nothing; "
                    "runs finished without it are run again).")
+@click.option("--watch-every", type=int, default=None, metavar="N",
+              help="With --watch-test: watch after every Nth epoch and the last only (each watch scores the "
+                   "whole test split).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--results", type=click.Path(file_okay=False), default="results", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | None, classes: str, seeds: str,
              epochs: int | None, outlier_fractions: str, preset: str | None, options: tuple[str, ...],
-             choose: tuple[str, ...], watch_test: bool, device: str, results: str, quiet: bool) -> None:
+             choose: tuple[str, ...], watch_test: bool, watch_every: int | None, device: str, results: str,
+             quiet: bool) -> None:
     """Run (or reuse) every (class, seed) run of a method on a protocol; print the table. Several
     methods (--method dae,lsa,ocsvm) are evaluated one after the other, then set side by side.
 
@@ -583,6 +587,8 @@ def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | N
     from .registry import create
     from .report import comparison
     protocol = protocol or ("video" if is_video(dataset) else "mvtec" if dataset == "mvtec" else "standard")
+    if watch_every is not None and not watch_test:
+        raise OneClassError("--watch-every sets how often --watch-test scores the test split: give --watch-test too")
     methods = [m.strip() for m in method.split(",") if m.strip()]
     if not methods:
         raise OneClassError("--method: no method given")
@@ -597,7 +603,8 @@ def evaluate(method: str, dataset: str, data_root: str | None, protocol: str | N
                         epochs=epochs if trains_in_epochs or len(methods) == 1 else None,
                         outlier_fractions=parse_numbers(outlier_fractions, float, "--outlier-fractions"),
                         device=device, options=_parse_options(options), preset=preset,
-                        choose=_parse_choices(choose), watch_test=watch_test)
+                        choose=_parse_choices(choose), watch_test=watch_test,
+                        watch_every=1 if watch_every is None else watch_every)
         runs = run(spec, data_root, results, progress=not quiet, echo=lambda s: click.echo(s, err=True))
         _print_evaluation(runs, name, dataset, protocol)
         everything += runs

@@ -34,6 +34,7 @@ from .detector import Detector, canonical_option, check_seed, cpu_name, resolve_
 from .errors import DataError, OneClassError
 from .fileio import atomic_open, write_json
 from .maps import examples_png
+from .neural import NeuralDetector, checked_watch_every
 from .registry import create, detector_class, preset_for
 from .score_store import ScoreStore, remove_checkpoint, store_path
 from .training import EXECUTION_ONLY, logged_epoch, numeric_config
@@ -59,11 +60,15 @@ class EvalSpec:
     choose: dict[str, list[Any]] = field(default_factory=dict)
     # log each component's test AUROC after every epoch, for diagnosis only (`WATCH_NOTE`)
     watch_test: bool = False
+    # with watch_test: after every Nth epoch and the last only (scoring a test split each epoch can
+    # cost as much as the epoch itself)
+    watch_every: int = 1
 
 
-WATCH_NOTE = ("each component's AUROC on the test split after every epoch (normalised components min-max scaled "
-              "over the test split, the attention paper's eq. 8), logged for diagnosis only: it chose no epoch "
-              "and no setting; the run's metrics are those of its own epoch choice")
+WATCH_NOTE = ("each component's AUROC on the test split after every epoch, or every `every`-th and the last "
+              "(None: not watched; normalised components min-max scaled over the test split, the attention "
+              "paper's eq. 8), logged for diagnosis only: it chose no epoch and no setting; the run's metrics "
+              "are those of its own epoch choice")
 
 
 # ---- run identity ------------------------------------------------------------------------
@@ -230,6 +235,7 @@ def check_spec(spec: EvalSpec) -> tuple[str, dict[str, Any]]:
                             or "select" not in getattr(detector_class(spec.method), "defaults", {})):
         raise OneClassError(f"--watch-test logs one test split's AUROC per epoch: {spec.method} on the "
                             f"{spec.protocol} protocol has no epochs or several test sets to watch")
+    checked_watch_every(spec.watch_every)
     for seed in spec.seeds:
         check_seed(seed)
     if spec.dataset == "folder" and spec.preset is None:
@@ -289,8 +295,8 @@ def plan(spec: EvalSpec, data_root: str | Path | None, results: str | Path,
         for seed in spec.seeds:
             paths = [result_path(results, ident, spec.options, normal, seed) for ident in identities]
             done = [read_result(p, ident) for p, ident in zip(paths, identities)]
-            if spec.watch_test:  # a run finished without the watch has none to give: run it again
-                done = [d if d is not None and "watched_test_auroc" in d else None for d in done]
+            if spec.watch_test:  # a run finished without the watched epochs has none to give: run it again
+                done = [d if d is not None and _watches(d, spec.watch_every) else None for d in done]
             tasks.append(RunTask(replace(spec, classes=[normal], seeds=[seed]), preset, normal, int(seed),
                                  variants, identities, paths, done))
     return tasks
@@ -320,6 +326,7 @@ def execute(task: RunTask, data_root: str | Path | None, work_dir: str | Path | 
         fit_options["selection"] = (splits[0].selection.images, splits[0].selection_labels)
     if spec.watch_test:
         fit_options["watch"] = (splits[0].test.images, splits[0].test_labels)
+        fit_options["watch_every"] = spec.watch_every
     det.fit(splits[0].train.images, splits[0].val.images, **fit_options)
     train_seconds = time.perf_counter() - t0
     val_scores = det.validation_scores  # fit scored them, for its threshold
@@ -335,18 +342,33 @@ def execute(task: RunTask, data_root: str | Path | None, work_dir: str | Path | 
         records.append({
             **_base_record(task, det, ident, device, train_seconds),
             "protocol_info": split.info, "normal_class": normal, "normal_class_name": train.classes[normal],
-            **measured, **(_watched(det) if spec.watch_test else {}),
+            **measured, **(_watched(det, spec.watch_every) if spec.watch_test else {}),
         })
         files.append((len(records) - 1, f"examples/{task.paths[0].stem}.png", strip))
     return RunOutcome(records, _finish_work(stem), files)
 
 
-def _watched(det: Detector) -> dict[str, Any]:
-    """The watched test AUROC of every epoch, one list per component (None for an epoch trained
-    before a resume that did not watch)."""
+def _watched(det: Detector, every: int) -> dict[str, Any]:
+    """The watched test AUROC of every epoch, one list per component (None for an epoch not
+    watched: between every `every`-th, or trained before a resume that did not watch)."""
     history = det.fit_info.get("history", [])
     by_epoch = {k: [h.get("watch", {}).get(k) for h in history] for k in det.components}
-    return {"watched_test_auroc": {"note": WATCH_NOTE, "epochs": [h["epoch"] for h in history], "by_epoch": by_epoch}}
+    return {"watched_test_auroc": {"note": WATCH_NOTE, "every": every, "epochs": [h["epoch"] for h in history],
+                                   "by_epoch": by_epoch}}
+
+
+def watched_epochs(epochs: list[int], every: int) -> list[int]:
+    """The epochs a watch every `every`-th epoch scores: each multiple of it, and the last."""
+    return [e for e in epochs if e % every == 0 or e == epochs[-1]]
+
+
+def _watches(record: dict[str, Any], every: int) -> bool:
+    """Whether a finished run's watch holds every epoch a watch every `every`-th would score."""
+    watched = record.get("watched_test_auroc")
+    if watched is None:
+        return False
+    seen = {e for e, v in zip(watched["epochs"], next(iter(watched["by_epoch"].values()))) if v is not None}
+    return set(watched_epochs(watched["epochs"], every)) <= seen
 
 
 def _work_stem(task: RunTask, work_dir: str | Path | None) -> Path | None:
@@ -665,7 +687,6 @@ def config_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]
 
 
 def _fit_options(det: Detector, stem: Path | None, progress: bool) -> dict[str, Any]:
-    from .neural import NeuralDetector
     if not isinstance(det, NeuralDetector):
         return {}
     if stem is None:

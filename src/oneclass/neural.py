@@ -73,6 +73,13 @@ PRESET_TRAINING_IMAGES: dict[str, int] = {"mnist": 5400, "cifar10": 4500}
 SCORE_BAR_DELAY_S = 5.0  # a scoring bar appears only once scoring has lasted this long
 
 
+def checked_watch_every(every: Any) -> int:
+    """`watch_every` as given: a whole number of epochs, 1 or more (a watch after every Nth epoch)."""
+    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+        raise OneClassError(f"watch_every={every!r}: give a whole number of epochs, 1 or more")
+    return int(every)
+
+
 class NeuralDetector(Detector):
     option_types = {"patience": "int|None", "max_train_samples": "int|None", "stop_rec": "float|None",
                     "channels_last": "bool|None", "fast_tanh": "bool|None",
@@ -260,7 +267,7 @@ class NeuralDetector(Detector):
     # ---- Detector hooks -------------------------------------------------------------------
     def _fit(self, train: torch.Tensor, val: torch.Tensor, *, checkpoint=None, resume: bool = False,
              log_path=None, progress: bool = True, selection: tuple[Any, Any] | None = None,
-             watch: tuple[Any, Any] | None = None) -> None:
+             watch: tuple[Any, Any] | None = None, watch_every: int = 1) -> None:
         why = self.undertraining(len(train))
         if why is not None:
             warnings.warn(why, UndertrainingWarning, stacklevel=3)  # at the caller's fit()
@@ -269,6 +276,7 @@ class NeuralDetector(Detector):
         self.score_store = None  # until the new weights are trained
         self._selection = None
         self._watch = None if watch is None else self._labelled(watch, "watched")
+        self._watch_every = checked_watch_every(watch_every)
         if self.config["select"] == "val_auroc":
             if selection is None:
                 raise OneClassError("select='val_auroc' needs a labelled selection set: "
@@ -310,10 +318,11 @@ class NeuralDetector(Detector):
         scores = self.combine({k: MinMax.fit(v)(v) if k in self.normalised else v for k, v in raw.items()})
         return {k: auroc(labels, scores[k]) for k in self.components}
 
-    def watch_metrics(self) -> dict[str, float]:
+    def watch_metrics(self, epoch: int, last: bool) -> dict[str, float]:
         """Each component's AUROC on the watched labelled set (`fit(..., watch=...)`, e.g. the test
-        split), logged after an epoch's timing for the reader only: it never chooses an epoch."""
-        if getattr(self, "_watch", None) is None:
+        split), logged after an epoch's timing for the reader only: it never chooses an epoch. With
+        `fit(..., watch_every=N)` only after every Nth epoch and the last."""
+        if getattr(self, "_watch", None) is None or not (last or epoch % self._watch_every == 0):
             return {}
         return self._set_aurocs(*self._watch)
 

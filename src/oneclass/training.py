@@ -175,9 +175,6 @@ class Trainer:
             this_call_seconds += seconds
             record = {"epoch": epoch, "train": train_losses, "val": val_losses, "seconds": round(seconds, 3),
                       "train_images_per_second": round(n / seconds, 1)}
-            watched = method.watch_metrics() if hasattr(method, "watch_metrics") else {}
-            if watched:  # after the timing: a diagnosis the run's throughput does not pay for
-                record["watch"] = watched
             value = val_losses.get(self.select) if self.select != "last" else None
             if self.select != "last" and value is None:
                 raise OneClassError(f"selection criterion {self.select!r} is not among the validation "
@@ -194,9 +191,12 @@ class Trainer:
             if not stop and getattr(method, "should_stop", None) is not None and method.should_stop(val_losses):
                 record["stopped_early"] = True  # the method's own stopping rule (e.g. ALOCC's ρ)
                 stop = True
+            last = epoch == self.epochs or stop
+            watched = method.watch_metrics(epoch, last) if hasattr(method, "watch_metrics") else {}
+            if watched:  # after the timing: a diagnosis the run's throughput does not pay for
+                record["watch"] = watched
             result.history.append(record)
             self._log(record)
-            last = epoch == self.epochs or stop
             if self.checkpoint is not None and (last or time.monotonic() - last_checkpoint >= self.checkpoint_every_s):
                 self._save_checkpoint(method, epoch, result, best_state, patience_left)
                 last_checkpoint = time.monotonic()
