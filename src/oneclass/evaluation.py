@@ -357,7 +357,7 @@ def _watched(det: Detector, every: int) -> dict[str, Any]:
                                    "by_epoch": by_epoch}}
 
 
-def watched_epochs(epochs: list[int], every: int) -> list[int]:
+def _watched_epochs(epochs: list[int], every: int) -> list[int]:
     """The epochs a watch every `every`-th epoch scores: each multiple of it, and the last."""
     return [e for e in epochs if e % every == 0 or e == epochs[-1]]
 
@@ -368,7 +368,7 @@ def _watches(record: dict[str, Any], every: int) -> bool:
     if watched is None:
         return False
     seen = {e for e, v in zip(watched["epochs"], next(iter(watched["by_epoch"].values()))) if v is not None}
-    return set(watched_epochs(watched["epochs"], every)) <= seen
+    return set(_watched_epochs(watched["epochs"], every)) <= seen
 
 
 def _work_stem(task: RunTask, work_dir: str | Path | None) -> Path | None:
