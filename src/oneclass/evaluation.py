@@ -34,7 +34,7 @@ from .detector import Detector, canonical_option, check_seed, cpu_name, resolve_
 from .errors import DataError, OneClassError
 from .fileio import atomic_open, write_json
 from .maps import examples_png
-from .neural import NeuralDetector, checked_watch_every
+from .neural import NeuralDetector, checked_watch_every, is_watched_epoch
 from .registry import create, detector_class, preset_for
 from .score_store import ScoreStore, remove_checkpoint, store_path
 from .training import EXECUTION_ONLY, logged_epoch, numeric_config
@@ -357,18 +357,13 @@ def _watched(det: Detector, every: int) -> dict[str, Any]:
                                    "by_epoch": by_epoch}}
 
 
-def _watched_epochs(epochs: list[int], every: int) -> list[int]:
-    """The epochs a watch every `every`-th epoch scores: each multiple of it, and the last."""
-    return [e for e in epochs if e % every == 0 or e == epochs[-1]]
-
-
 def _watches(record: dict[str, Any], every: int) -> bool:
     """Whether a finished run's watch holds every epoch a watch every `every`-th would score."""
     watched = record.get("watched_test_auroc")
     if watched is None:
         return False
-    seen = {e for e, v in zip(watched["epochs"], next(iter(watched["by_epoch"].values()))) if v is not None}
-    return set(_watched_epochs(watched["epochs"], every)) <= seen
+    epochs, values = watched["epochs"], next(iter(watched["by_epoch"].values()))
+    return all(v is not None for e, v in zip(epochs, values) if is_watched_epoch(e, every, e == epochs[-1]))
 
 
 def _work_stem(task: RunTask, work_dir: str | Path | None) -> Path | None:

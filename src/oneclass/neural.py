@@ -80,6 +80,11 @@ def checked_watch_every(every: Any) -> int:
     return int(every)
 
 
+def is_watched_epoch(epoch: int, every: int, last: bool) -> bool:
+    """Whether a watch every `every`-th epoch scores `epoch`: each multiple of it, and the last."""
+    return last or epoch % every == 0
+
+
 class NeuralDetector(Detector):
     option_types = {"patience": "int|None", "max_train_samples": "int|None", "stop_rec": "float|None",
                     "channels_last": "bool|None", "fast_tanh": "bool|None",
@@ -322,7 +327,7 @@ class NeuralDetector(Detector):
         """Each component's AUROC on the watched labelled set (`fit(..., watch=...)`, e.g. the test
         split), logged after an epoch's timing for the reader only: it never chooses an epoch. With
         `fit(..., watch_every=N)` only after every Nth epoch and the last."""
-        if getattr(self, "_watch", None) is None or not (last or epoch % self._watch_every == 0):
+        if getattr(self, "_watch", None) is None or not is_watched_epoch(epoch, self._watch_every, last):
             return {}
         return self._set_aurocs(*self._watch)
 
